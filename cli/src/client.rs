@@ -1,0 +1,261 @@
+//! HTTP client of the DM REST API described in `docs/api.md`. It sends the bearer
+//! token, an `Idempotency-Key` on every `POST`, reads the JSON answer, and turns a
+//! 4xx or 5xx answer into an [`ApiError`] built from the documented error body.
+//! A transport failure that may have reached the server (a timeout, a reset
+//! connection) retries a `POST` with the same key, which the API makes safe.
+
+use std::fmt;
+use std::io::ErrorKind;
+use std::thread::sleep;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::Value;
+use ureq::http::Response;
+use ureq::{Agent, Body};
+
+/// How many times a `POST` is sent again after a transport failure.
+const POST_RETRIES: u64 = 2;
+
+/// An error answer of the API: `{"error": {"code", "field"?, "message"}}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: u16,
+    pub code: Option<String>,
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl ApiError {
+    /// Reads the documented error body; anything else (a proxy's HTML page, an
+    /// empty body) becomes the message as it is, so the user still sees it.
+    pub fn from_body(status: u16, body: &str) -> Self {
+        let parsed: Option<Value> = serde_json::from_str(body).ok();
+        let error = parsed.as_ref().and_then(|v| v.get("error"));
+        let text = |key: &str| {
+            error
+                .and_then(|e| e.get(key))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        let message = text("message").unwrap_or_else(|| {
+            let body = body.trim();
+            if body.is_empty() {
+                "the server gave no reason".to_owned()
+            } else {
+                body.to_owned()
+            }
+        });
+        ApiError {
+            status,
+            code: text("code"),
+            field: text("field"),
+            message,
+        }
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (HTTP {})", self.message, self.status)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+/// A connection to one DM endpoint.
+pub struct Client {
+    agent: Agent,
+    endpoint: String,
+    token: Option<String>,
+}
+
+impl Client {
+    /// `endpoint` is the base URL, such as `http://127.0.0.1:8085`; routes are
+    /// appended to it.
+    pub fn new(endpoint: &str, token: Option<String>) -> Result<Self> {
+        let endpoint = endpoint.trim().trim_end_matches('/').to_owned();
+        if endpoint.starts_with("https://") {
+            // ureq is built without a TLS provider and would panic on https.
+            bail!("this ocadm is built without TLS, so it cannot reach {endpoint}; use an http:// endpoint");
+        }
+        if !endpoint.starts_with("http://") {
+            bail!("the endpoint {endpoint:?} must be a URL that starts with http://");
+        }
+        let agent = Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(Duration::from_secs(10)))
+            .timeout_global(Some(Duration::from_secs(60)))
+            .user_agent(format!("ocadm/{}", env!("CARGO_PKG_VERSION")))
+            .build()
+            .into();
+        Ok(Client {
+            agent,
+            endpoint,
+            token: token.filter(|t| !t.is_empty()),
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.endpoint)
+    }
+
+    fn auth(&self) -> Option<String> {
+        self.token.as_ref().map(|t| format!("Bearer {t}"))
+    }
+
+    pub fn get(&self, path: &str) -> Result<Value> {
+        let mut req = self.agent.get(self.url(path));
+        if let Some(auth) = self.auth() {
+            req = req.header("Authorization", auth);
+        }
+        self.finish(req.call())
+    }
+
+    pub fn delete(&self, path: &str) -> Result<Value> {
+        let mut req = self.agent.delete(self.url(path));
+        if let Some(auth) = self.auth() {
+            req = req.header("Authorization", auth);
+        }
+        self.finish(req.call())
+    }
+
+    pub fn patch(&self, path: &str, body: &Value) -> Result<Value> {
+        let mut req = self.agent.patch(self.url(path));
+        if let Some(auth) = self.auth() {
+            req = req.header("Authorization", auth);
+        }
+        self.finish(req.send_json(body))
+    }
+
+    /// Sends a `POST` with a fresh `Idempotency-Key`, and sends it again with the
+    /// same key when it may have reached the server without an answer coming back.
+    pub fn post(&self, path: &str, body: &Value) -> Result<Value> {
+        let key = idempotency_key();
+        let mut attempt = 0;
+        loop {
+            let mut req = self
+                .agent
+                .post(self.url(path))
+                .header("Idempotency-Key", &key);
+            if let Some(auth) = self.auth() {
+                req = req.header("Authorization", auth);
+            }
+            match req.send_json(body) {
+                Err(e) if attempt < POST_RETRIES && may_have_reached_server(&e) => {
+                    attempt += 1;
+                    sleep(Duration::from_millis(500 * attempt));
+                }
+                result => return self.finish(result),
+            }
+        }
+    }
+
+    fn finish(&self, result: Result<Response<Body>, ureq::Error>) -> Result<Value> {
+        let mut response = result.map_err(|e| self.transport_error(e))?;
+        let status = response.status().as_u16();
+        let text = response
+            .body_mut()
+            .read_to_string()
+            .with_context(|| format!("could not read the answer of {}", self.endpoint))?;
+        if status >= 400 {
+            return Err(ApiError::from_body(status, &text).into());
+        }
+        serde_json::from_str(&text).with_context(|| {
+            format!("the server answered HTTP {status} with a body that is not JSON")
+        })
+    }
+
+    fn transport_error(&self, e: ureq::Error) -> anyhow::Error {
+        let unreachable = match &e {
+            ureq::Error::Io(io) => matches!(
+                io.kind(),
+                ErrorKind::ConnectionRefused | ErrorKind::AddrNotAvailable
+            ),
+            ureq::Error::HostNotFound | ureq::Error::ConnectionFailed => true,
+            _ => false,
+        };
+        if unreachable {
+            anyhow!(
+                "could not reach the DM at {} ({e}); for a local DM run `dm-local up` and `source .dm-local/env`, or set OCADM_ENDPOINT",
+                self.endpoint
+            )
+        } else {
+            anyhow!(e).context(format!("the request to {} failed", self.endpoint))
+        }
+    }
+}
+
+/// True for failures after which the request may have been handled: resending
+/// is then only safe because the `Idempotency-Key` is the same.
+fn may_have_reached_server(e: &ureq::Error) -> bool {
+    match e {
+        ureq::Error::Timeout(_) => true,
+        ureq::Error::Io(io) => !matches!(
+            io.kind(),
+            ErrorKind::ConnectionRefused | ErrorKind::AddrNotAvailable
+        ),
+        _ => false,
+    }
+}
+
+/// A fresh random key, one per write the user asks for.
+pub fn idempotency_key() -> String {
+    format!("ocadm-{:032x}", rand::random::<u128>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_body_with_field() {
+        let body = r#"{"error": {"code": "INVALID_FIELD", "field": "numNodes", "message": "numNodes must be between 1 and 100, got 0"}}"#;
+        let e = ApiError::from_body(400, body);
+        assert_eq!(e.code.as_deref(), Some("INVALID_FIELD"));
+        assert_eq!(e.field.as_deref(), Some("numNodes"));
+        assert_eq!(
+            e.to_string(),
+            "numNodes must be between 1 and 100, got 0 (HTTP 400)"
+        );
+    }
+
+    #[test]
+    fn error_body_without_field() {
+        let body = r#"{"error": {"code": "NOT_FOUND", "message": "no cluster 9"}}"#;
+        let e = ApiError::from_body(404, body);
+        assert_eq!(e.field, None);
+        assert_eq!(e.message, "no cluster 9");
+    }
+
+    #[test]
+    fn error_body_that_is_not_the_contract() {
+        let e = ApiError::from_body(502, "<html>Bad Gateway</html>\n");
+        assert_eq!(e.message, "<html>Bad Gateway</html>");
+        assert_eq!(e.code, None);
+        assert_eq!(
+            ApiError::from_body(500, "").message,
+            "the server gave no reason"
+        );
+    }
+
+    #[test]
+    fn endpoints() {
+        let c = Client::new("http://127.0.0.1:8085/", None).unwrap();
+        assert_eq!(c.url("/v1/status"), "http://127.0.0.1:8085/v1/status");
+        assert!(c.token.is_none());
+        assert!(Client::new("127.0.0.1:8085", None).is_err());
+        assert!(Client::new("https://example.com", None).is_err());
+        assert!(Client::new("http://x", Some(String::new()))
+            .unwrap()
+            .token
+            .is_none());
+    }
+
+    #[test]
+    fn keys_are_fresh() {
+        let (a, b) = (idempotency_key(), idempotency_key());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), "ocadm-".len() + 32);
+    }
+}

@@ -1,0 +1,828 @@
+//! `ocadm`, the command-line client of the Deployment Manager (DM): it creates,
+//! lists, shows, scales and deletes environments and ODAS clusters through the
+//! DM's REST API (`docs/api.md`), and follows the operations that writes start.
+//! This file holds the command line (clap) and the dispatch to the API; `client`
+//! speaks HTTP, `render` formats the human views, `wait` follows operations.
+//!
+//! Exit codes: 0 on success, 1 on an error or a `FAILED` operation, 2 when
+//! `--wait` gives up after `--timeout` (clap also uses 2 for a bad command line).
+
+mod client;
+mod render;
+mod wait;
+
+use std::collections::BTreeMap;
+use std::io::{ErrorKind, Write};
+use std::process::exit;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{ArgAction, ArgGroup, Args, Parser, Subcommand};
+use serde_json::{json, Map, Value};
+
+use client::{ApiError, Client};
+use wait::Outcome;
+
+#[derive(Parser)]
+#[command(
+    name = "ocadm",
+    version,
+    about = "Manage ODAS environments and clusters through the Deployment Manager"
+)]
+struct Cli {
+    /// Base URL of the DM REST API, such as http://127.0.0.1:8085
+    #[arg(
+        long,
+        env = "OCADM_ENDPOINT",
+        global = true,
+        value_name = "URL",
+        display_order = 100
+    )]
+    endpoint: Option<String>,
+    /// Bearer token of a viewer (reads) or an operator (writes)
+    #[arg(
+        long,
+        env = "OCADM_TOKEN",
+        global = true,
+        hide_env_values = true,
+        value_name = "TOKEN",
+        display_order = 101
+    )]
+    token: Option<String>,
+    /// Print the JSON the server returned instead of the human view
+    #[arg(long, global = true, display_order = 102)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check that the DM answers
+    Status,
+    /// Environments: an AWS region and VPC that clusters run in
+    #[command(subcommand)]
+    Environments(EnvironmentCommand),
+    /// ODAS clusters
+    #[command(subcommand)]
+    Clusters(ClusterCommand),
+    /// The asynchronous operations that writes start
+    #[command(subcommand)]
+    Operations(OperationCommand),
+}
+
+#[derive(Subcommand)]
+enum EnvironmentCommand {
+    /// Register an environment
+    Create(EnvironmentCreate),
+    /// List the environments
+    List,
+    /// Show one environment
+    Get {
+        /// Environment id
+        id: u64,
+    },
+    /// Delete an environment that has no clusters left
+    Delete {
+        /// Environment id
+        id: u64,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// Create a cluster in an environment
+    Create(ClusterCreate),
+    /// List the clusters
+    List {
+        /// Only the clusters of this environment
+        #[arg(long = "environmentid", value_name = "ID")]
+        environment_id: Option<u64>,
+    },
+    /// Show one cluster with its resources and nodes
+    Get {
+        /// Cluster id
+        id: u64,
+    },
+    /// Change the node count or the termination protection of a cluster
+    Update(ClusterUpdate),
+    /// Delete a cluster (refused while it is termination protected)
+    Delete {
+        /// Cluster id
+        id: u64,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum OperationCommand {
+    /// Show an operation and its steps
+    Get {
+        /// Operation id, as printed by a write
+        id: u64,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+}
+
+#[derive(Args)]
+struct WaitArgs {
+    /// Follow the operation until it succeeds (exit 0) or fails (exit 1)
+    #[arg(long)]
+    wait: bool,
+    /// With --wait: give up after this many seconds (exit 2)
+    #[arg(long, value_name = "SECS", default_value_t = 1800, requires = "wait")]
+    timeout: u64,
+}
+
+#[derive(Args)]
+struct EnvironmentCreate {
+    /// 1 to 63 characters of [a-z0-9-], unique
+    #[arg(long)]
+    name: String,
+    /// AWS region, such as us-west-2
+    #[arg(long)]
+    region: String,
+    /// VPC (default: the region's default VPC)
+    #[arg(long, value_name = "VPC_ID")]
+    vpc: Option<String>,
+    /// Comma-separated subnets (default: the VPC's subnets)
+    #[arg(long, value_name = "SUBNET_ID,...", value_delimiter = ',')]
+    subnets: Vec<String>,
+    /// IPv4 CIDR allowed to reach the services (default: the VPC's CIDR)
+    #[arg(long = "vpc-cidr", value_name = "CIDR")]
+    vpc_cidr: Option<String>,
+    /// IPv4 CIDR allowed to SSH; required with --create-security-group
+    #[arg(long = "admin-cidr", value_name = "CIDR")]
+    admin_cidr: Option<String>,
+    /// Create the OkeraOdasServices security group
+    #[arg(long = "create-security-group")]
+    create_security_group: bool,
+    #[command(flatten)]
+    wait: WaitArgs,
+}
+
+#[derive(Args)]
+struct ClusterCreate {
+    /// 1 to 63 characters of [a-z0-9-], unique in its environment
+    #[arg(long)]
+    name: String,
+    /// Number of nodes
+    #[arg(long = "numNodes", value_name = "N")]
+    num_nodes: u32,
+    /// STANDALONE_CLUSTER, STANDALONE_JDBC_CLUSTER, CATALOG_CLUSTER or DATA_ACCESS_CLUSTER
+    #[arg(long = "type", value_name = "TYPE")]
+    cluster_type: String,
+    /// The environment to create the cluster in; it must be READY
+    #[arg(long = "environmentid", value_name = "ID")]
+    environment_id: u64,
+    /// EC2 instance type (server default: t2.large)
+    #[arg(long = "instanceType", value_name = "TYPE")]
+    instance_type: Option<String>,
+    /// Storage per node in GiB (server default: 40)
+    #[arg(long = "storageGb", value_name = "N")]
+    storage_gb: Option<u32>,
+    /// A tag for every resource of the cluster; repeat for more
+    #[arg(long = "tag", value_name = "KEY=VALUE", value_parser = parse_tag)]
+    tags: Vec<(String, String)>,
+    /// Free text, up to 256 characters
+    #[arg(long)]
+    description: Option<String>,
+    /// Refuse to delete the cluster while true (server default: false)
+    #[arg(long = "terminationProtectionEnabled", value_name = "BOOL", action = ArgAction::Set)]
+    termination_protection_enabled: Option<bool>,
+    /// ODAS version (server default: the DM's default version)
+    #[arg(long)]
+    version: Option<String>,
+    #[command(flatten)]
+    wait: WaitArgs,
+}
+
+#[derive(Args)]
+#[command(group(
+    ArgGroup::new("change")
+        .required(true)
+        .multiple(true)
+        .args(["num_nodes", "termination_protection_enabled"])
+))]
+struct ClusterUpdate {
+    /// Cluster id
+    id: u64,
+    /// The new number of nodes
+    #[arg(long = "numNodes", value_name = "N")]
+    num_nodes: Option<u32>,
+    /// Turn the termination protection on or off
+    #[arg(long = "terminationProtectionEnabled", value_name = "BOOL", action = ArgAction::Set)]
+    termination_protection_enabled: Option<bool>,
+    #[command(flatten)]
+    wait: WaitArgs,
+}
+
+/// `--tag team=data`; the value may be empty and may contain `=`, the key may not.
+fn parse_tag(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("tag {s:?} is not KEY=VALUE")),
+    }
+}
+
+fn environment_spec(a: &EnvironmentCreate) -> Value {
+    let mut spec = Map::new();
+    spec.insert("name".into(), json!(a.name));
+    spec.insert("region".into(), json!(a.region));
+    if let Some(vpc) = &a.vpc {
+        spec.insert("vpcId".into(), json!(vpc));
+    }
+    if !a.subnets.is_empty() {
+        spec.insert("subnetIds".into(), json!(a.subnets));
+    }
+    if let Some(cidr) = &a.vpc_cidr {
+        spec.insert("vpcCidr".into(), json!(cidr));
+    }
+    if let Some(cidr) = &a.admin_cidr {
+        spec.insert("adminCidr".into(), json!(cidr));
+    }
+    if a.create_security_group {
+        spec.insert("createSecurityGroup".into(), json!(true));
+    }
+    Value::Object(spec)
+}
+
+fn cluster_spec(a: &ClusterCreate) -> Result<Value> {
+    let mut spec = Map::new();
+    spec.insert("name".into(), json!(a.name));
+    spec.insert("numNodes".into(), json!(a.num_nodes));
+    spec.insert("type".into(), json!(a.cluster_type));
+    spec.insert("environmentId".into(), json!(a.environment_id));
+    if let Some(t) = &a.instance_type {
+        spec.insert("instanceType".into(), json!(t));
+    }
+    if let Some(gb) = a.storage_gb {
+        spec.insert("storageGb".into(), json!(gb));
+    }
+    if !a.tags.is_empty() {
+        let mut tags = BTreeMap::new();
+        for (k, v) in &a.tags {
+            if tags.insert(k, v).is_some() {
+                bail!("the tag {k:?} is given more than once");
+            }
+        }
+        spec.insert("tags".into(), json!(tags));
+    }
+    if let Some(d) = &a.description {
+        spec.insert("description".into(), json!(d));
+    }
+    if let Some(p) = a.termination_protection_enabled {
+        spec.insert("terminationProtectionEnabled".into(), json!(p));
+    }
+    if let Some(v) = &a.version {
+        spec.insert("version".into(), json!(v));
+    }
+    Ok(Value::Object(spec))
+}
+
+fn cluster_patch(a: &ClusterUpdate) -> Value {
+    let mut patch = Map::new();
+    if let Some(n) = a.num_nodes {
+        patch.insert("numNodes".into(), json!(n));
+    }
+    if let Some(p) = a.termination_protection_enabled {
+        patch.insert("terminationProtectionEnabled".into(), json!(p));
+    }
+    Value::Object(patch)
+}
+
+const NO_ENDPOINT: &str = "no DM endpoint: run `dm-local up` and `source .dm-local/env`, or set OCADM_ENDPOINT (or pass --endpoint)";
+
+/// Writes to stdout; unlike `print!` it returns a closed pipe (`ocadm ... | head`)
+/// as an error instead of panicking.
+fn say(text: &str) -> Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(text.as_bytes())?;
+    Ok(stdout.flush()?)
+}
+
+/// What the command prints: the server's JSON, or the human view.
+struct Out {
+    json: bool,
+}
+
+impl Out {
+    fn print(&self, v: &Value, human: impl FnOnce(&Value) -> String) -> Result<()> {
+        if self.json {
+            say(&format!("{}\n", serde_json::to_string_pretty(v)?))
+        } else {
+            say(&human(v))
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<i32> {
+    let endpoint = cli
+        .endpoint
+        .filter(|e| !e.trim().is_empty())
+        .ok_or_else(|| anyhow!(NO_ENDPOINT))?;
+    let client = Client::new(&endpoint, cli.token)?;
+    let out = Out { json: cli.json };
+    match cli.command {
+        Command::Status => {
+            let v = client.get("/v1/status")?;
+            out.print(&v, |v| format!("{}\n", render::status_line(v)))?;
+            Ok(0)
+        }
+        Command::Environments(c) => environments(&client, &out, c),
+        Command::Clusters(c) => clusters(&client, &out, c),
+        Command::Operations(OperationCommand::Get { id, wait }) => {
+            if wait.wait {
+                follow(&client, &out, id, &wait, true)
+            } else {
+                let v = client.get(&format!("/v1/operations/{id}"))?;
+                out.print(&v, render::operation)?;
+                Ok(0)
+            }
+        }
+    }
+}
+
+fn environments(client: &Client, out: &Out, command: EnvironmentCommand) -> Result<i32> {
+    match command {
+        EnvironmentCommand::Create(a) => {
+            let reply = client.post("/v1/environments", &environment_spec(&a))?;
+            let subject = format!("Environment {}", render::text(&reply["environment"]["id"]));
+            accepted(client, out, &subject, &reply, &a.wait)
+        }
+        EnvironmentCommand::List => {
+            let v = client.get("/v1/environments")?;
+            out.print(&v, |v| {
+                render::table_of(list(v, "environments"), render::ENVIRONMENT_COLUMNS)
+            })?;
+            Ok(0)
+        }
+        EnvironmentCommand::Get { id } => {
+            let v = client.get(&format!("/v1/environments/{id}"))?;
+            out.print(&v, render::environment)?;
+            Ok(0)
+        }
+        EnvironmentCommand::Delete { id, wait } => {
+            let reply = client.delete(&format!("/v1/environments/{id}"))?;
+            accepted(
+                client,
+                out,
+                &format!("Deletion of environment {id}"),
+                &reply,
+                &wait,
+            )
+        }
+    }
+}
+
+fn clusters(client: &Client, out: &Out, command: ClusterCommand) -> Result<i32> {
+    match command {
+        ClusterCommand::Create(a) => {
+            let reply = client.post("/v1/clusters", &cluster_spec(&a)?)?;
+            let subject = format!("Cluster {}", render::text(&reply["cluster"]["id"]));
+            accepted(client, out, &subject, &reply, &a.wait)
+        }
+        ClusterCommand::List { environment_id } => {
+            let path = match environment_id {
+                Some(env) => format!("/v1/clusters?environmentId={env}"),
+                None => "/v1/clusters".to_owned(),
+            };
+            let v = client.get(&path)?;
+            out.print(&v, |v| {
+                render::table_of(list(v, "clusters"), render::CLUSTER_COLUMNS)
+            })?;
+            Ok(0)
+        }
+        ClusterCommand::Get { id } => {
+            let v = client.get(&format!("/v1/clusters/{id}"))?;
+            out.print(&v, render::cluster)?;
+            Ok(0)
+        }
+        ClusterCommand::Update(a) => {
+            let reply = client.patch(&format!("/v1/clusters/{}", a.id), &cluster_patch(&a))?;
+            accepted(
+                client,
+                out,
+                &format!("Update of cluster {}", a.id),
+                &reply,
+                &a.wait,
+            )
+        }
+        ClusterCommand::Delete { id, wait } => {
+            let reply = client.delete(&format!("/v1/clusters/{id}"))?;
+            accepted(
+                client,
+                out,
+                &format!("Deletion of cluster {id}"),
+                &reply,
+                &wait,
+            )
+        }
+    }
+}
+
+/// The items of a list answer such as `{"clusters": [...]}`.
+fn list<'a>(v: &'a Value, key: &str) -> &'a [Value] {
+    v[key].as_array().map(Vec::as_slice).unwrap_or(&[])
+}
+
+/// After a `202 Accepted`: say which operation was started, then follow it if
+/// asked to. Without `--wait` the operation's state is read once, so the line
+/// is true even when the server replayed an earlier request's operation.
+fn accepted(
+    client: &Client,
+    out: &Out,
+    subject: &str,
+    reply: &Value,
+    wait: &WaitArgs,
+) -> Result<i32> {
+    let op_id = reply["operationId"]
+        .as_u64()
+        .context("the server's answer has no operationId")?;
+    if out.json {
+        say(&format!("{}\n", serde_json::to_string_pretty(reply)?))?;
+    } else if wait.wait {
+        say(&format!(
+            "{subject} accepted; waiting for operation {op_id}.\n"
+        ))?;
+    } else {
+        let op = client.get(&format!("/v1/operations/{op_id}")).ok();
+        let state = op.as_ref().and_then(|op| op["state"].as_str());
+        say(&format!(
+            "{}\n{}\n",
+            render::accepted_line(subject, op_id, state),
+            render::follow_hint(op_id)
+        ))?;
+    }
+    if wait.wait {
+        follow(client, out, op_id, wait, false)
+    } else {
+        Ok(0)
+    }
+}
+
+/// `--wait`: follows operation `id` and prints its final state, the whole
+/// operation when `full_view` (or with `--json`), else one line.
+fn follow(client: &Client, out: &Out, id: u64, wait: &WaitArgs, full_view: bool) -> Result<i32> {
+    let timeout = Duration::from_secs(wait.timeout);
+    let outcome = wait::wait(client, id, timeout, wait::poll_interval())
+        .with_context(|| format!("could not follow operation {id}"))?;
+    let (Outcome::Succeeded(op) | Outcome::Failed(op) | Outcome::TimedOut(op)) = &outcome;
+    if out.json || full_view {
+        out.print(op, render::operation)?;
+    } else {
+        say(&format!("Operation {id} {}.\n", render::text(&op["state"])))?;
+    }
+    Ok(match outcome {
+        Outcome::Succeeded(_) => 0,
+        Outcome::Failed(op) => {
+            eprintln!(
+                "error: operation {id} failed: {}",
+                render::failure_reason(&op)
+            );
+            1
+        }
+        Outcome::TimedOut(op) => {
+            eprintln!(
+                "error: gave up waiting for operation {id} after {} s; it is still {}\n{}",
+                wait.timeout,
+                render::text(&op["state"]),
+                render::follow_hint(id)
+            );
+            2
+        }
+    })
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let has_token = cli.token.as_deref().is_some_and(|t| !t.is_empty());
+    match run(cli) {
+        Ok(code) => exit(code),
+        Err(e) => {
+            let closed_pipe = e
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == ErrorKind::BrokenPipe);
+            if closed_pipe {
+                // The reader of stdout has gone (`| head`): nobody to tell.
+                exit(0)
+            }
+            match e.downcast_ref::<ApiError>() {
+                Some(api) => eprintln!("{}", render::api_error(api, has_token)),
+                None => eprintln!("error: {e:#}"),
+            }
+            exit(1)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("ocadm").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn command_line_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn globals_anywhere() {
+        let cli = parse(&[
+            "clusters",
+            "list",
+            "--json",
+            "--endpoint",
+            "http://h:1",
+            "--token",
+            "t",
+        ])
+        .unwrap();
+        assert!(cli.json);
+        assert_eq!(cli.endpoint.as_deref(), Some("http://h:1"));
+        assert_eq!(cli.token.as_deref(), Some("t"));
+        assert!(matches!(
+            cli.command,
+            Command::Clusters(ClusterCommand::List {
+                environment_id: None
+            })
+        ));
+        assert!(matches!(
+            parse(&["status"]).unwrap().command,
+            Command::Status
+        ));
+    }
+
+    #[test]
+    fn environments_create() {
+        let cli = parse(&[
+            "environments",
+            "create",
+            "--name",
+            "prod",
+            "--region",
+            "us-west-2",
+            "--vpc",
+            "vpc-0abc",
+            "--subnets",
+            "subnet-1,subnet-2",
+            "--vpc-cidr",
+            "172.31.0.0/16",
+            "--admin-cidr",
+            "203.0.113.0/24",
+            "--create-security-group",
+            "--wait",
+        ])
+        .unwrap();
+        let Command::Environments(EnvironmentCommand::Create(a)) = cli.command else {
+            panic!("not environments create")
+        };
+        assert!(a.wait.wait);
+        assert_eq!(a.wait.timeout, 1800);
+        assert_eq!(
+            environment_spec(&a),
+            json!({"name": "prod", "region": "us-west-2", "vpcId": "vpc-0abc",
+                   "subnetIds": ["subnet-1", "subnet-2"], "vpcCidr": "172.31.0.0/16",
+                   "adminCidr": "203.0.113.0/24", "createSecurityGroup": true})
+        );
+        let cli = parse(&[
+            "environments",
+            "create",
+            "--name",
+            "dev",
+            "--region",
+            "us-east-1",
+        ])
+        .unwrap();
+        let Command::Environments(EnvironmentCommand::Create(a)) = cli.command else {
+            panic!("not environments create")
+        };
+        assert_eq!(
+            environment_spec(&a),
+            json!({"name": "dev", "region": "us-east-1"})
+        );
+        assert!(parse(&["environments", "create", "--name", "dev"]).is_err());
+    }
+
+    #[test]
+    fn environments_list_get_delete() {
+        assert!(matches!(
+            parse(&["environments", "list"]).unwrap().command,
+            Command::Environments(EnvironmentCommand::List)
+        ));
+        assert!(matches!(
+            parse(&["environments", "get", "4"]).unwrap().command,
+            Command::Environments(EnvironmentCommand::Get { id: 4 })
+        ));
+        let cli = parse(&["environments", "delete", "4", "--wait", "--timeout", "60"]).unwrap();
+        let Command::Environments(EnvironmentCommand::Delete { id, wait }) = cli.command else {
+            panic!("not environments delete")
+        };
+        assert_eq!((id, wait.wait, wait.timeout), (4, true, 60));
+        assert!(parse(&["environments", "get", "prod"]).is_err());
+        assert!(parse(&["environments", "delete", "4", "--timeout", "60"]).is_err());
+    }
+
+    #[test]
+    fn clusters_create_with_camel_case_flags() {
+        let cli = parse(&[
+            "clusters",
+            "create",
+            "--name",
+            "analytics",
+            "--numNodes",
+            "3",
+            "--type",
+            "STANDALONE_CLUSTER",
+            "--environmentid",
+            "1",
+            "--instanceType",
+            "m5.xlarge",
+            "--storageGb",
+            "80",
+            "--tag",
+            "team=data",
+            "--tag",
+            "cost=a=b",
+            "--description",
+            "BI",
+            "--terminationProtectionEnabled",
+            "true",
+            "--version",
+            "2.0.0",
+        ])
+        .unwrap();
+        let Command::Clusters(ClusterCommand::Create(a)) = cli.command else {
+            panic!("not clusters create")
+        };
+        assert!(!a.wait.wait);
+        assert_eq!(
+            cluster_spec(&a).unwrap(),
+            json!({"name": "analytics", "numNodes": 3, "type": "STANDALONE_CLUSTER",
+                   "environmentId": 1, "instanceType": "m5.xlarge", "storageGb": 80,
+                   "tags": {"team": "data", "cost": "a=b"}, "description": "BI",
+                   "terminationProtectionEnabled": true, "version": "2.0.0"})
+        );
+    }
+
+    #[test]
+    fn clusters_create_minimal_and_wrong() {
+        let base = [
+            "clusters",
+            "create",
+            "--name",
+            "a",
+            "--numNodes",
+            "1",
+            "--type",
+            "CATALOG_CLUSTER",
+            "--environmentid",
+            "2",
+        ];
+        let cli = parse(&base).unwrap();
+        let Command::Clusters(ClusterCommand::Create(a)) = cli.command else {
+            panic!("not clusters create")
+        };
+        assert_eq!(
+            cluster_spec(&a).unwrap(),
+            json!({"name": "a", "numNodes": 1, "type": "CATALOG_CLUSTER", "environmentId": 2})
+        );
+        // snake or kebab spellings are not the original tool's
+        let err = parse(&[&base[..], &["--num-nodes", "2"]].concat())
+            .err()
+            .unwrap();
+        assert_eq!(err.kind(), clap::error::ErrorKind::UnknownArgument);
+        assert!(parse(&[&base[..], &["--environmentId", "2"]].concat()).is_err());
+        assert!(parse(&[&base[..], &["--terminationProtectionEnabled", "yes"]].concat()).is_err());
+        assert!(parse(&base[..base.len() - 2]).is_err());
+    }
+
+    #[test]
+    fn bad_tag_names_the_value() {
+        let base = [
+            "clusters",
+            "create",
+            "--name",
+            "a",
+            "--numNodes",
+            "1",
+            "--type",
+            "CATALOG_CLUSTER",
+            "--environmentid",
+            "2",
+            "--tag",
+        ];
+        for bad in ["teamdata", "=data"] {
+            let err = parse(&[&base[..], &[bad]].concat()).err().unwrap();
+            assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation);
+            assert!(
+                err.to_string()
+                    .contains(&format!("{bad:?} is not KEY=VALUE")),
+                "{err}"
+            );
+        }
+        let cli = parse(&[&base[..], &["a=1", "--tag", "a=2"]].concat()).unwrap();
+        let Command::Clusters(ClusterCommand::Create(a)) = cli.command else {
+            panic!("not clusters create")
+        };
+        let err = cluster_spec(&a).unwrap_err();
+        assert_eq!(err.to_string(), "the tag \"a\" is given more than once");
+    }
+
+    #[test]
+    fn clusters_list_get_delete() {
+        assert!(matches!(
+            parse(&["clusters", "list", "--environmentid", "7"])
+                .unwrap()
+                .command,
+            Command::Clusters(ClusterCommand::List {
+                environment_id: Some(7)
+            })
+        ));
+        assert!(matches!(
+            parse(&["clusters", "get", "3"]).unwrap().command,
+            Command::Clusters(ClusterCommand::Get { id: 3 })
+        ));
+        let cli = parse(&["clusters", "delete", "3", "--wait"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Clusters(ClusterCommand::Delete {
+                id: 3,
+                wait: WaitArgs {
+                    wait: true,
+                    timeout: 1800
+                }
+            })
+        ));
+    }
+
+    #[test]
+    fn clusters_update_needs_a_change() {
+        let cli = parse(&["clusters", "update", "--numNodes", "5", "3"]).unwrap();
+        let Command::Clusters(ClusterCommand::Update(a)) = cli.command else {
+            panic!("not clusters update")
+        };
+        assert_eq!(a.id, 3);
+        assert_eq!(cluster_patch(&a), json!({"numNodes": 5}));
+
+        let cli = parse(&[
+            "clusters",
+            "update",
+            "3",
+            "--terminationProtectionEnabled",
+            "false",
+            "--numNodes",
+            "2",
+            "--wait",
+        ])
+        .unwrap();
+        let Command::Clusters(ClusterCommand::Update(a)) = cli.command else {
+            panic!("not clusters update")
+        };
+        assert!(a.wait.wait);
+        assert_eq!(
+            cluster_patch(&a),
+            json!({"numNodes": 2, "terminationProtectionEnabled": false})
+        );
+
+        let err = parse(&["clusters", "update", "3"]).err().unwrap();
+        assert_eq!(err.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+        assert!(parse(&["clusters", "update", "3", "--wait"]).is_err());
+        assert!(parse(&["clusters", "update", "--numNodes", "2"]).is_err());
+    }
+
+    #[test]
+    fn operations_get() {
+        let cli = parse(&["operations", "get", "12", "--wait", "--timeout", "5"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Operations(OperationCommand::Get {
+                id: 12,
+                wait: WaitArgs {
+                    wait: true,
+                    timeout: 5
+                }
+            })
+        ));
+        assert!(parse(&["operations", "get"]).is_err());
+    }
+
+    #[test]
+    fn token_is_not_shown_in_help() {
+        use clap::CommandFactory;
+        // hide_env_values keeps a token set in the environment out of --help.
+        let token = Cli::command()
+            .get_arguments()
+            .find(|a| a.get_id() == "token")
+            .map(|a| a.is_hide_env_values_set());
+        assert_eq!(token, Some(true));
+    }
+}

@@ -1,0 +1,453 @@
+//! Human views of the API's JSON: left-aligned tables headed by the JSON field
+//! names (as the original `ocadm` printed them), `key: value` views of one
+//! resource, the one-line progress of an operation, and error messages. Every
+//! function here returns a `String` and does no I/O, so it is tested directly.
+
+use serde_json::Value;
+
+use crate::client::ApiError;
+
+/// One JSON value as a table cell or a view's value: strings without quotes,
+/// lists joined with commas, maps as `k=v`, and `-` for null, missing or empty.
+pub fn text(v: &Value) -> String {
+    let s = match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        Value::Array(items) => items.iter().map(text).collect::<Vec<_>>().join(","),
+        Value::Object(map) => map
+            .iter()
+            .map(|(k, v)| format!("{k}={}", text(v)))
+            .collect::<Vec<_>>()
+            .join(","),
+        other => other.to_string(),
+    };
+    if s.is_empty() {
+        "-".to_owned()
+    } else {
+        s
+    }
+}
+
+/// Left-aligned columns, each as wide as its widest cell, two spaces apart; the
+/// last column is not padded, so a long status message is printed in full.
+pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let header: Vec<String> = headers.iter().map(|h| h.to_string()).collect();
+    let mut out = String::new();
+    for row in std::iter::once(&header).chain(rows) {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            if i + 1 < row.len() {
+                let pad = widths[i] - cell.chars().count();
+                line.push_str(cell);
+                line.push_str(&" ".repeat(pad + 2));
+            } else {
+                line.push_str(cell);
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// A table of JSON objects, one row each, one column per field.
+pub fn table_of(items: &[Value], fields: &[&str]) -> String {
+    let rows: Vec<Vec<String>> = items
+        .iter()
+        .map(|item| fields.iter().map(|f| text(&item[*f])).collect())
+        .collect();
+    table(fields, &rows)
+}
+
+fn key_values(v: &Value, fields: &[&str]) -> String {
+    fields
+        .iter()
+        .map(|f| format!("{f}: {}\n", text(&v[*f])))
+        .collect()
+}
+
+fn indent(block: &str) -> String {
+    block.lines().map(|l| format!("  {l}\n")).collect()
+}
+
+/// `GET /v1/status` as `Service available. Status: Running`.
+pub fn status_line(v: &Value) -> String {
+    format!("{}. Status: {}", text(&v["message"]), text(&v["status"]))
+}
+
+pub const ENVIRONMENT_COLUMNS: &[&str] = &[
+    "id",
+    "name",
+    "region",
+    "vpcId",
+    "statusCode",
+    "statusMessage",
+];
+
+pub const CLUSTER_COLUMNS: &[&str] = &[
+    "id",
+    "name",
+    "type",
+    "numNodes",
+    "owner",
+    "statusCode",
+    "statusMessage",
+];
+
+pub fn environment(v: &Value) -> String {
+    key_values(
+        v,
+        &[
+            "id",
+            "name",
+            "region",
+            "vpcId",
+            "subnetIds",
+            "vpcCidr",
+            "adminCidr",
+            "createSecurityGroup",
+            "securityGroupId",
+            "statusCode",
+            "statusMessage",
+            "createdAt",
+            "updatedAt",
+        ],
+    )
+}
+
+pub fn cluster(v: &Value) -> String {
+    let mut out = key_values(
+        v,
+        &[
+            "id",
+            "name",
+            "description",
+            "type",
+            "environmentId",
+            "numNodes",
+            "numRunningNodes",
+            "instanceType",
+            "storageGb",
+            "version",
+            "owner",
+            "tags",
+            "terminationProtectionEnabled",
+            "statusCode",
+            "statusMessage",
+            "createdAt",
+            "updatedAt",
+        ],
+    );
+    match v["resources"].as_object() {
+        Some(resources) if !resources.is_empty() => {
+            out.push_str("resources:\n");
+            for (k, r) in resources {
+                out.push_str(&format!("  {k}: {}\n", text(r)));
+            }
+        }
+        _ => out.push_str("resources: -\n"),
+    }
+    match v["nodes"].as_array() {
+        Some(nodes) if !nodes.is_empty() => {
+            out.push_str("nodes:\n");
+            out.push_str(&indent(&table_of(
+                nodes,
+                &["instanceId", "state", "availabilityZone"],
+            )));
+        }
+        _ => out.push_str("nodes: -\n"),
+    }
+    out
+}
+
+pub fn operation(v: &Value) -> String {
+    let mut out = key_values(v, &["id", "kind", "target", "state"]);
+    out.push_str(&format!(
+        "error: {}\n",
+        error_text(&v["error"]).unwrap_or_else(|| "-".to_owned())
+    ));
+    out.push_str(&key_values(v, &["principal", "createdAt", "updatedAt"]));
+    match v["steps"].as_array() {
+        Some(steps) if !steps.is_empty() => {
+            out.push_str("steps:\n");
+            out.push_str(&indent(&table_of(steps, &["name", "state", "message"])));
+        }
+        _ => out.push_str("steps: -\n"),
+    }
+    out
+}
+
+/// An operation's `error`, whichever JSON shape the server gives it.
+pub fn error_text(v: &Value) -> Option<String> {
+    match v {
+        Value::Null => None,
+        Value::String(s) if s.is_empty() => None,
+        Value::String(s) => Some(s.clone()),
+        Value::Object(o) => match o.get("message").and_then(Value::as_str) {
+            Some(m) => Some(m.to_owned()),
+            None => Some(v.to_string()),
+        },
+        other => Some(other.to_string()),
+    }
+}
+
+/// Why an operation failed: its `error`, else the message of its failed step.
+pub fn failure_reason(op: &Value) -> String {
+    error_text(&op["error"])
+        .or_else(|| {
+            steps(op)
+                .iter()
+                .find(|s| s["state"] == "FAILED")
+                .map(|s| format!("{}: {}", text(&s["name"]), text(&s["message"])))
+        })
+        .unwrap_or_else(|| "the server recorded no reason".to_owned())
+}
+
+fn steps(op: &Value) -> &[Value] {
+    op["steps"].as_array().map(Vec::as_slice).unwrap_or(&[])
+}
+
+/// `operation 12 RUNNING [2/5] auto scaling group: 2 of 3 nodes in service`:
+/// the steps done out of all steps, then the running step (or else the first
+/// one not done) with its message.
+pub fn progress_line(op: &Value) -> String {
+    let steps = steps(op);
+    let done = steps.iter().filter(|s| s["state"] == "DONE").count();
+    let mut line = format!(
+        "operation {} {} [{done}/{}]",
+        text(&op["id"]),
+        text(&op["state"]),
+        steps.len()
+    );
+    let current = steps
+        .iter()
+        .find(|s| s["state"] == "RUNNING")
+        .or_else(|| steps.iter().find(|s| s["state"] != "DONE"));
+    if let Some(step) = current {
+        line.push(' ');
+        line.push_str(&text(&step["name"]));
+        if let Some(m) = step["message"].as_str().filter(|m| !m.is_empty()) {
+            line.push_str(": ");
+            line.push_str(m);
+        }
+    }
+    line
+}
+
+/// `Cluster 3 accepted; operation 12 is PENDING.`
+pub fn accepted_line(subject: &str, operation_id: u64, state: Option<&str>) -> String {
+    match state {
+        Some(state) => format!("{subject} accepted; operation {operation_id} is {state}."),
+        None => format!("{subject} accepted as operation {operation_id}."),
+    }
+}
+
+pub fn follow_hint(operation_id: u64) -> String {
+    format!("Follow it with: ocadm operations get {operation_id} --wait")
+}
+
+/// An error answer for stderr: the message and status, the field at fault, and
+/// a hint when the token is the likely cause.
+pub fn api_error(e: &ApiError, has_token: bool) -> String {
+    let mut out = format!("error: {e}");
+    if let Some(field) = &e.field {
+        out.push_str(&format!("\nfield: {field}"));
+    }
+    match e.status {
+        401 if !has_token => {
+            out.push_str("\nhint: pass --token or set OCADM_TOKEN (`dm-local up` prints one)")
+        }
+        403 => out.push_str("\nhint: writes need a token of the operator role"),
+        _ => {}
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn op(state: &str, steps: Value) -> Value {
+        json!({"id": 12, "kind": "CREATE_CLUSTER", "target": "cluster/3", "state": state,
+               "steps": steps, "error": null, "principal": "operator",
+               "createdAt": "2026-11-25 12:00:00.000", "updatedAt": "2026-11-25 12:00:01.250"})
+    }
+
+    #[test]
+    fn cells() {
+        assert_eq!(text(&json!(null)), "-");
+        assert_eq!(text(&json!("")), "-");
+        assert_eq!(text(&json!(3)), "3");
+        assert_eq!(text(&json!(false)), "false");
+        assert_eq!(text(&json!(["subnet-1", "subnet-2"])), "subnet-1,subnet-2");
+        assert_eq!(
+            text(&json!({"team": "data", "env": "prod"})),
+            "env=prod,team=data"
+        );
+        assert_eq!(text(&json!({})), "-");
+    }
+
+    #[test]
+    fn table_pads_all_but_the_last_column() {
+        let rows = vec![
+            vec![
+                "1".into(),
+                "analytics".into(),
+                "All 3 nodes in service.".into(),
+            ],
+            vec!["12".into(), "a".into(), "-".into()],
+        ];
+        assert_eq!(
+            table(&["id", "name", "statusMessage"], &rows),
+            "id  name       statusMessage\n\
+             1   analytics  All 3 nodes in service.\n\
+             12  a          -\n"
+        );
+    }
+
+    #[test]
+    fn empty_table_has_its_header() {
+        assert_eq!(table_of(&[], &["id", "name"]), "id  name\n");
+    }
+
+    #[test]
+    fn cluster_list() {
+        let clusters = [
+            json!({"id": 1, "name": "analytics", "type": "STANDALONE_CLUSTER",
+            "numNodes": 3, "owner": "operator", "statusCode": "READY",
+            "statusMessage": "All 3 nodes in service."}),
+        ];
+        assert_eq!(
+            table_of(&clusters, CLUSTER_COLUMNS),
+            "id  name       type                numNodes  owner     statusCode  statusMessage\n\
+             1   analytics  STANDALONE_CLUSTER  3         operator  READY       All 3 nodes in service.\n"
+        );
+    }
+
+    #[test]
+    fn cluster_view() {
+        let c = json!({"id": 1, "name": "analytics", "description": "", "type": "STANDALONE_CLUSTER",
+            "environmentId": 1, "numNodes": 3, "instanceType": "t2.large", "storageGb": 40,
+            "version": "2.0.0", "owner": "operator", "tags": {"team": "data"},
+            "terminationProtectionEnabled": false, "statusCode": "READY",
+            "statusMessage": "All 3 nodes in service.", "numRunningNodes": 3,
+            "resources": {"autoScalingGroup": "okera-1-analytics"},
+            "nodes": [{"instanceId": "i-0123", "state": "InService", "availabilityZone": "us-west-2a"}],
+            "createdAt": "2026-11-25 12:00:00.000", "updatedAt": "2026-11-25 12:00:01.250"});
+        let view = cluster(&c);
+        assert!(view.starts_with("id: 1\nname: analytics\ndescription: -\n"));
+        assert!(view.contains("tags: team=data\n"));
+        assert!(view.contains("resources:\n  autoScalingGroup: okera-1-analytics\n"));
+        assert!(view.ends_with(
+            "nodes:\n  instanceId  state      availabilityZone\n  i-0123      InService  us-west-2a\n"
+        ));
+    }
+
+    #[test]
+    fn operation_view() {
+        let o = op(
+            "FAILED",
+            json!([{"name": "launch template", "state": "DONE", "message": "okera-1-analytics"},
+                   {"name": "auto scaling group", "state": "FAILED", "message": null}]),
+        );
+        let view = operation(&o);
+        assert!(view.starts_with(
+            "id: 12\nkind: CREATE_CLUSTER\ntarget: cluster/3\nstate: FAILED\nerror: -\n"
+        ));
+        assert!(view.ends_with(
+            "steps:\n  name                state   message\n  launch template     DONE    okera-1-analytics\n  auto scaling group  FAILED  -\n"
+        ));
+        assert_eq!(failure_reason(&o), "auto scaling group: -");
+    }
+
+    #[test]
+    fn operation_errors_of_any_shape() {
+        assert_eq!(error_text(&json!(null)), None);
+        assert_eq!(error_text(&json!("boom")).as_deref(), Some("boom"));
+        assert_eq!(
+            error_text(&json!({"code": "X", "message": "boom"})).as_deref(),
+            Some("boom")
+        );
+        let mut o = op("FAILED", json!([]));
+        assert_eq!(failure_reason(&o), "the server recorded no reason");
+        o["error"] = json!("quota exceeded");
+        assert_eq!(failure_reason(&o), "quota exceeded");
+    }
+
+    #[test]
+    fn progress() {
+        let steps = json!([
+            {"name": "launch template", "state": "DONE", "message": "okera-1-analytics"},
+            {"name": "config", "state": "DONE", "message": ""},
+            {"name": "auto scaling group", "state": "RUNNING", "message": "2 of 3 nodes in service"},
+            {"name": "nodes", "state": "PENDING", "message": null},
+            {"name": "done", "state": "PENDING"}
+        ]);
+        assert_eq!(
+            progress_line(&op("RUNNING", steps)),
+            "operation 12 RUNNING [2/5] auto scaling group: 2 of 3 nodes in service"
+        );
+        assert_eq!(
+            progress_line(&op("PENDING", json!([]))),
+            "operation 12 PENDING [0/0]"
+        );
+        let pending = json!([{"name": "launch template", "state": "PENDING", "message": ""}]);
+        assert_eq!(
+            progress_line(&op("PENDING", pending)),
+            "operation 12 PENDING [0/1] launch template"
+        );
+        let all_done = json!([{"name": "a", "state": "DONE"}, {"name": "b", "state": "DONE"}]);
+        assert_eq!(
+            progress_line(&op("SUCCEEDED", all_done)),
+            "operation 12 SUCCEEDED [2/2]"
+        );
+    }
+
+    #[test]
+    fn status_and_accepted() {
+        let s = json!({"status": "Running", "message": "Service available", "version": "0.1.0"});
+        assert_eq!(status_line(&s), "Service available. Status: Running");
+        assert_eq!(
+            accepted_line("Cluster 3", 12, Some("PENDING")),
+            "Cluster 3 accepted; operation 12 is PENDING."
+        );
+        assert_eq!(
+            follow_hint(12),
+            "Follow it with: ocadm operations get 12 --wait"
+        );
+    }
+
+    #[test]
+    fn error_rendering() {
+        let e = ApiError::from_body(
+            400,
+            r#"{"error": {"code": "INVALID_FIELD", "field": "numNodes", "message": "numNodes must be between 1 and 100, got 0"}}"#,
+        );
+        assert_eq!(
+            api_error(&e, true),
+            "error: numNodes must be between 1 and 100, got 0 (HTTP 400)\nfield: numNodes"
+        );
+        let e = ApiError::from_body(
+            409,
+            r#"{"error": {"code": "CONFLICT", "message": "cluster 3 is protected"}}"#,
+        );
+        assert_eq!(
+            api_error(&e, true),
+            "error: cluster 3 is protected (HTTP 409)"
+        );
+        let e = ApiError::from_body(
+            401,
+            r#"{"error": {"code": "UNAUTHENTICATED", "message": "no token"}}"#,
+        );
+        assert!(api_error(&e, false)
+            .ends_with("hint: pass --token or set OCADM_TOKEN (`dm-local up` prints one)"));
+        assert_eq!(api_error(&e, true), "error: no token (HTTP 401)");
+    }
+}

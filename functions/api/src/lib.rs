@@ -1,0 +1,211 @@
+//! The DM's REST API as one axum [`Router`], built by [`router`]. The same router
+//! runs in Lambda (hosted by `lambda_http`, see `main.rs`) and locally (hosted by a
+//! TCP listener in `dm-local`). Handlers only parse, call one workflow in `shared`,
+//! and map the result; no SQL and no AWS calls here.
+
+mod error;
+mod extract;
+mod views;
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Json, Router};
+use serde_json::json;
+use shared::domain::{ClusterUpdate, ProposedCluster, ProposedEnvironment};
+use shared::store::{Role, Store, Submitted};
+use shared::workflows::commands::{self, Limits};
+
+pub use error::ApiError;
+use extract::{parse_id, Caller, JsonBody};
+
+/// Something to tell the reconciler that desired state changed. Locally it wakes
+/// the in-process reconciler; without one, the schedule picks the change up.
+pub type Kick = Arc<dyn Fn() + Send + Sync>;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub limits: Limits,
+    pub kick: Kick,
+}
+
+/// The API, with every route under `/v1`.
+pub fn router(state: AppState) -> Router {
+    let v1 = Router::new()
+        .route("/status", get(status))
+        .route("/environments", get(list_environments).post(create_environment))
+        .route("/environments/{id}", get(get_environment).delete(delete_environment))
+        .route("/clusters", get(list_clusters).post(create_cluster))
+        .route("/clusters/{id}", get(get_cluster).patch(update_cluster).delete(delete_cluster))
+        .route("/operations/{id}", get(get_operation));
+    Router::new()
+        .nest("/v1", v1)
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .with_state(state)
+}
+
+/// Every request needs a bearer token; the token's role decides what it may do.
+async fn authenticate(State(state): State<AppState>, mut req: axum::extract::Request, next: Next) -> Response {
+    let token = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty());
+    let Some(token) = token else {
+        return ApiError::unauthenticated("a bearer token is required: set OCADM_TOKEN (dm-local up prints one)")
+            .into_response();
+    };
+    let caller = match state.store.authenticate(token).await {
+        Ok(Some((name, role))) => Caller { name, role },
+        Ok(None) => return ApiError::unauthenticated("the bearer token is not known").into_response(),
+        Err(e) => return ApiError::internal(e).into_response(),
+    };
+    let write = !matches!(*req.method(), axum::http::Method::GET | axum::http::Method::HEAD);
+    if write && caller.role < Role::Operator {
+        return ApiError::forbidden(format!(
+            "{} has the {} role, which may only read; writes need an operator token",
+            caller.name,
+            caller.role.as_str()
+        ))
+        .into_response();
+    }
+    req.extensions_mut().insert(caller);
+    next.run(req).await
+}
+
+async fn not_found(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::not_found(format!("no route {method} {}; see docs/api.md", uri.path()))
+}
+
+async fn status(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    state.store.ping().await.map_err(ApiError::internal)?;
+    Ok(Json(json!({
+        "status": "Running",
+        "message": "Service available",
+        "version": env!("CARGO_PKG_VERSION"),
+    })))
+}
+
+/// The `202 Accepted` answer of a write, with the target as it is now.
+fn accepted(state: &AppState, submitted: Submitted, key: &str, target: serde_json::Value) -> Response {
+    if !submitted.replayed {
+        (state.kick)();
+    }
+    let mut headers = HeaderMap::new();
+    if submitted.replayed {
+        headers.insert("Idempotent-Replayed", HeaderValue::from_static("true"));
+    }
+    let body = json!({ "operationId": submitted.operation_id, key: target });
+    (StatusCode::ACCEPTED, headers, Json(body)).into_response()
+}
+
+async fn create_environment(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    body: JsonBody<ProposedEnvironment>,
+) -> Result<Response, ApiError> {
+    let ctx = body.write_ctx(&caller);
+    let submitted = commands::create_environment(&state.store, &ctx, body.value).await?;
+    let env = state.store.get_environment(submitted.target_id).await?;
+    Ok(accepted(&state, submitted, "environment", views::environment(&env)))
+}
+
+async fn list_environments(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let envs = state.store.list_environments().await?;
+    Ok(Json(json!({ "environments": envs.iter().map(views::environment).collect::<Vec<_>>() })))
+}
+
+async fn get_environment(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+    let env = state.store.get_environment(parse_id(&id)?).await?;
+    Ok(Json(views::environment(&env)))
+}
+
+async fn delete_environment(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let ctx = extract::write_ctx_without_body(&caller, &headers, "DELETE", &format!("/v1/environments/{id}"))?;
+    let submitted = commands::delete_environment(&state.store, &ctx, parse_id(&id)?).await?;
+    let env = state.store.get_environment(submitted.target_id).await?;
+    Ok(accepted(&state, submitted, "environment", views::environment(&env)))
+}
+
+async fn create_cluster(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    body: JsonBody<ProposedCluster>,
+) -> Result<Response, ApiError> {
+    let ctx = body.write_ctx(&caller);
+    let submitted = commands::create_cluster(&state.store, &state.limits, &ctx, body.value).await?;
+    let cluster = state.store.get_cluster(submitted.target_id).await?;
+    Ok(accepted(&state, submitted, "cluster", views::cluster(&cluster, None)))
+}
+
+async fn list_clusters(
+    State(state): State<AppState>,
+    Query(query): Query<std::collections::HashMap<String, String>>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    if let Some(unknown) = query.keys().find(|k| k.as_str() != "environmentId") {
+        return Err(ApiError::field(
+            StatusCode::BAD_REQUEST,
+            "UNKNOWN_FIELD",
+            unknown.clone(),
+            format!("{unknown} is not a query parameter of this route; use environmentId"),
+        ));
+    }
+    let env = query
+        .get("environmentId")
+        .map(|raw| extract::parse_id_field("environmentId", raw))
+        .transpose()?;
+    let clusters = state.store.list_clusters(env).await?;
+    Ok(Json(json!({ "clusters": clusters.iter().map(|c| views::cluster(c, None)).collect::<Vec<_>>() })))
+}
+
+async fn get_cluster(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = parse_id(&id)?;
+    let cluster = state.store.get_cluster(id).await?;
+    let nodes = state.store.nodes_of(id).await?;
+    Ok(Json(views::cluster(&cluster, Some(&nodes))))
+}
+
+async fn update_cluster(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    body: JsonBody<ClusterUpdate>,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&id)?;
+    let ctx = body.write_ctx(&caller);
+    let submitted = commands::update_cluster(&state.store, &state.limits, &ctx, id, body.value).await?;
+    let cluster = state.store.get_cluster(id).await?;
+    Ok(accepted(&state, submitted, "cluster", views::cluster(&cluster, None)))
+}
+
+async fn delete_cluster(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let ctx = extract::write_ctx_without_body(&caller, &headers, "DELETE", &format!("/v1/clusters/{id}"))?;
+    let id = parse_id(&id)?;
+    let submitted = commands::delete_cluster(&state.store, &ctx, id).await?;
+    let cluster = state.store.get_cluster(id).await?;
+    Ok(accepted(&state, submitted, "cluster", views::cluster(&cluster, None)))
+}
+
+async fn get_operation(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+    let op = state.store.get_operation(parse_id(&id)?).await?;
+    Ok(Json(views::operation(&op)))
+}

@@ -1,0 +1,213 @@
+//! Ports to AWS: one trait per system the DM drives (EC2 [`Compute`], Auto
+//! Scaling [`Scaling`], S3 [`ObjectStore`]). Workflows are written against these
+//! traits; the real adapters in [`aws`] (behind the `aws-*` cargo features) use the
+//! AWS SDK, and integration tests run them against the emulator.
+//!
+//! Every call names its region, because a DM manages environments in several.
+
+#[cfg(feature = "aws")]
+pub mod aws;
+
+use std::future::Future;
+
+use crate::domain::security_group::Peer;
+use crate::domain::InstanceSize;
+
+/// How an AWS call failed, classed for the caller's retry decision. The SDK has
+/// already retried throttling and 5xx answers by the time one of these surfaces.
+#[derive(Debug, thiserror::Error)]
+#[error("{op} failed: {code}: {message}")]
+pub struct CloudError {
+    pub op: &'static str,
+    pub kind: CloudErrorKind,
+    pub code: String,
+    pub message: String,
+    #[source]
+    pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloudErrorKind {
+    /// The resource exists already (a create lost a race, or ran twice).
+    AlreadyExists,
+    /// The resource is gone (a delete ran twice).
+    NotFound,
+    /// Throttled, 5xx, or the network: trying again later may succeed.
+    Transient,
+    /// The request itself is wrong; trying again will not help.
+    Permanent,
+}
+
+impl CloudError {
+    pub fn is_retryable(&self) -> bool {
+        self.kind == CloudErrorKind::Transient
+    }
+}
+
+pub type CloudResult<T> = Result<T, CloudError>;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Vpc {
+    pub id: String,
+    pub cidr: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecurityGroup {
+    pub id: String,
+    pub name: String,
+    /// Inbound TCP rules, one entry per (port, peer).
+    pub rules: Vec<(u16, Peer)>,
+}
+
+/// An inbound rule to add: port, peer and description.
+pub type IngressRule = (u16, Peer, String);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaunchTemplate {
+    pub id: String,
+    pub name: String,
+}
+
+/// What a cluster's nodes are launched from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaunchTemplateSpec {
+    pub name: String,
+    pub image_id: String,
+    pub instance_type: String,
+    pub storage_gb: i32,
+    pub security_group_ids: Vec<String>,
+    /// Plain text; the adapter encodes it.
+    pub user_data: String,
+    pub tags: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Instance {
+    pub id: String,
+    /// EC2 state name: `pending`, `running`, `shutting-down`, `terminated`, ...
+    pub state: String,
+    pub availability_zone: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupInstance {
+    pub id: String,
+    /// Auto Scaling lifecycle state: `Pending`, `InService`, `Terminating`, ...
+    pub lifecycle_state: String,
+    pub availability_zone: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    pub name: String,
+    pub min: i32,
+    pub max: i32,
+    pub desired: i32,
+    pub instances: Vec<GroupInstance>,
+    /// Set while AWS deletes the group.
+    pub deleting: bool,
+}
+
+/// An Auto Scaling group to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupSpec {
+    pub name: String,
+    pub launch_template_id: String,
+    pub min: i32,
+    pub max: i32,
+    pub desired: i32,
+    pub subnet_ids: Vec<String>,
+    /// Propagated to the instances the group launches.
+    pub tags: Vec<(String, String)>,
+}
+
+/// EC2: networks, security groups, launch templates and instances.
+pub trait Compute: Send + Sync {
+    fn default_vpc(&self, region: &str) -> impl Future<Output = CloudResult<Option<Vpc>>> + Send;
+    fn vpc(&self, region: &str, vpc_id: &str) -> impl Future<Output = CloudResult<Option<Vpc>>> + Send;
+    fn subnets(&self, region: &str, vpc_id: &str) -> impl Future<Output = CloudResult<Vec<String>>> + Send;
+    /// The instance types offered in the region, with their sizes.
+    fn instance_types(&self, region: &str)
+        -> impl Future<Output = CloudResult<Vec<(String, InstanceSize)>>> + Send;
+    /// Security groups in a VPC that carry the tag `key=value`.
+    fn security_groups_tagged(
+        &self,
+        region: &str,
+        vpc_id: &str,
+        key: &str,
+        value: &str,
+    ) -> impl Future<Output = CloudResult<Vec<SecurityGroup>>> + Send;
+    /// Creates a group, tagged at creation; `AlreadyExists` if the name is taken.
+    fn create_security_group(
+        &self,
+        region: &str,
+        vpc_id: &str,
+        name: &str,
+        description: &str,
+        tags: &[(String, String)],
+    ) -> impl Future<Output = CloudResult<String>> + Send;
+    fn authorize_ingress(
+        &self,
+        region: &str,
+        group_id: &str,
+        rules: &[IngressRule],
+    ) -> impl Future<Output = CloudResult<()>> + Send;
+    fn revoke_ingress(
+        &self,
+        region: &str,
+        group_id: &str,
+        rules: &[(u16, Peer)],
+    ) -> impl Future<Output = CloudResult<()>> + Send;
+    fn delete_security_group(&self, region: &str, group_id: &str) -> impl Future<Output = CloudResult<()>> + Send;
+    fn launch_templates_tagged(
+        &self,
+        region: &str,
+        key: &str,
+        value: &str,
+    ) -> impl Future<Output = CloudResult<Vec<LaunchTemplate>>> + Send;
+    /// Creates a template, tagged at creation; `AlreadyExists` if the name is taken.
+    fn create_launch_template(
+        &self,
+        region: &str,
+        spec: &LaunchTemplateSpec,
+    ) -> impl Future<Output = CloudResult<LaunchTemplate>> + Send;
+    fn delete_launch_template(&self, region: &str, id: &str) -> impl Future<Output = CloudResult<()>> + Send;
+    /// Instances that carry the tag `key=value` and are not yet terminated.
+    fn instances_tagged(
+        &self,
+        region: &str,
+        key: &str,
+        value: &str,
+    ) -> impl Future<Output = CloudResult<Vec<Instance>>> + Send;
+    fn terminate_instances(&self, region: &str, ids: &[String]) -> impl Future<Output = CloudResult<()>> + Send;
+}
+
+/// Auto Scaling groups.
+pub trait Scaling: Send + Sync {
+    /// Groups that carry the tag `key=value`.
+    fn groups_tagged(&self, region: &str, key: &str, value: &str)
+        -> impl Future<Output = CloudResult<Vec<Group>>> + Send;
+    /// Creates a group; `AlreadyExists` if the name is taken.
+    fn create_group(&self, region: &str, spec: &GroupSpec) -> impl Future<Output = CloudResult<()>> + Send;
+    fn resize_group(
+        &self,
+        region: &str,
+        name: &str,
+        min: i32,
+        max: i32,
+        desired: i32,
+    ) -> impl Future<Output = CloudResult<()>> + Send;
+    /// Deletes a group and terminates its instances.
+    fn delete_group(&self, region: &str, name: &str) -> impl Future<Output = CloudResult<()>> + Send;
+}
+
+/// S3: the staging bucket.
+pub trait ObjectStore: Send + Sync {
+    fn put(&self, bucket: &str, key: &str, body: Vec<u8>) -> impl Future<Output = CloudResult<()>> + Send;
+    fn get(&self, bucket: &str, key: &str) -> impl Future<Output = CloudResult<Option<Vec<u8>>>> + Send;
+    /// Every key under a prefix, following continuation tokens.
+    fn list(&self, bucket: &str, prefix: &str) -> impl Future<Output = CloudResult<Vec<String>>> + Send;
+    /// Deletes keys, up to 1000 per request.
+    fn delete(&self, bucket: &str, keys: &[String]) -> impl Future<Output = CloudResult<()>> + Send;
+}

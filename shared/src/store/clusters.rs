@@ -1,0 +1,363 @@
+//! Clusters and their nodes. A cluster row holds the desired spec (what the API
+//! wrote, with a `generation` bumped on every change) and what the reconciler last
+//! observed (`observed_generation`, status, resource names, nodes).
+
+use super::environments::{claim, lock_environment, release};
+use super::operations::{begin, finish, progress, with_key_retry, Begun, Change, Step};
+use super::rows::{ClusterRow, NodeRow, CLUSTER_COLUMNS};
+use super::{is_unique_violation, q, Store, StoreError, Submitted, WriteCtx};
+use crate::domain::{ClusterSpec, ClusterStatus, ClusterUpdate, EnvironmentStatus};
+use crate::time::now_ms;
+
+/// A node as the reconciler saw it in its Auto Scaling group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewNode {
+    pub instance_id: String,
+    pub lifecycle_state: String,
+    pub availability_zone: String,
+}
+
+/// What the reconciler found and did for a cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterObservation {
+    pub status: ClusterStatus,
+    pub message: String,
+    pub asg_name: Option<String>,
+    pub launch_template_id: Option<String>,
+    pub nodes: Vec<NewNode>,
+    /// Set when desired state was reached at this generation.
+    pub observed_generation: Option<i64>,
+    pub steps: Vec<Step>,
+    /// A permanent failure: the open operations fail with it.
+    pub failure: Option<String>,
+}
+
+impl Store {
+    pub async fn create_cluster(&self, ctx: &WriteCtx, spec: &ClusterSpec) -> Result<Submitted, StoreError> {
+        with_key_retry(|| self.create_cluster_once(ctx, spec)).await
+    }
+
+    async fn create_cluster_once(&self, ctx: &WriteCtx, spec: &ClusterSpec) -> Result<Submitted, StoreError> {
+        let mut tx = self.begin_tx().await?;
+        if let Begun::Replay(s) = begin(&mut tx, ctx).await? {
+            return Ok(s);
+        }
+        let env = lock_environment(&mut tx, spec.environment_id).await?;
+        if env.delete_requested || env.status_code != EnvironmentStatus::Ready.as_str() {
+            return Err(StoreError::Conflict(format!(
+                "environment {} is {}; clusters can only be created in a READY environment (ocadm environments get {})",
+                env.id, env.status_code, env.id
+            )));
+        }
+        let now = now_ms();
+        let inserted = sqlx::query(
+            "INSERT INTO clusters (environment_id, name, live_key, description, cluster_type, num_nodes, instance_type, \
+             storage_gb, odas_version, owner, tags, termination_protection, status_code, status_message, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(spec.environment_id)
+        .bind(spec.name.as_str())
+        .bind(format!("{}/{}", spec.environment_id, spec.name))
+        .bind(&spec.description)
+        .bind(spec.cluster_type.as_str())
+        .bind(spec.num_nodes)
+        .bind(&spec.instance_type)
+        .bind(spec.storage_gb)
+        .bind(&spec.version)
+        .bind(&ctx.principal)
+        .bind(serde_json::to_string(&spec.tags).expect("tags serialise"))
+        .bind(spec.termination_protection as i64)
+        .bind(ClusterStatus::Provisioning.as_str())
+        .bind("Waiting for the reconciler.")
+        .bind(now)
+        .bind(now)
+        .execute(&mut *tx)
+        .await;
+        let id = match inserted {
+            Ok(r) => r.last_insert_id().unwrap_or_default(),
+            Err(e) if is_unique_violation(&e) => {
+                return Err(StoreError::Conflict(format!(
+                    "a cluster named {:?} already exists in environment {}",
+                    spec.name.as_str(),
+                    spec.environment_id
+                )))
+            }
+            Err(e) => return Err(q("insert cluster")(e)),
+        };
+        let detail = format!(
+            "create cluster {} ({}, {} x {})",
+            spec.name,
+            spec.cluster_type.as_str(),
+            spec.num_nodes,
+            spec.instance_type
+        );
+        finish(
+            tx,
+            ctx,
+            Change {
+                kind: "CREATE_CLUSTER",
+                target_kind: "cluster",
+                target_id: id,
+                target_generation: 1,
+                steps: vec![],
+                audit_detail: &detail,
+            },
+        )
+        .await
+    }
+
+    /// Changes the size or the termination protection of a cluster. Protection
+    /// forbids scaling to zero.
+    pub async fn update_cluster(&self, ctx: &WriteCtx, id: i64, update: &ClusterUpdate) -> Result<Submitted, StoreError> {
+        with_key_retry(|| self.update_cluster_once(ctx, id, update)).await
+    }
+
+    async fn update_cluster_once(&self, ctx: &WriteCtx, id: i64, update: &ClusterUpdate) -> Result<Submitted, StoreError> {
+        let mut tx = self.begin_tx().await?;
+        if let Begun::Replay(s) = begin(&mut tx, ctx).await? {
+            return Ok(s);
+        }
+        let current = self.get_cluster_in(&mut tx, id).await?;
+        if current.delete_requested {
+            return Err(StoreError::Conflict(format!(
+                "cluster {id} is {}; it can no longer be updated",
+                current.status_code
+            )));
+        }
+        if current.termination_protection && update.num_nodes == Some(0) {
+            return Err(StoreError::Conflict(format!(
+                "cluster {id} has termination protection, which forbids scaling to zero; \
+                 disable it first (ocadm clusters update --terminationProtectionEnabled false {id})"
+            )));
+        }
+        let num_nodes = update.num_nodes.unwrap_or(current.num_nodes);
+        let protection = update.termination_protection_enabled.unwrap_or(current.termination_protection);
+        let generation = current.generation + 1;
+        let changed = sqlx::query(
+            "UPDATE clusters SET num_nodes = ?, termination_protection = ?, generation = ?, status_code = ?, \
+             status_message = ?, row_version = row_version + 1, updated_at = ? WHERE id = ? AND row_version = ?",
+        )
+        .bind(num_nodes)
+        .bind(protection as i64)
+        .bind(generation)
+        .bind(ClusterStatus::Updating.as_str())
+        .bind("Waiting for the reconciler.")
+        .bind(now_ms())
+        .bind(id)
+        .bind(current.row_version)
+        .execute(&mut *tx)
+        .await
+        .map_err(q("update cluster"))?;
+        if changed.rows_affected() == 0 {
+            return Err(StoreError::Conflict(format!(
+                "cluster {id} changed while this update was being made; try again"
+            )));
+        }
+        let detail = format!(
+            "update cluster {}: numNodes {} -> {num_nodes}, terminationProtection {} -> {protection}",
+            current.name, current.num_nodes, current.termination_protection
+        );
+        finish(
+            tx,
+            ctx,
+            Change {
+                kind: "UPDATE_CLUSTER",
+                target_kind: "cluster",
+                target_id: id,
+                target_generation: generation,
+                steps: vec![],
+                audit_detail: &detail,
+            },
+        )
+        .await
+    }
+
+    /// Asks for a cluster and everything it owns to be removed. Refused while the
+    /// cluster has termination protection.
+    pub async fn delete_cluster(&self, ctx: &WriteCtx, id: i64) -> Result<Submitted, StoreError> {
+        with_key_retry(|| self.delete_cluster_once(ctx, id)).await
+    }
+
+    async fn delete_cluster_once(&self, ctx: &WriteCtx, id: i64) -> Result<Submitted, StoreError> {
+        let mut tx = self.begin_tx().await?;
+        if let Begun::Replay(s) = begin(&mut tx, ctx).await? {
+            return Ok(s);
+        }
+        let current = self.get_cluster_in(&mut tx, id).await?;
+        if current.termination_protection {
+            return Err(StoreError::Conflict(format!(
+                "cluster {id} has termination protection; disable it first (ocadm clusters update --terminationProtectionEnabled false {id})"
+            )));
+        }
+        if current.delete_requested {
+            // A second delete answers with the first one's operation.
+            let op: Option<i64> = sqlx::query_scalar(
+                "SELECT MAX(id) FROM operations WHERE target_kind = 'cluster' AND target_id = ? AND kind = 'DELETE_CLUSTER'",
+            )
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(q("find delete operation"))?;
+            if let Some(operation_id) = op {
+                return Ok(Submitted { operation_id, target_id: id, replayed: true });
+            }
+        }
+        let generation = current.generation + 1;
+        let changed = sqlx::query(
+            "UPDATE clusters SET delete_requested = 1, generation = ?, status_code = ?, status_message = ?, \
+             row_version = row_version + 1, updated_at = ? WHERE id = ? AND row_version = ?",
+        )
+        .bind(generation)
+        .bind(ClusterStatus::Terminating.as_str())
+        .bind("Deleting the cluster's resources.")
+        .bind(now_ms())
+        .bind(id)
+        .bind(current.row_version)
+        .execute(&mut *tx)
+        .await
+        .map_err(q("delete cluster"))?;
+        if changed.rows_affected() == 0 {
+            return Err(StoreError::Conflict(format!(
+                "cluster {id} changed while this delete was being made; try again"
+            )));
+        }
+        let detail = format!("delete cluster {}", current.name);
+        finish(
+            tx,
+            ctx,
+            Change {
+                kind: "DELETE_CLUSTER",
+                target_kind: "cluster",
+                target_id: id,
+                target_generation: generation,
+                steps: vec![],
+                audit_detail: &detail,
+            },
+        )
+        .await
+    }
+
+    async fn get_cluster_in(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        id: i64,
+    ) -> Result<ClusterRow, StoreError> {
+        let sql = format!("SELECT {CLUSTER_COLUMNS} FROM clusters WHERE id = ?");
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(q("get cluster"))?;
+        match row {
+            Some(r) => ClusterRow::from_row(&r),
+            None => Err(StoreError::NotFound { kind: "cluster", id }),
+        }
+    }
+
+    pub async fn get_cluster(&self, id: i64) -> Result<ClusterRow, StoreError> {
+        let sql = format!("SELECT {CLUSTER_COLUMNS} FROM clusters WHERE id = ?");
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(q("get cluster"))?;
+        match row {
+            Some(r) => ClusterRow::from_row(&r),
+            None => Err(StoreError::NotFound { kind: "cluster", id }),
+        }
+    }
+
+    /// Clusters that are not yet terminated, optionally of one environment, by id.
+    pub async fn list_clusters(&self, environment_id: Option<i64>) -> Result<Vec<ClusterRow>, StoreError> {
+        let sql = format!(
+            "SELECT {CLUSTER_COLUMNS} FROM clusters WHERE status_code <> 'TERMINATED' AND (? IS NULL OR environment_id = ?) ORDER BY id"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(environment_id)
+            .bind(environment_id)
+            .fetch_all(self.pool())
+            .await
+            .map_err(q("list clusters"))?;
+        rows.iter().map(ClusterRow::from_row).collect()
+    }
+
+    pub async fn nodes_of(&self, cluster_id: i64) -> Result<Vec<NodeRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT instance_id, cluster_id, lifecycle_state, availability_zone, updated_at FROM nodes WHERE cluster_id = ? ORDER BY instance_id",
+        )
+        .bind(cluster_id)
+        .fetch_all(self.pool())
+        .await
+        .map_err(q("list nodes"))?;
+        rows.iter().map(NodeRow::from_row).collect()
+    }
+
+    pub async fn claim_cluster(&self, id: i64, owner: &str, ttl_ms: i64) -> Result<bool, StoreError> {
+        claim("clusters", self, id, owner, ttl_ms).await
+    }
+
+    pub async fn release_cluster(&self, id: i64, owner: &str) -> Result<(), StoreError> {
+        release("clusters", self, id, owner).await
+    }
+
+    /// Records what the reconciler saw, in one transaction: the cluster's status,
+    /// its nodes (replaced as a set, in one statement) and its operations' progress.
+    pub async fn record_cluster(&self, id: i64, owner: &str, obs: &ClusterObservation) -> Result<(), StoreError> {
+        let mut tx = self.begin_tx().await?;
+        let terminated = obs.status == ClusterStatus::Terminated;
+        let now = now_ms();
+        let updated = sqlx::query(
+            "UPDATE clusters SET status_code = ?, status_message = ?, asg_name = ?, launch_template_id = ?, \
+             observed_generation = COALESCE(?, observed_generation), \
+             live_key = CASE WHEN ? = 1 THEN NULL ELSE live_key END, \
+             row_version = row_version + 1, updated_at = ? WHERE id = ? AND lease_owner = ?",
+        )
+        .bind(obs.status.as_str())
+        .bind(&obs.message)
+        .bind(obs.asg_name.clone())
+        .bind(obs.launch_template_id.clone())
+        .bind(obs.observed_generation)
+        .bind(terminated as i64)
+        .bind(now)
+        .bind(id)
+        .bind(owner)
+        .execute(&mut *tx)
+        .await
+        .map_err(q("record cluster"))?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::Conflict(format!("lost the lease on cluster {id}")));
+        }
+        sqlx::query("DELETE FROM nodes WHERE cluster_id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(q("clear nodes"))?;
+        if !obs.nodes.is_empty() {
+            let values = vec!["(?, ?, ?, ?, ?)"; obs.nodes.len()].join(", ");
+            let sql = format!(
+                "INSERT INTO nodes (instance_id, cluster_id, lifecycle_state, availability_zone, updated_at) VALUES {values}"
+            );
+            let mut insert = sqlx::query(&sql);
+            for n in &obs.nodes {
+                insert = insert
+                    .bind(n.instance_id.clone())
+                    .bind(id)
+                    .bind(n.lifecycle_state.clone())
+                    .bind(n.availability_zone.clone())
+                    .bind(now);
+            }
+            insert.execute(&mut *tx).await.map_err(q("insert nodes"))?;
+        }
+        let generation = obs.observed_generation.unwrap_or(0);
+        progress(&mut tx, "cluster", id, generation, &obs.steps, obs.failure.as_deref()).await?;
+        tx.commit().await.map_err(q("commit cluster"))
+    }
+
+    /// Ids of the clusters the reconciler should look at: all but the terminated.
+    pub async fn clusters_to_reconcile(&self) -> Result<Vec<i64>, StoreError> {
+        sqlx::query_scalar("SELECT id FROM clusters WHERE status_code <> 'TERMINATED' ORDER BY id")
+            .fetch_all(self.pool())
+            .await
+            .map_err(q("clusters to reconcile"))
+    }
+}

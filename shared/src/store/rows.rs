@@ -1,0 +1,218 @@
+//! Rows as the store hands them out, and their mapping from SQL. Columns are read
+//! by name; integers are `i64` and booleans `0`/`1` on both backends.
+
+use std::collections::BTreeMap;
+
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use super::operations::Step;
+use super::StoreError;
+
+fn json<T: serde::de::DeserializeOwned>(what: &'static str, raw: &str) -> Result<T, StoreError> {
+    serde_json::from_str(raw).map_err(|e| StoreError::Corrupt {
+        what,
+        detail: e.to_string(),
+    })
+}
+
+fn col<'r, T>(row: &'r AnyRow, name: &str) -> Result<T, StoreError>
+where
+    T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
+{
+    row.try_get(name).map_err(|source| StoreError::Query {
+        op: "decode row",
+        source,
+    })
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvironmentRow {
+    pub id: i64,
+    pub name: String,
+    pub region: String,
+    pub vpc_id: Option<String>,
+    pub subnet_ids: Vec<String>,
+    pub vpc_cidr: Option<String>,
+    pub admin_cidr: Option<String>,
+    pub create_security_group: bool,
+    pub security_group_id: Option<String>,
+    pub delete_requested: bool,
+    pub status_code: String,
+    pub status_message: String,
+    pub generation: i64,
+    pub observed_generation: i64,
+    pub row_version: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+pub(crate) const ENVIRONMENT_COLUMNS: &str = "id, name, region, vpc_id, subnet_ids, vpc_cidr, admin_cidr, \
+    create_security_group, security_group_id, delete_requested, status_code, status_message, \
+    generation, observed_generation, row_version, created_at, updated_at";
+
+impl EnvironmentRow {
+    pub(crate) fn from_row(r: &AnyRow) -> Result<Self, StoreError> {
+        Ok(EnvironmentRow {
+            id: col(r, "id")?,
+            name: col(r, "name")?,
+            region: col(r, "region")?,
+            vpc_id: col(r, "vpc_id")?,
+            subnet_ids: json("environment subnet_ids", &col::<String>(r, "subnet_ids")?)?,
+            vpc_cidr: col(r, "vpc_cidr")?,
+            admin_cidr: col(r, "admin_cidr")?,
+            create_security_group: col::<i64>(r, "create_security_group")? != 0,
+            security_group_id: col(r, "security_group_id")?,
+            delete_requested: col::<i64>(r, "delete_requested")? != 0,
+            status_code: col(r, "status_code")?,
+            status_message: col(r, "status_message")?,
+            generation: col(r, "generation")?,
+            observed_generation: col(r, "observed_generation")?,
+            row_version: col(r, "row_version")?,
+            created_at: col(r, "created_at")?,
+            updated_at: col(r, "updated_at")?,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterRow {
+    pub id: i64,
+    pub environment_id: i64,
+    pub name: String,
+    pub description: String,
+    pub cluster_type: String,
+    pub num_nodes: i64,
+    pub instance_type: String,
+    pub storage_gb: i64,
+    pub odas_version: String,
+    pub owner: String,
+    pub tags: BTreeMap<String, String>,
+    pub termination_protection: bool,
+    pub delete_requested: bool,
+    pub config_generation: i64,
+    pub status_code: String,
+    pub status_message: String,
+    pub generation: i64,
+    pub observed_generation: i64,
+    pub asg_name: Option<String>,
+    pub launch_template_id: Option<String>,
+    pub row_version: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+pub(crate) const CLUSTER_COLUMNS: &str = "id, environment_id, name, description, cluster_type, num_nodes, \
+    instance_type, storage_gb, odas_version, owner, tags, termination_protection, delete_requested, \
+    config_generation, status_code, status_message, generation, observed_generation, asg_name, \
+    launch_template_id, row_version, created_at, updated_at";
+
+impl ClusterRow {
+    pub(crate) fn from_row(r: &AnyRow) -> Result<Self, StoreError> {
+        Ok(ClusterRow {
+            id: col(r, "id")?,
+            environment_id: col(r, "environment_id")?,
+            name: col(r, "name")?,
+            description: col(r, "description")?,
+            cluster_type: col(r, "cluster_type")?,
+            num_nodes: col(r, "num_nodes")?,
+            instance_type: col(r, "instance_type")?,
+            storage_gb: col(r, "storage_gb")?,
+            odas_version: col(r, "odas_version")?,
+            owner: col(r, "owner")?,
+            tags: json("cluster tags", &col::<String>(r, "tags")?)?,
+            termination_protection: col::<i64>(r, "termination_protection")? != 0,
+            delete_requested: col::<i64>(r, "delete_requested")? != 0,
+            config_generation: col(r, "config_generation")?,
+            status_code: col(r, "status_code")?,
+            status_message: col(r, "status_message")?,
+            generation: col(r, "generation")?,
+            observed_generation: col(r, "observed_generation")?,
+            asg_name: col(r, "asg_name")?,
+            launch_template_id: col(r, "launch_template_id")?,
+            row_version: col(r, "row_version")?,
+            created_at: col(r, "created_at")?,
+            updated_at: col(r, "updated_at")?,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeRow {
+    pub instance_id: String,
+    pub cluster_id: i64,
+    pub lifecycle_state: String,
+    pub availability_zone: String,
+    pub updated_at: i64,
+}
+
+impl NodeRow {
+    pub(crate) fn from_row(r: &AnyRow) -> Result<Self, StoreError> {
+        Ok(NodeRow {
+            instance_id: col(r, "instance_id")?,
+            cluster_id: col(r, "cluster_id")?,
+            lifecycle_state: col(r, "lifecycle_state")?,
+            availability_zone: col(r, "availability_zone")?,
+            updated_at: col(r, "updated_at")?,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperationRow {
+    pub id: i64,
+    pub kind: String,
+    pub target_kind: String,
+    pub target_id: i64,
+    pub target_generation: i64,
+    pub state: String,
+    pub steps: Vec<Step>,
+    pub error: Option<String>,
+    pub principal: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+pub(crate) const OPERATION_COLUMNS: &str = "id, kind, target_kind, target_id, target_generation, state, \
+    steps, error, principal, created_at, updated_at";
+
+impl OperationRow {
+    pub(crate) fn from_row(r: &AnyRow) -> Result<Self, StoreError> {
+        Ok(OperationRow {
+            id: col(r, "id")?,
+            kind: col(r, "kind")?,
+            target_kind: col(r, "target_kind")?,
+            target_id: col(r, "target_id")?,
+            target_generation: col(r, "target_generation")?,
+            state: col(r, "state")?,
+            steps: json("operation steps", &col::<String>(r, "steps")?)?,
+            error: col(r, "error")?,
+            principal: col(r, "principal")?,
+            created_at: col(r, "created_at")?,
+            updated_at: col(r, "updated_at")?,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRow {
+    pub id: i64,
+    pub at: i64,
+    pub principal: String,
+    pub action: String,
+    pub target: String,
+    pub detail: String,
+}
+
+impl AuditRow {
+    pub(crate) fn from_row(r: &AnyRow) -> Result<Self, StoreError> {
+        Ok(AuditRow {
+            id: col(r, "id")?,
+            at: col(r, "at")?,
+            principal: col(r, "principal")?,
+            action: col(r, "action")?,
+            target: col(r, "target")?,
+            detail: col(r, "detail")?,
+        })
+    }
+}

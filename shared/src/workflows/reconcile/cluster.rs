@@ -1,0 +1,183 @@
+//! Reconciling a cluster: observe by tags, plan, apply, and record the result.
+
+use tracing::{info, instrument, warn};
+
+use super::plan::{assess, plan, Change, DesiredCluster, ObservedCluster};
+use super::{Outcome, ReconcileError, Reconciler, LEASE_MS, MAX_PASSES};
+use crate::cloud::{CloudError, CloudErrorKind, Compute, GroupSpec, LaunchTemplateSpec, ObjectStore, Scaling};
+use crate::domain::{tags, ClusterStatus};
+use crate::store::{ClusterObservation, ClusterRow, EnvironmentRow, NewNode};
+
+/// The names of a cluster's resources: `okera-<id>-<name>`, the same on every run,
+/// so that two runs that both create collide instead of making two.
+pub fn resource_name(cluster: &ClusterRow) -> String {
+    format!("okera-{}-{}", cluster.id, cluster.name)
+}
+
+impl<C: Compute, S: Scaling, O: ObjectStore> Reconciler<C, S, O> {
+    /// What the cluster should have in AWS.
+    pub fn desired(&self, cluster: &ClusterRow, env: &EnvironmentRow) -> DesiredCluster {
+        let name = resource_name(cluster);
+        let all_tags = tags::cluster_tags(cluster.id, &cluster.name, cluster.environment_id, &cluster.tags);
+        let size = if cluster.delete_requested { 0 } else { cluster.num_nodes as i32 };
+        let config_path = format!("config/{}/{}/cluster.json", cluster.id, cluster.config_generation);
+        let config_uri = self.staging.uri(&config_path);
+        let config = serde_json::json!({
+            "clusterId": cluster.id,
+            "name": cluster.name,
+            "type": cluster.cluster_type,
+            "environmentId": cluster.environment_id,
+            "region": env.region,
+            "version": cluster.odas_version,
+            "instanceType": cluster.instance_type,
+            "storageGb": cluster.storage_gb,
+            "configGeneration": cluster.config_generation,
+            "stagingDir": self.staging.uri(""),
+        });
+        let user_data = format!(
+            "#!/bin/bash\n# ODAS node bootstrap, written by the Okera Deployment Manager.\n\
+             export OKERA_CLUSTER_ID={}\nexport OKERA_CLUSTER_CONFIG={config_uri}\nexport OKERA_S3_STAGING_DIR={}\n\
+             exec /opt/okera/bin/node-bootstrap\n",
+            cluster.id,
+            self.staging.uri("")
+        );
+        DesiredCluster {
+            delete: cluster.delete_requested,
+            num_nodes: size,
+            group: GroupSpec {
+                name: name.clone(),
+                launch_template_id: String::new(),
+                min: size,
+                max: size,
+                desired: size,
+                subnet_ids: env.subnet_ids.clone(),
+                tags: all_tags.clone(),
+            },
+            template: LaunchTemplateSpec {
+                name,
+                image_id: self.node_ami.clone(),
+                instance_type: cluster.instance_type.clone(),
+                storage_gb: cluster.storage_gb as i32,
+                security_group_ids: env.security_group_id.iter().cloned().collect(),
+                user_data,
+                tags: all_tags,
+            },
+            config_key: self.staging.key(&config_path),
+            config_body: serde_json::to_vec_pretty(&config).expect("json serialises"),
+            config_prefix: self.staging.key(&format!("config/{}/", cluster.id)),
+        }
+    }
+
+    /// Everything in AWS that carries the cluster's tag.
+    pub async fn observe(&self, region: &str, cluster_id: i64, config_prefix: &str) -> Result<ObservedCluster, CloudError> {
+        let id = cluster_id.to_string();
+        let (groups, templates, instances, config_keys) = tokio::join!(
+            self.scaling.groups_tagged(region, tags::CLUSTER_ID, &id),
+            self.compute.launch_templates_tagged(region, tags::CLUSTER_ID, &id),
+            self.compute.instances_tagged(region, tags::CLUSTER_ID, &id),
+            self.objects.list(&self.staging.bucket, config_prefix),
+        );
+        Ok(ObservedCluster {
+            groups: groups?,
+            templates: templates?,
+            instances: instances?,
+            config_keys: config_keys?,
+        })
+    }
+
+    /// Applies one change. Creating what exists and deleting what is gone both
+    /// succeed: the next observation shows the resource either way.
+    pub async fn apply(&self, region: &str, change: &Change) -> Result<(), CloudError> {
+        let result = match change {
+            Change::PutConfig { key, body } => self.objects.put(&self.staging.bucket, key, body.clone()).await,
+            Change::CreateLaunchTemplate(spec) => self.compute.create_launch_template(region, spec).await.map(|_| ()),
+            Change::CreateGroup(spec) => self.scaling.create_group(region, spec).await,
+            Change::ResizeGroup { name, size } => self.scaling.resize_group(region, name, *size, *size, *size).await,
+            Change::DeleteGroup { name } => self.scaling.delete_group(region, name).await,
+            Change::DeleteLaunchTemplate { id } => self.compute.delete_launch_template(region, id).await,
+            Change::TerminateInstances { ids } => self.compute.terminate_instances(region, ids).await,
+            Change::DeleteConfig { keys } => self.objects.delete(&self.staging.bucket, keys).await,
+        };
+        match result {
+            Err(e) if matches!(e.kind, CloudErrorKind::AlreadyExists | CloudErrorKind::NotFound) => {
+                info!(change = %change.describe(), code = %e.code, "already done by another run");
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    /// Converges one cluster. Returns `Busy` when another run holds it.
+    #[instrument(skip_all, fields(cluster_id = id))]
+    pub async fn reconcile_cluster(&self, id: i64) -> Result<Outcome, ReconcileError> {
+        if !self.store.claim_cluster(id, &self.owner, LEASE_MS).await? {
+            return Ok(Outcome::Busy);
+        }
+        let result = self.converge_cluster(id).await;
+        self.store.release_cluster(id, &self.owner).await?;
+        result.map(|_| Outcome::Reconciled)
+    }
+
+    async fn converge_cluster(&self, id: i64) -> Result<(), ReconcileError> {
+        let cluster = self.store.get_cluster(id).await?;
+        let env = self.store.get_environment(cluster.environment_id).await?;
+        let region = env.region.as_str();
+        let desired = self.desired(&cluster, &env);
+        let mut failure = None;
+        let mut observed = self.observe(region, id, &desired.config_prefix).await?;
+        for _ in 0..MAX_PASSES {
+            let changes = plan(&desired, &observed);
+            if changes.is_empty() {
+                break;
+            }
+            for change in &changes {
+                info!(change = %change.describe(), "applying");
+                if let Err(e) = self.apply(region, change).await {
+                    if e.is_retryable() {
+                        // Leave the operation running; the next run goes on from here.
+                        warn!(error = %e, "transient failure; will retry");
+                        return Err(e.into());
+                    }
+                    warn!(error = %e, "permanent failure");
+                    failure = Some(format!("{}: {e}", change.describe()));
+                    break;
+                }
+            }
+            observed = self.observe(region, id, &desired.config_prefix).await?;
+            if failure.is_some() {
+                break;
+            }
+        }
+        let ever_ready = cluster.observed_generation > 0;
+        let a = assess(&desired, &observed, ever_ready);
+        let group = observed.groups.iter().find(|g| g.name == desired.group.name);
+        let obs = ClusterObservation {
+            status: if failure.is_some() { ClusterStatus::Failed } else { a.status },
+            message: failure.clone().unwrap_or(a.message),
+            asg_name: group.map(|g| g.name.clone()),
+            launch_template_id: observed
+                .templates
+                .iter()
+                .find(|t| t.name == desired.template.name)
+                .map(|t| t.id.clone()),
+            nodes: group
+                .map(|g| {
+                    g.instances
+                        .iter()
+                        .map(|i| NewNode {
+                            instance_id: i.id.clone(),
+                            lifecycle_state: i.lifecycle_state.clone(),
+                            availability_zone: i.availability_zone.clone(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            observed_generation: a.converged.then_some(cluster.generation),
+            steps: a.steps,
+            failure,
+        };
+        self.store.record_cluster(id, &self.owner, &obs).await?;
+        info!(status = obs.status.as_str(), "cluster reconciled");
+        Ok(())
+    }
+}

@@ -1,0 +1,214 @@
+//! Reconciling an environment: resolve its network, cache what the region offers,
+//! and keep the `OkeraOdasServices` security group equal to the rule table.
+
+use std::collections::BTreeSet;
+
+use tracing::{info, instrument, warn};
+
+use super::{Outcome, ReconcileError, Reconciler, LEASE_MS};
+use crate::cloud::{CloudErrorKind, Compute, IngressRule, ObjectStore, Scaling};
+use crate::domain::security_group::{self, Peer, RULES};
+use crate::domain::{tags, EnvironmentStatus};
+use crate::store::{EnvironmentObservation, EnvironmentRow, Step, StepState};
+
+fn done(name: &str, message: String) -> Step {
+    Step { name: name.into(), state: StepState::Done, message }
+}
+
+/// A failure the environment cannot recover from by waiting.
+struct Permanent(String);
+
+impl<C: Compute, S: Scaling, O: ObjectStore> Reconciler<C, S, O> {
+    /// Converges one environment. Returns `Busy` when another run holds it.
+    #[instrument(skip_all, fields(environment_id = id))]
+    pub async fn reconcile_environment(&self, id: i64) -> Result<Outcome, ReconcileError> {
+        if !self.store.claim_environment(id, &self.owner, LEASE_MS).await? {
+            return Ok(Outcome::Busy);
+        }
+        let result = self.converge_environment(id).await;
+        self.store.release_environment(id, &self.owner).await?;
+        result.map(|_| Outcome::Reconciled)
+    }
+
+    async fn converge_environment(&self, id: i64) -> Result<(), ReconcileError> {
+        let env = self.store.get_environment(id).await?;
+        let obs = match self.environment_pass(&env).await {
+            Ok(obs) => obs,
+            Err(Ok(Permanent(reason))) => {
+                warn!(%reason, "environment failed");
+                EnvironmentObservation {
+                    vpc_id: env.vpc_id.clone(),
+                    subnet_ids: env.subnet_ids.clone(),
+                    vpc_cidr: env.vpc_cidr.clone(),
+                    security_group_id: env.security_group_id.clone(),
+                    status: EnvironmentStatus::Failed,
+                    message: reason.clone(),
+                    observed_generation: None,
+                    steps: vec![],
+                    failure: Some(reason),
+                }
+            }
+            Err(Err(e)) if e.kind == CloudErrorKind::Permanent => {
+                let reason = e.to_string();
+                EnvironmentObservation {
+                    vpc_id: env.vpc_id.clone(),
+                    subnet_ids: env.subnet_ids.clone(),
+                    vpc_cidr: env.vpc_cidr.clone(),
+                    security_group_id: env.security_group_id.clone(),
+                    status: EnvironmentStatus::Failed,
+                    message: reason.clone(),
+                    observed_generation: None,
+                    steps: vec![],
+                    failure: Some(reason),
+                }
+            }
+            // Transient: leave the operation running; the next run tries again.
+            Err(Err(e)) => return Err(e.into()),
+        };
+        self.store.record_environment(id, &self.owner, &obs).await?;
+        info!(status = obs.status.as_str(), "environment reconciled");
+        Ok(())
+    }
+
+    async fn environment_pass(
+        &self,
+        env: &EnvironmentRow,
+    ) -> Result<EnvironmentObservation, Result<Permanent, crate::cloud::CloudError>> {
+        let region = env.region.as_str();
+        let env_tag = env.id.to_string();
+        if env.delete_requested {
+            if let Some(vpc) = &env.vpc_id {
+                for g in self
+                    .compute
+                    .security_groups_tagged(region, vpc, tags::ENVIRONMENT_ID, &env_tag)
+                    .await
+                    .map_err(Err)?
+                {
+                    match self.compute.delete_security_group(region, &g.id).await {
+                        Ok(()) => {}
+                        Err(e) if e.kind == CloudErrorKind::NotFound => {}
+                        Err(e) => return Err(Err(e)),
+                    }
+                }
+            }
+            return Ok(EnvironmentObservation {
+                vpc_id: env.vpc_id.clone(),
+                subnet_ids: env.subnet_ids.clone(),
+                vpc_cidr: env.vpc_cidr.clone(),
+                security_group_id: None,
+                status: EnvironmentStatus::Deleted,
+                message: "Environment deleted.".into(),
+                observed_generation: Some(env.generation),
+                steps: vec![done("security group", "deleted".into())],
+                failure: None,
+            });
+        }
+        let vpc = match &env.vpc_id {
+            Some(id) => self.compute.vpc(region, id).await.map_err(Err)?.ok_or_else(|| {
+                Ok(Permanent(format!("VPC {id} does not exist in {region}")))
+            })?,
+            None => self.compute.default_vpc(region).await.map_err(Err)?.ok_or_else(|| {
+                Ok(Permanent(format!(
+                    "{region} has no default VPC; create the environment again with --vpc and --subnets"
+                )))
+            })?,
+        };
+        let available = self.compute.subnets(region, &vpc.id).await.map_err(Err)?;
+        let subnets = if env.subnet_ids.is_empty() {
+            available
+        } else {
+            if let Some(missing) = env.subnet_ids.iter().find(|s| !available.contains(s)) {
+                return Err(Ok(Permanent(format!("subnet {missing} is not in VPC {}", vpc.id))));
+            }
+            env.subnet_ids.clone()
+        };
+        if subnets.is_empty() {
+            return Err(Ok(Permanent(format!("VPC {} has no subnets", vpc.id))));
+        }
+        let vpc_cidr = env.vpc_cidr.clone().unwrap_or(vpc.cidr.clone());
+        let mut steps = vec![done("network", format!("{} with {} subnet(s)", vpc.id, subnets.len()))];
+
+        if !self.store.has_instance_types(region).await.map_err(|e| Ok(Permanent(e.to_string())))? {
+            let types = self.compute.instance_types(region).await.map_err(Err)?;
+            self.store
+                .put_instance_types(region, &types)
+                .await
+                .map_err(|e| Ok(Permanent(e.to_string())))?;
+        }
+        steps.push(done("instance types", format!("offered in {region} cached")));
+
+        let mut security_group_id = None;
+        if env.create_security_group {
+            let admin = env.admin_cidr.clone().unwrap_or_default();
+            let id = self.ensure_security_group(env, &vpc.id, &admin, &vpc_cidr).await?;
+            steps.push(done("security group", format!("{id} with {} rules", RULES.len())));
+            security_group_id = Some(id);
+        }
+        Ok(EnvironmentObservation {
+            vpc_id: Some(vpc.id),
+            subnet_ids: subnets,
+            vpc_cidr: Some(vpc_cidr),
+            security_group_id,
+            status: EnvironmentStatus::Ready,
+            message: "Environment ready.".into(),
+            observed_generation: Some(env.generation),
+            steps,
+            failure: None,
+        })
+    }
+
+    /// Finds the environment's group by its tag (or makes it), then makes its rules
+    /// exactly the table's: missing rules are added, others revoked.
+    async fn ensure_security_group(
+        &self,
+        env: &EnvironmentRow,
+        vpc_id: &str,
+        admin_cidr: &str,
+        vpc_cidr: &str,
+    ) -> Result<String, Result<Permanent, crate::cloud::CloudError>> {
+        let region = env.region.as_str();
+        let env_tag = env.id.to_string();
+        let name = security_group::group_name(&env.name);
+        let find = || self.compute.security_groups_tagged(region, vpc_id, tags::ENVIRONMENT_ID, &env_tag);
+        let group = match find().await.map_err(Err)?.into_iter().next() {
+            Some(g) => g,
+            None => {
+                let description = format!("Okera ODAS services of DM environment {}", env.name);
+                match self
+                    .compute
+                    .create_security_group(region, vpc_id, &name, &description, &tags::environment_tags(env.id))
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(e) if e.kind == CloudErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(Err(e)),
+                }
+                find().await.map_err(Err)?.into_iter().next().ok_or_else(|| {
+                    Ok(Permanent(format!(
+                        "a security group named {name} exists in {vpc_id} but was not made by the DM; rename or remove it"
+                    )))
+                })?
+            }
+        };
+        let desired: BTreeSet<(u16, Peer)> = security_group::resolved(admin_cidr, vpc_cidr, &group.id).into_iter().collect();
+        let observed: BTreeSet<(u16, Peer)> = group.rules.iter().cloned().collect();
+        let add: Vec<IngressRule> = desired
+            .difference(&observed)
+            .map(|(port, peer)| {
+                let d = RULES.iter().find(|r| r.port == *port).map(|r| r.description).unwrap_or("");
+                (*port, peer.clone(), d.to_owned())
+            })
+            .collect();
+        let remove: Vec<(u16, Peer)> = observed.difference(&desired).cloned().collect();
+        // A concurrent run may have added or removed the same rules first.
+        match self.compute.authorize_ingress(region, &group.id, &add).await {
+            Err(e) if e.kind != CloudErrorKind::AlreadyExists => return Err(Err(e)),
+            _ => {}
+        }
+        match self.compute.revoke_ingress(region, &group.id, &remove).await {
+            Err(e) if e.kind != CloudErrorKind::NotFound => return Err(Err(e)),
+            _ => {}
+        }
+        Ok(group.id)
+    }
+}

@@ -1,0 +1,91 @@
+//! The reconciler: converges AWS toward the desired state in the store.
+//!
+//! Like a Kubernetes controller, it is level-triggered and idempotent. It runs after
+//! every write and on a schedule, it finds what it made by tags (never by memory
+//! alone), and it is safe to run twice, to kill at any step, and to run twice at
+//! once:
+//! - a lease with an expiry on each row keeps two runs off the same target, and an
+//!   expired lease (a killed run) is taken over;
+//! - resource names are deterministic, so two creates collide in AWS
+//!   (`AlreadyExists`) rather than making two of anything, and the loser adopts the
+//!   winner's resource on its next look.
+
+mod cluster;
+mod environment;
+pub mod plan;
+
+use crate::cloud::{CloudError, Compute, ObjectStore, Scaling};
+use crate::config::S3Location;
+use crate::store::{Store, StoreError};
+
+pub use plan::{assess, plan, Assessment, Change, DesiredCluster, ObservedCluster};
+
+/// How long a reconcile may hold a target before another run may take over.
+pub const LEASE_MS: i64 = 120_000;
+/// Plan-apply passes per target per run; each pass waits for nothing, so a few
+/// passes finish what AWS does at once, and the schedule finishes the rest.
+const MAX_PASSES: usize = 4;
+
+/// Why one target could not be reconciled this time.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Cloud(#[from] CloudError),
+}
+
+/// The reconciler's dependencies: the store, one adapter per AWS system, and the
+/// settings resources are made from.
+pub struct Reconciler<C, S, O> {
+    pub store: Store,
+    pub compute: C,
+    pub scaling: S,
+    pub objects: O,
+    pub staging: S3Location,
+    pub node_ami: String,
+    /// Who holds leases taken by this reconciler (unique per process and run).
+    pub owner: String,
+}
+
+/// What one run did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub environments: usize,
+    pub clusters: usize,
+    /// Targets another run held; they are left to it.
+    pub skipped: usize,
+    /// Targets that failed this time, with the reason.
+    pub errors: Vec<String>,
+}
+
+/// What happened to one target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Reconciled,
+    /// Another run holds the lease.
+    Busy,
+}
+
+impl<C: Compute, S: Scaling, O: ObjectStore> Reconciler<C, S, O> {
+    /// Reconciles every environment, then every cluster. One target's failure does
+    /// not stop the others.
+    pub async fn reconcile_all(&self) -> Result<Summary, StoreError> {
+        let mut summary = Summary::default();
+        for id in self.store.environments_to_reconcile().await? {
+            match self.reconcile_environment(id).await {
+                Ok(Outcome::Reconciled) => summary.environments += 1,
+                Ok(Outcome::Busy) => summary.skipped += 1,
+                Err(e) => summary.errors.push(format!("environment {id}: {e}")),
+            }
+        }
+        for id in self.store.clusters_to_reconcile().await? {
+            match self.reconcile_cluster(id).await {
+                Ok(Outcome::Reconciled) => summary.clusters += 1,
+                Ok(Outcome::Busy) => summary.skipped += 1,
+                Err(e) => summary.errors.push(format!("cluster {id}: {e}")),
+            }
+        }
+        Ok(summary)
+    }
+}

@@ -1,0 +1,373 @@
+//! The reconciler's logic, with no I/O: what a cluster should have, what AWS has,
+//! and the changes that close the gap. `plan` is level-triggered: it does not know
+//! why it was called, and planning again after any subset of its changes took
+//! effect gives the rest.
+
+use crate::cloud::{Group, GroupSpec, Instance, LaunchTemplate, LaunchTemplateSpec};
+use crate::domain::ClusterStatus;
+use crate::store::{Step, StepState};
+
+/// What a cluster should have in AWS, derived from its row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredCluster {
+    pub delete: bool,
+    pub num_nodes: i32,
+    pub group: GroupSpec,
+    /// The group's launch template id is filled in from what is observed.
+    pub template: LaunchTemplateSpec,
+    pub config_key: String,
+    pub config_body: Vec<u8>,
+    /// Every staged configuration of the cluster lives under this prefix.
+    pub config_prefix: String,
+}
+
+/// What AWS has for a cluster, found by the cluster's tags.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ObservedCluster {
+    pub groups: Vec<Group>,
+    pub templates: Vec<LaunchTemplate>,
+    /// Instances tagged with the cluster that are not yet terminated.
+    pub instances: Vec<Instance>,
+    /// Keys under the cluster's configuration prefix.
+    pub config_keys: Vec<String>,
+}
+
+/// One change to AWS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    PutConfig { key: String, body: Vec<u8> },
+    CreateLaunchTemplate(LaunchTemplateSpec),
+    CreateGroup(GroupSpec),
+    ResizeGroup { name: String, size: i32 },
+    DeleteGroup { name: String },
+    DeleteLaunchTemplate { id: String },
+    TerminateInstances { ids: Vec<String> },
+    DeleteConfig { keys: Vec<String> },
+}
+
+impl Change {
+    /// A short description for logs and operation steps.
+    pub fn describe(&self) -> String {
+        match self {
+            Change::PutConfig { key, .. } => format!("stage configuration {key}"),
+            Change::CreateLaunchTemplate(t) => format!("create launch template {}", t.name),
+            Change::CreateGroup(g) => format!("create auto scaling group {}", g.name),
+            Change::ResizeGroup { name, size } => format!("resize auto scaling group {name} to {size}"),
+            Change::DeleteGroup { name } => format!("delete auto scaling group {name}"),
+            Change::DeleteLaunchTemplate { id } => format!("delete launch template {id}"),
+            Change::TerminateInstances { ids } => format!("terminate {} instance(s)", ids.len()),
+            Change::DeleteConfig { keys } => format!("delete {} staged configuration object(s)", keys.len()),
+        }
+    }
+}
+
+/// The changes that move `observed` toward `desired`, in the order they must run.
+pub fn plan(desired: &DesiredCluster, observed: &ObservedCluster) -> Vec<Change> {
+    let mut changes = Vec::new();
+    let group_name = &desired.group.name;
+    let template_name = &desired.template.name;
+    if desired.delete {
+        // Groups first: deleting a group terminates its instances. Templates,
+        // leftover instances and configuration go once no group is left, so that
+        // nothing is removed from under a group that still launches.
+        let live: Vec<&Group> = observed.groups.iter().filter(|g| !g.deleting).collect();
+        changes.extend(live.iter().map(|g| Change::DeleteGroup { name: g.name.clone() }));
+        if observed.groups.is_empty() {
+            changes.extend(observed.templates.iter().map(|t| Change::DeleteLaunchTemplate { id: t.id.clone() }));
+            let running: Vec<String> = observed
+                .instances
+                .iter()
+                .filter(|i| i.state != "shutting-down")
+                .map(|i| i.id.clone())
+                .collect();
+            if !running.is_empty() {
+                changes.push(Change::TerminateInstances { ids: running });
+            }
+            if !observed.config_keys.is_empty() {
+                changes.push(Change::DeleteConfig { keys: observed.config_keys.clone() });
+            }
+        }
+        return changes;
+    }
+    if !observed.config_keys.contains(&desired.config_key) {
+        changes.push(Change::PutConfig {
+            key: desired.config_key.clone(),
+            body: desired.config_body.clone(),
+        });
+    }
+    // Anything tagged with the cluster but under another name is a leftover (a
+    // renamed or half-made resource): remove it so it cannot leak.
+    for g in observed.groups.iter().filter(|g| &g.name != group_name && !g.deleting) {
+        changes.push(Change::DeleteGroup { name: g.name.clone() });
+    }
+    let template = observed.templates.iter().find(|t| &t.name == template_name);
+    match template {
+        None => changes.push(Change::CreateLaunchTemplate(desired.template.clone())),
+        Some(_) => {}
+    }
+    match observed.groups.iter().find(|g| &g.name == group_name) {
+        None => {
+            // The template id is known only once the template exists; a group is
+            // created on the pass after its template.
+            if let Some(t) = template {
+                let mut spec = desired.group.clone();
+                spec.launch_template_id = t.id.clone();
+                changes.push(Change::CreateGroup(spec));
+            }
+        }
+        Some(g) if g.deleting => {}
+        Some(g) => {
+            let n = desired.num_nodes;
+            if g.min != n || g.max != n || g.desired != n {
+                changes.push(Change::ResizeGroup { name: g.name.clone(), size: n });
+            }
+        }
+    }
+    let in_use = observed.groups.iter().any(|g| &g.name != group_name);
+    if !in_use {
+        for t in observed.templates.iter().filter(|t| &t.name != template_name) {
+            changes.push(Change::DeleteLaunchTemplate { id: t.id.clone() });
+        }
+    }
+    changes
+}
+
+/// How far a cluster is from its desired state, for its row and its operations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assessment {
+    pub status: ClusterStatus,
+    pub message: String,
+    pub steps: Vec<Step>,
+    /// True when AWS matches the desired state.
+    pub converged: bool,
+}
+
+fn step(name: &str, done: bool, running: bool, message: String) -> Step {
+    Step {
+        name: name.to_owned(),
+        state: if done {
+            StepState::Done
+        } else if running {
+            StepState::Running
+        } else {
+            StepState::Pending
+        },
+        message,
+    }
+}
+
+/// Judges what was observed against what is desired.
+pub fn assess(desired: &DesiredCluster, observed: &ObservedCluster, ever_ready: bool) -> Assessment {
+    if desired.delete {
+        let groups = observed.groups.len();
+        let instances = observed.instances.len();
+        let steps = vec![
+            step("auto scaling group", groups == 0, true, if groups == 0 { "deleted".into() } else { "deleting".into() }),
+            step("instances", instances == 0, groups == 0, format!("{instances} not yet terminated")),
+            step("launch template", observed.templates.is_empty(), groups == 0, format!("{} left", observed.templates.len())),
+            step("staged configuration", observed.config_keys.is_empty(), groups == 0, format!("{} object(s) left", observed.config_keys.len())),
+        ];
+        let converged = steps.iter().all(|s| s.state == StepState::Done);
+        return Assessment {
+            status: if converged { ClusterStatus::Terminated } else { ClusterStatus::Terminating },
+            message: if converged {
+                "Cluster deleted; no resources left.".into()
+            } else {
+                "Deleting the cluster's resources.".into()
+            },
+            steps,
+            converged,
+        };
+    }
+    let n = desired.num_nodes;
+    let config = observed.config_keys.contains(&desired.config_key);
+    let template = observed.templates.iter().any(|t| t.name == desired.template.name);
+    let group = observed.groups.iter().find(|g| g.name == desired.group.name && !g.deleting);
+    let sized = group.is_some_and(|g| g.min == n && g.max == n && g.desired == n);
+    let in_service = group
+        .map(|g| g.instances.iter().filter(|i| i.lifecycle_state == "InService").count() as i32)
+        .unwrap_or(0);
+    let total = group.map(|g| g.instances.len() as i32).unwrap_or(0);
+    let leftovers = observed.groups.len() - usize::from(group.is_some());
+    let nodes_done = sized && in_service == n && total == n;
+    let steps = vec![
+        step("staged configuration", config, false, desired.config_key.clone()),
+        step("launch template", template, config, desired.template.name.clone()),
+        step(
+            "auto scaling group",
+            sized && leftovers == 0,
+            template,
+            format!("{} with {n} node(s)", desired.group.name),
+        ),
+        step("nodes in service", nodes_done, group.is_some(), format!("{in_service} of {n} nodes in service")),
+    ];
+    let converged = steps.iter().all(|s| s.state == StepState::Done);
+    let status = if converged {
+        ClusterStatus::Ready
+    } else if ever_ready {
+        ClusterStatus::Updating
+    } else {
+        ClusterStatus::Provisioning
+    };
+    let message = if converged {
+        format!("All {n} nodes in service.")
+    } else {
+        format!("{in_service} of {n} nodes in service.")
+    };
+    Assessment { status, message, steps, converged }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cloud::GroupInstance;
+
+    fn desired(n: i32) -> DesiredCluster {
+        DesiredCluster {
+            delete: false,
+            num_nodes: n,
+            group: GroupSpec {
+                name: "okera-1-a".into(),
+                launch_template_id: String::new(),
+                min: n,
+                max: n,
+                desired: n,
+                subnet_ids: vec!["subnet-1".into()],
+                tags: vec![("LaunchedBy".into(), "Okera".into())],
+            },
+            template: LaunchTemplateSpec {
+                name: "okera-1-a".into(),
+                image_id: "ami-1".into(),
+                instance_type: "t2.large".into(),
+                storage_gb: 40,
+                security_group_ids: vec![],
+                user_data: "#!/bin/bash".into(),
+                tags: vec![("LaunchedBy".into(), "Okera".into())],
+            },
+            config_key: "config/1/1/cluster.json".into(),
+            config_body: b"{}".to_vec(),
+            config_prefix: "config/1/".into(),
+        }
+    }
+
+    fn group(name: &str, size: i32, in_service: i32) -> Group {
+        Group {
+            name: name.into(),
+            min: size,
+            max: size,
+            desired: size,
+            deleting: false,
+            instances: (0..in_service)
+                .map(|i| GroupInstance {
+                    id: format!("i-{i}"),
+                    lifecycle_state: "InService".into(),
+                    availability_zone: "us-west-2a".into(),
+                })
+                .collect(),
+        }
+    }
+
+    fn template(name: &str) -> LaunchTemplate {
+        LaunchTemplate { id: format!("lt-{name}"), name: name.into() }
+    }
+
+    fn kinds(changes: &[Change]) -> Vec<String> {
+        changes.iter().map(Change::describe).collect()
+    }
+
+    #[test]
+    fn a_new_cluster_stages_config_and_a_template_before_its_group() {
+        let d = desired(3);
+        let first = plan(&d, &ObservedCluster::default());
+        assert_eq!(kinds(&first), ["stage configuration config/1/1/cluster.json", "create launch template okera-1-a"]);
+        let after = ObservedCluster {
+            templates: vec![template("okera-1-a")],
+            config_keys: vec![d.config_key.clone()],
+            ..Default::default()
+        };
+        let second = plan(&d, &after);
+        match &second[..] {
+            [Change::CreateGroup(g)] => assert_eq!(g.launch_template_id, "lt-okera-1-a"),
+            other => panic!("expected one CreateGroup, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_converged_cluster_needs_nothing_and_is_ready() {
+        let d = desired(3);
+        let o = ObservedCluster {
+            groups: vec![group("okera-1-a", 3, 3)],
+            templates: vec![template("okera-1-a")],
+            config_keys: vec![d.config_key.clone()],
+            instances: vec![],
+        };
+        assert!(plan(&d, &o).is_empty());
+        let a = assess(&d, &o, false);
+        assert_eq!(a.status, ClusterStatus::Ready);
+        assert_eq!(a.message, "All 3 nodes in service.");
+        assert!(a.converged);
+    }
+
+    #[test]
+    fn an_adopted_group_of_the_wrong_size_is_resized() {
+        let d = desired(5);
+        let o = ObservedCluster {
+            groups: vec![group("okera-1-a", 3, 3)],
+            templates: vec![template("okera-1-a")],
+            config_keys: vec![d.config_key.clone()],
+            instances: vec![],
+        };
+        assert_eq!(plan(&d, &o), vec![Change::ResizeGroup { name: "okera-1-a".into(), size: 5 }]);
+        let a = assess(&d, &o, true);
+        assert_eq!(a.status, ClusterStatus::Updating);
+        assert!(!a.converged);
+    }
+
+    #[test]
+    fn leftover_groups_and_templates_tagged_with_the_cluster_are_removed() {
+        let d = desired(1);
+        let o = ObservedCluster {
+            groups: vec![group("okera-1-a", 1, 1), group("okera-1-old", 1, 1)],
+            templates: vec![template("okera-1-a"), template("okera-1-old")],
+            config_keys: vec![d.config_key.clone()],
+            instances: vec![],
+        };
+        // The old template goes only after the old group is gone.
+        assert_eq!(plan(&d, &o), vec![Change::DeleteGroup { name: "okera-1-old".into() }]);
+        let o2 = ObservedCluster { groups: vec![group("okera-1-a", 1, 1)], ..o };
+        assert_eq!(plan(&d, &o2), vec![Change::DeleteLaunchTemplate { id: "lt-okera-1-old".into() }]);
+    }
+
+    #[test]
+    fn delete_removes_groups_first_then_everything_else_tagged() {
+        let mut d = desired(2);
+        d.delete = true;
+        let o = ObservedCluster {
+            groups: vec![group("okera-1-a", 2, 2)],
+            templates: vec![template("okera-1-a")],
+            config_keys: vec!["config/1/1/cluster.json".into()],
+            instances: vec![Instance { id: "i-9".into(), state: "running".into(), availability_zone: "a".into() }],
+        };
+        assert_eq!(plan(&d, &o), vec![Change::DeleteGroup { name: "okera-1-a".into() }]);
+        assert_eq!(assess(&d, &o, true).status, ClusterStatus::Terminating);
+        let o2 = ObservedCluster { groups: vec![], ..o };
+        assert_eq!(
+            kinds(&plan(&d, &o2)),
+            ["delete launch template lt-okera-1-a", "terminate 1 instance(s)", "delete 1 staged configuration object(s)"]
+        );
+        let gone = ObservedCluster::default();
+        assert!(plan(&d, &gone).is_empty());
+        assert_eq!(assess(&d, &gone, true).status, ClusterStatus::Terminated);
+    }
+
+    #[test]
+    fn a_group_being_deleted_is_waited_for_not_deleted_again() {
+        let mut d = desired(1);
+        d.delete = true;
+        let mut g = group("okera-1-a", 1, 0);
+        g.deleting = true;
+        let o = ObservedCluster { groups: vec![g], ..Default::default() };
+        assert!(plan(&d, &o).is_empty());
+        assert!(!assess(&d, &o, true).converged);
+    }
+}

@@ -1,0 +1,380 @@
+"""WSGI middleware: fault injection and request counting, controlled over HTTP.
+
+Control routes (same server, JSON):
+
+``POST /_dm/faults``
+    ``{"service": "autoscaling", "action": "DescribeAutoScalingGroups",
+    "status": 503, "code": "ServiceUnavailable", "count": 2,
+    "account": "111122223333", "message": "optional"}`` -- the next ``count``
+    matching requests fail with ``status`` and an error body shaped like the
+    service's protocol.  ``account`` (optional) restricts the rule to requests
+    of that account; ``action`` may be ``"*"``.  Rules are tried in the order
+    they were added; a request consumes at most one.
+``GET /_dm/faults``
+    The rules still pending.
+``GET /_dm/requests[?account=A][&service=S][&action=X]``
+    ``{"service:Action": n, ...}`` -- requests seen (faulted ones included),
+    all accounts summed unless ``account`` is given.
+``GET /_dm/count?service=S&action=X[&account=A]``
+    ``{"count": n}`` for one ``service:action``.
+``POST /_dm/reset[?account=A]``
+    Clears faults and counts (only that account's, if given).
+``GET /_dm/health``
+    ``{"ok": true}``.
+
+The service is the SigV4 credential scope's service
+(``Credential=AKID/date/region/SERVICE/aws4_request``); the action is the
+form body's (or query string's) ``Action=``, else the part of ``X-Amz-Target``
+after the last dot, else (S3 and other REST services) the HTTP method, e.g.
+``s3:PUT``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from typing import Any
+from urllib.parse import parse_qs
+from xml.sax.saxutils import escape
+
+from .plugins.accounts import resolve_account
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+CONTROL_PREFIX = "/_dm/"
+_SCOPE = re.compile(r"Credential=[^/,\s]*/[^/,\s]*/[^/,\s]*/([^/,\s]+)/")
+# Services whose wire protocol is rest-xml.
+_REST_XML = {"s3", "s3-control", "route53", "cloudfront"}
+_DEFAULT_MESSAGE = "Fault injected by dm_emulator"
+_PARAMS_KEY = "dm_emulator.params"
+
+
+@dataclass
+class FaultRule:
+    service: str
+    action: str
+    status: int
+    code: str
+    count: int
+    account: str | None = None
+    message: str | None = None
+
+    @staticmethod
+    def from_json(data: Any) -> FaultRule:
+        if not isinstance(data, dict):
+            raise ValueError("fault rule must be a JSON object")
+        unknown = set(data) - {f for f in FaultRule.__dataclass_fields__}
+        if unknown:
+            raise ValueError(f"unknown fields: {sorted(unknown)}")
+
+        def text(name: str, required: bool = True) -> str | None:
+            value = data.get(name)
+            if value is None and not required:
+                return None
+            if not isinstance(value, str) or not value:
+                raise ValueError(f"{name} must be a non-empty string")
+            return value
+
+        def integer(name: str, low: int, high: int) -> int:
+            value = data.get(name)
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise ValueError(f"{name} must be an integer in {low}..={high}")
+            return value
+
+        return FaultRule(
+            service=str(text("service")).lower(),
+            action=str(text("action")),
+            status=integer("status", 400, 599),
+            code=str(text("code")),
+            count=integer("count", 1, 1_000_000),
+            account=text("account", required=False),
+            message=text("message", required=False),
+        )
+
+    def matches(self, service: str, action: str, account: str) -> bool:
+        return (
+            self.service == service
+            and (self.action == "*" or self.action == action)
+            and (self.account is None or self.account == account)
+        )
+
+
+class State:
+    """Pending faults and request counts; shared by all server threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._rules: list[FaultRule] = []
+        self._counts: Counter[tuple[str, str]] = Counter()  # (account, "svc:Action")
+
+    def add_rule(self, rule: FaultRule) -> None:
+        with self._lock:
+            self._rules.append(rule)
+
+    def rules(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [asdict(r) for r in self._rules]
+
+    def record(self, service: str, action: str, account: str) -> FaultRule | None:
+        """Counts the request; returns the fault to answer with, if any."""
+        with self._lock:
+            self._counts[(account, f"{service}:{action}")] += 1
+            for index, rule in enumerate(self._rules):
+                if rule.matches(service, action, account):
+                    rule.count -= 1
+                    if rule.count <= 0:
+                        del self._rules[index]
+                    return rule
+            return None
+
+    def counts(self, account: str | None) -> dict[str, int]:
+        with self._lock:
+            total: Counter[str] = Counter()
+            for (acct, key), n in self._counts.items():
+                if account is None or acct == account:
+                    total[key] += n
+            return dict(sorted(total.items()))
+
+    def reset(self, account: str | None) -> None:
+        with self._lock:
+            if account is None:
+                self._rules.clear()
+                self._counts.clear()
+                return
+            self._rules = [r for r in self._rules if r.account != account]
+            for key in [k for k in self._counts if k[0] == account]:
+                del self._counts[key]
+
+
+def _read_body(environ: dict[str, Any]) -> bytes:
+    """Reads the whole request body and re-wraps wsgi.input so moto still sees it."""
+    stream = environ.get("wsgi.input")
+    if stream is None:
+        return b""
+    length_text = environ.get("CONTENT_LENGTH") or ""
+    if length_text.strip():
+        try:
+            length = int(length_text)
+        except ValueError:
+            length = 0
+        body = stream.read(length) if length > 0 else b""
+    elif environ.get("wsgi.input_terminated"):
+        # Chunked transfer encoding: werkzeug's dev server de-chunks to EOF.
+        body = stream.read()
+    else:
+        body = b""
+    environ["wsgi.input"] = io.BytesIO(body)
+    return body
+
+
+def classify(environ: dict[str, Any]) -> tuple[str, str]:
+    """(service, action) of an AWS request, as used for counts and faults."""
+    authorization = environ.get("HTTP_AUTHORIZATION") or ""
+    query = environ.get("QUERY_STRING") or ""
+    match = _SCOPE.search(authorization)
+    if match:
+        service = match.group(1).lower()
+    else:
+        credential = parse_qs(query).get("X-Amz-Credential", [""])[0].split("/")
+        service = credential[3].lower() if len(credential) >= 5 else "unknown"
+
+    method = str(environ.get("REQUEST_METHOD", "GET")).upper()
+    if service in _REST_XML:
+        return service, method
+
+    params = parse_qs(query)
+    content_type = str(environ.get("CONTENT_TYPE") or "")
+    if "Action" not in params and content_type.startswith("application/x-www-form-urlencoded"):
+        body = _read_body(environ)
+        try:
+            params = parse_qs(body.decode("utf-8"))
+        except UnicodeDecodeError:
+            params = {}
+    environ[_PARAMS_KEY] = params
+    action = params.get("Action", [None])[0]
+    if not action:
+        target = environ.get("HTTP_X_AMZ_TARGET")
+        if target:
+            action = str(target).rsplit(".", 1)[-1]
+    return service, action or method
+
+
+def _protocol(environ: dict[str, Any], service: str) -> str:
+    if service == "ec2":
+        return "ec2"
+    if service in _REST_XML:
+        return "rest-xml"
+    content_type = str(environ.get("CONTENT_TYPE") or "")
+    if environ.get("HTTP_X_AMZ_TARGET") or "amz-json" in content_type:
+        return "json"
+    if content_type.startswith("application/x-www-form-urlencoded") or "Action=" in str(
+        environ.get("QUERY_STRING") or ""
+    ):
+        return "query"
+    return "rest-json"
+
+
+def error_response(environ: dict[str, Any], service: str, rule: FaultRule) -> tuple[list[tuple[str, str]], bytes]:
+    """Headers and body of the error AWS would send for this fault."""
+    request_id = str(uuid.uuid4())
+    code = escape(rule.code)
+    message = escape(rule.message or _DEFAULT_MESSAGE)
+    fault_type = "Sender" if rule.status < 500 else "Receiver"
+    protocol = _protocol(environ, service)
+    if protocol == "ec2":
+        body = (
+            '<?xml version="1.0" encoding="UTF-8"?>\n'
+            f"<Response><Errors><Error><Code>{code}</Code><Message>{message}</Message>"
+            f"</Error></Errors><RequestID>{request_id}</RequestID></Response>"
+        )
+        headers = [("Content-Type", "text/xml;charset=UTF-8")]
+    elif protocol == "rest-xml":
+        body = (
+            '<?xml version="1.0" encoding="UTF-8"?>\n'
+            f"<Error><Code>{code}</Code><Message>{message}</Message>"
+            f"<RequestId>{request_id}</RequestId></Error>"
+        )
+        headers = [
+            ("Content-Type", "application/xml"),
+            ("x-amz-request-id", request_id),
+            ("x-amz-id-2", request_id),
+        ]
+    elif protocol == "query":
+        version = environ.get(_PARAMS_KEY, {}).get("Version", [""])[0]
+        doc = f"http://{service}.amazonaws.com/doc/{version + '/' if version else ''}"
+        namespace = escape(doc, {'"': "&quot;"})
+        body = (
+            f'<ErrorResponse xmlns="{namespace}">'
+            f"<Error><Type>{fault_type}</Type><Code>{code}</Code><Message>{message}</Message>"
+            f"</Error><RequestId>{request_id}</RequestId></ErrorResponse>"
+        )
+        headers = [("Content-Type", "text/xml"), ("x-amzn-RequestId", request_id)]
+    else:
+        content_type = str(environ.get("CONTENT_TYPE") or "")
+        if protocol == "json" and "amz-json" not in content_type:
+            content_type = "application/x-amz-json-1.1"
+        elif protocol == "rest-json":
+            content_type = "application/json"
+        body = json.dumps({"__type": rule.code, "message": rule.message or _DEFAULT_MESSAGE})
+        headers = [
+            ("Content-Type", content_type),
+            ("x-amzn-RequestId", request_id),
+            ("x-amzn-ErrorType", rule.code),
+            ("x-amzn-query-error", f"{rule.code};{fault_type}"),
+        ]
+    encoded = body.encode("utf-8")
+    if str(environ.get("REQUEST_METHOD", "")).upper() == "HEAD":
+        encoded = b""
+    headers.append(("Content-Length", str(len(encoded))))
+    return headers, encoded
+
+
+def _status_line(status: int) -> str:
+    from http import HTTPStatus
+
+    try:
+        return f"{status} {HTTPStatus(status).phrase}"
+    except ValueError:
+        return f"{status} Error"
+
+
+class FaultsMiddleware:
+    def __init__(self, app: WSGIApp, state: State | None = None, log: bool = True) -> None:
+        self.app = app
+        self.state = state or State()
+        self.log = log
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = str(environ.get("PATH_INFO") or "")
+        if path.startswith(CONTROL_PREFIX):
+            return self._control(environ, start_response, path[len(CONTROL_PREFIX) :])
+
+        service, action = classify(environ)
+        account = resolve_account(environ)
+        rule = self.state.record(service, action, account)
+        if rule is None:
+            if not self.log:
+                return self.app(environ, start_response)
+
+            def logging_start_response(status: str, headers: Any, exc_info: Any = None) -> Any:
+                self._log(account, service, action, environ, status.split(" ", 1)[0])
+                return start_response(status, headers, exc_info)
+
+            return self.app(environ, logging_start_response)
+        _read_body(environ)  # drain, so keep-alive connections stay in sync
+        headers, body = error_response(environ, service, rule)
+        start_response(_status_line(rule.status), headers)
+        if self.log:
+            self._log(account, service, action, environ, f"{rule.status} (injected {rule.code})")
+        return [body]
+
+    @staticmethod
+    def _log(account: str, service: str, action: str, environ: dict[str, Any], outcome: str) -> None:
+        method = environ.get("REQUEST_METHOD", "")
+        path = environ.get("PATH_INFO", "")
+        sys.stderr.write(f"{time.strftime('%H:%M:%S')} {account} {service}:{action} {method} {path} -> {outcome}\n")
+
+    def _control(self, environ: dict[str, Any], start_response: Callable[..., Any], route: str) -> Iterable[bytes]:
+        method = str(environ.get("REQUEST_METHOD", "GET")).upper()
+        params = {k: v[-1] for k, v in parse_qs(environ.get("QUERY_STRING") or "").items()}
+        account = params.get("account") or None
+        try:
+            if route == "health" and method == "GET":
+                return _json(start_response, 200, {"ok": True})
+            if route == "faults" and method == "POST":
+                body = _read_body(environ)
+                try:
+                    rule = FaultRule.from_json(json.loads(body or b"null"))
+                except (ValueError, UnicodeDecodeError) as err:
+                    return _json(start_response, 400, {"error": str(err)})
+                self.state.add_rule(rule)
+                if self.log:
+                    sys.stderr.write(f"{time.strftime('%H:%M:%S')} fault armed: {asdict(rule)}\n")
+                return _json(start_response, 200, {"ok": True, "rule": asdict(rule)})
+            if route == "faults" and method == "GET":
+                return _json(start_response, 200, {"faults": self.state.rules()})
+            if route == "requests" and method == "GET":
+                counts = self.state.counts(account)
+                service = params.get("service")
+                action = params.get("action")
+                if service or action:
+                    counts = {
+                        k: n
+                        for k, n in counts.items()
+                        if (not service or k.split(":", 1)[0] == service.lower())
+                        and (not action or k.split(":", 1)[1] == action)
+                    }
+                return _json(start_response, 200, counts)
+            if route == "count" and method == "GET":
+                service = (params.get("service") or "").lower()
+                action = params.get("action") or ""
+                if not service or not action:
+                    return _json(start_response, 400, {"error": "service and action are required"})
+                count = self.state.counts(account).get(f"{service}:{action}", 0)
+                return _json(start_response, 200, {"count": count})
+            if route == "reset" and method == "POST":
+                _read_body(environ)
+                self.state.reset(account)
+                if self.log:
+                    sys.stderr.write(f"{time.strftime('%H:%M:%S')} reset (account {account or 'all'})\n")
+                return _json(start_response, 200, {"ok": True})
+        except Exception as err:  # noqa: BLE001 - report, never kill the server thread
+            return _json(start_response, 500, {"error": repr(err)})
+        return _json(start_response, 404, {"error": f"no route {method} {CONTROL_PREFIX}{route}"})
+
+
+def _json(start_response: Callable[..., Any], status: int, payload: Any) -> Iterable[bytes]:
+    body = json.dumps(payload).encode("utf-8")
+    start_response(
+        _status_line(status),
+        [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
+    )
+    return [body]

@@ -1,0 +1,344 @@
+"""The emulator as a black box: a subprocess on a free loopback port, driven with boto3."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # holds dm_emulator/
+READY = "DM_EMULATOR_READY "
+_accounts = itertools.count(1)
+
+
+def start_emulator(*extra: str) -> tuple[subprocess.Popen[str], str]:
+    env = dict(os.environ, PYTHONPATH=str(PACKAGE_ROOT))
+    env.pop("MOTO_ACCOUNT_ID", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dm_emulator", "--host", "127.0.0.1", "--port", "0", "--quiet", *extra],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    lines: list[str] = []
+
+    def read() -> None:
+        assert proc.stdout is not None
+        lines.append(proc.stdout.readline())
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(60)
+    if not lines or not lines[0].startswith(READY):
+        proc.kill()
+        _, err = proc.communicate(timeout=10)
+        raise AssertionError(f"no READY line: {lines!r}\nstderr:\n{err}")
+    # Drain stderr so the child never blocks on a full pipe.
+    threading.Thread(target=lambda: proc.stderr and proc.stderr.read(), daemon=True).start()
+    return proc, lines[0][len(READY) :].strip()
+
+
+@pytest.fixture(scope="module")
+def endpoint() -> Iterator[str]:
+    proc, url = start_emulator()
+    yield url
+    proc.kill()
+    proc.wait(timeout=10)
+
+
+def fresh_account() -> str:
+    # Unique per test; the pid keeps concurrent pytest runs apart too.
+    return f"9{os.getpid() % 100000:05d}{next(_accounts):06d}"
+
+
+def client(endpoint: str, service: str, account: str, retries: int = 1):  # type: ignore[no-untyped-def]
+    return boto3.client(
+        service,
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=account,
+        aws_secret_access_key="secret",
+        config=Config(retries={"total_max_attempts": retries, "mode": "standard"}),
+    )
+
+
+def control(endpoint: str, method: str, route: str, payload: object | None = None) -> tuple[int, object]:
+    data = None if payload is None else json.dumps(payload).encode()
+    request = urllib.request.Request(f"{endpoint}/_dm/{route}", data=data, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as err:
+        return err.code, json.load(err)
+
+
+def make_group(endpoint: str, account: str, name: str, max_size: int = 2) -> None:
+    ec2 = client(endpoint, "ec2", account)
+    templates = ec2.describe_launch_templates()["LaunchTemplates"]
+    if not any(t["LaunchTemplateName"] == "dm-test-lt" for t in templates):
+        ec2.create_launch_template(
+            LaunchTemplateName="dm-test-lt",
+            LaunchTemplateData={"ImageId": "ami-12c6146b", "InstanceType": "t3.micro"},
+        )
+    client(endpoint, "autoscaling", account).create_auto_scaling_group(
+        AutoScalingGroupName=name,
+        MinSize=1,
+        MaxSize=max_size,
+        DesiredCapacity=1,
+        LaunchTemplate={"LaunchTemplateName": "dm-test-lt", "Version": "$Latest"},
+        AvailabilityZones=["us-east-1a"],
+    )
+
+
+def groups(endpoint: str, account: str) -> dict[str, dict]:  # type: ignore[type-arg]
+    found = client(endpoint, "autoscaling", account).describe_auto_scaling_groups()
+    return {g["AutoScalingGroupName"]: g for g in found["AutoScalingGroups"]}
+
+
+def test_duplicate_group_name_fails_and_keeps_the_first_group(endpoint: str) -> None:
+    account = fresh_account()
+    make_group(endpoint, account, "g1", max_size=2)
+    before = groups(endpoint, account)["g1"]
+
+    with pytest.raises(ClientError) as caught:
+        make_group(endpoint, account, "g1", max_size=7)
+
+    error = caught.value.response
+    assert error["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert error["Error"]["Code"] == "AlreadyExists"
+    assert error["Error"]["Type"] == "Sender"
+    assert error["Error"]["Message"] == (
+        "AutoScalingGroup by this name already exists - A group with the name g1 already exists"
+    )
+    after = groups(endpoint, account)
+    assert list(after) == ["g1"]
+    assert after["g1"]["MaxSize"] == 2
+    assert after["g1"]["AutoScalingGroupARN"] == before["AutoScalingGroupARN"]
+    assert after["g1"]["Instances"] == before["Instances"]
+
+
+def test_group_name_is_reusable_after_delete(endpoint: str) -> None:
+    account = fresh_account()
+    make_group(endpoint, account, "g1")
+    asg = client(endpoint, "autoscaling", account)
+    asg.delete_auto_scaling_group(AutoScalingGroupName="g1", ForceDelete=True)
+    make_group(endpoint, account, "g1", max_size=3)
+    assert groups(endpoint, account)["g1"]["MaxSize"] == 3
+
+
+def test_concurrent_creates_of_one_name_have_one_winner(endpoint: str) -> None:
+    account = fresh_account()
+    make_group(endpoint, account, "warmup")  # creates the launch template
+    outcomes: list[str] = []
+
+    def create() -> None:
+        try:
+            make_group(endpoint, account, "race")
+            outcomes.append("created")
+        except ClientError as err:
+            outcomes.append(err.response["Error"]["Code"])
+
+    threads = [threading.Thread(target=create) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == ["AlreadyExists"] * 7 + ["created"]
+
+
+def test_twelve_digit_access_keys_are_separate_accounts(endpoint: str) -> None:
+    a, b = fresh_account(), fresh_account()
+    make_group(endpoint, a, "shared-name", max_size=2)
+    make_group(endpoint, b, "shared-name", max_size=4)  # no AlreadyExists: other account
+    make_group(endpoint, b, "only-b")
+
+    in_a, in_b = groups(endpoint, a), groups(endpoint, b)
+    assert sorted(in_a) == ["shared-name"]
+    assert sorted(in_b) == ["only-b", "shared-name"]
+    assert in_a["shared-name"]["MaxSize"] == 2
+    assert in_b["shared-name"]["MaxSize"] == 4
+    assert f":{a}:" in in_a["shared-name"]["AutoScalingGroupARN"]
+    assert f":{b}:" in in_b["shared-name"]["AutoScalingGroupARN"]
+    assert client(endpoint, "sts", a).get_caller_identity()["Account"] == a
+
+
+def test_other_access_keys_keep_moto_default_account(endpoint: str) -> None:
+    for key in ("AKIAIOSFODNN7EXAMPLE", "testing", "1234567890123"):
+        assert client(endpoint, "sts", key).get_caller_identity()["Account"] == "123456789012"
+
+
+def test_fault_fails_exactly_count_requests_then_passes(endpoint: str) -> None:
+    account = fresh_account()
+    status, _ = control(
+        endpoint,
+        "POST",
+        "faults",
+        {
+            "service": "autoscaling",
+            "action": "DescribeAutoScalingGroups",
+            "status": 503,
+            "code": "ServiceUnavailable",
+            "count": 2,
+            "account": account,
+        },
+    )
+    assert status == 200
+    asg = client(endpoint, "autoscaling", account)
+    for _ in range(2):
+        with pytest.raises(ClientError) as caught:
+            asg.describe_auto_scaling_groups()
+        assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
+        assert caught.value.response["Error"]["Code"] == "ServiceUnavailable"
+        assert caught.value.response["Error"]["Type"] == "Receiver"
+    assert asg.describe_auto_scaling_groups()["AutoScalingGroups"] == []
+
+
+def test_fault_scoped_to_an_account_spares_others(endpoint: str) -> None:
+    target, bystander = fresh_account(), fresh_account()
+    rule = {"service": "ec2", "action": "DescribeInstances", "status": 400, "code": "RequestLimitExceeded"}
+    control(endpoint, "POST", "faults", {**rule, "count": 1, "account": target})
+    client(endpoint, "ec2", bystander).describe_instances()  # unaffected
+    with pytest.raises(ClientError) as caught:
+        client(endpoint, "ec2", target).describe_instances()
+    assert caught.value.response["Error"]["Code"] == "RequestLimitExceeded"
+    assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    client(endpoint, "ec2", target).describe_instances()
+
+
+def test_s3_fault_uses_the_http_method_as_action(endpoint: str) -> None:
+    account = fresh_account()
+    s3 = client(endpoint, "s3", account)
+    bucket = f"dm-test-{account}"
+    control(
+        endpoint,
+        "POST",
+        "faults",
+        {"service": "s3", "action": "PUT", "status": 500, "code": "InternalError", "count": 1, "account": account},
+    )
+    with pytest.raises(ClientError) as caught:
+        s3.create_bucket(Bucket=bucket)
+    assert caught.value.response["Error"]["Code"] == "InternalError"
+    assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="k", Body=b"hello")
+    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"hello"
+    _, counts = control(endpoint, "GET", f"requests?account={account}")
+    assert counts == {"s3:GET": 1, "s3:PUT": 3}
+
+
+def test_faults_survive_sdk_retries_only_count_times(endpoint: str) -> None:
+    account = fresh_account()
+    control(
+        endpoint,
+        "POST",
+        "faults",
+        {"service": "autoscaling", "action": "*", "status": 503, "code": "ServiceUnavailable", "count": 2, "account": account},
+    )
+    # The SDK retries 503s; 3 attempts are enough to get through 2 faults.
+    client(endpoint, "autoscaling", account, retries=3).describe_auto_scaling_groups()
+    _, counts = control(endpoint, "GET", f"requests?account={account}")
+    assert counts == {"autoscaling:DescribeAutoScalingGroups": 3}
+
+
+def test_json_protocol_faults_parse_in_the_sdk(endpoint: str) -> None:
+    account = fresh_account()
+    control(
+        endpoint,
+        "POST",
+        "faults",
+        {"service": "events", "action": "ListRules", "status": 400, "code": "ThrottlingException", "count": 1, "account": account},
+    )
+    events = client(endpoint, "events", account)
+    with pytest.raises(ClientError) as caught:
+        events.list_rules()
+    assert caught.value.response["Error"]["Code"] == "ThrottlingException"
+    assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert events.list_rules()["Rules"] == []
+
+
+def test_request_counts_per_account_and_total(endpoint: str) -> None:
+    a, b = fresh_account(), fresh_account()
+    for _ in range(3):
+        client(endpoint, "autoscaling", a).describe_auto_scaling_groups()
+    client(endpoint, "autoscaling", b).describe_auto_scaling_groups()
+    client(endpoint, "sts", b).get_caller_identity()
+
+    assert control(endpoint, "GET", f"requests?account={a}") == (200, {"autoscaling:DescribeAutoScalingGroups": 3})
+    assert control(endpoint, "GET", f"requests?account={b}") == (
+        200,
+        {"autoscaling:DescribeAutoScalingGroups": 1, "sts:GetCallerIdentity": 1},
+    )
+    assert control(endpoint, "GET", f"count?service=autoscaling&action=DescribeAutoScalingGroups&account={a}") == (
+        200,
+        {"count": 3},
+    )
+    _, total = control(endpoint, "GET", "requests")
+    assert isinstance(total, dict)
+    assert total["autoscaling:DescribeAutoScalingGroups"] >= 4
+
+
+def test_bad_fault_rules_are_rejected(endpoint: str) -> None:
+    good = {"service": "ec2", "action": "X", "status": 500, "code": "E", "count": 1}
+    for bad in ({**good, "count": 0}, {**good, "status": 200}, {**good, "bogus": 1}, {"service": "ec2"}):
+        status, body = control(endpoint, "POST", "faults", bad)
+        assert status == 400, bad
+        assert "error" in body  # type: ignore[operator]
+    assert control(endpoint, "GET", "nope")[0] == 404
+
+
+def test_reset_clears_faults_and_counts() -> None:
+    proc, url = start_emulator()  # own server: reset is global
+    try:
+        account = fresh_account()
+        control(url, "POST", "faults", {"service": "sts", "action": "*", "status": 500, "code": "X", "count": 5})
+        with pytest.raises(ClientError):
+            client(url, "sts", account).get_caller_identity()
+        assert control(url, "POST", "reset", {}) == (200, {"ok": True})
+        assert control(url, "GET", "faults") == (200, {"faults": []})
+        assert control(url, "GET", "requests") == (200, {})
+        client(url, "sts", account).get_caller_identity()
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.10", "example.com", "::"])
+def test_non_loopback_host_is_refused(host: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "dm_emulator", "--host", host, "--port", "0"],
+        env=dict(os.environ, PYTHONPATH=str(PACKAGE_ROOT)),
+        stdin=subprocess.PIPE,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "DM_EMULATOR_READY" not in result.stdout
+    assert "refusing" in result.stderr
+
+
+def test_exits_when_stdin_closes() -> None:
+    proc, _ = start_emulator()
+    assert proc.stdin is not None
+    proc.stdin.close()
+    deadline = time.monotonic() + 20
+    while proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if proc.poll() is None:
+        proc.kill()
+        pytest.fail("emulator kept running after stdin closed")
+    assert proc.returncode == 0

@@ -1,0 +1,874 @@
+//! The AWS emulator for tests and `dm-local`: moto's server (pinned, in its own
+//! venv) with the DM's plugins, on a free loopback port.
+//!
+//! * [`ensure_venv`] creates the venv and installs the pinned requirements.
+//! * [`Emulator::start`] runs `python -m dm_emulator` and waits for it.
+//! * [`shared`] is one emulator per test process; isolate tests from each other
+//!   with [`fresh_account`] as the AWS access key id (a 12-digit access key id
+//!   selects that account in the emulator).
+//! * [`Emulator::inject_fault`] / [`Emulator::request_count`] drive the
+//!   emulator's `/_dm/` control routes.
+//!
+//! The Python package and the requirements are embedded in this crate, so a
+//! binary using it (dm-local) is self-contained.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, bail, Context, Result};
+
+/// `tests/emulator/requirements.txt`: moto[server] and all its dependencies, pinned.
+pub const REQUIREMENTS: &str = include_str!("../requirements.txt");
+
+/// The `dm_emulator` Python package: (path relative to the package's parent, content).
+const PACKAGE_FILES: &[(&str, &str)] = &[
+    (
+        "dm_emulator/__init__.py",
+        include_str!("../python/dm_emulator/__init__.py"),
+    ),
+    (
+        "dm_emulator/__main__.py",
+        include_str!("../python/dm_emulator/__main__.py"),
+    ),
+    (
+        "dm_emulator/faults.py",
+        include_str!("../python/dm_emulator/faults.py"),
+    ),
+    (
+        "dm_emulator/plugins/__init__.py",
+        include_str!("../python/dm_emulator/plugins/__init__.py"),
+    ),
+    (
+        "dm_emulator/plugins/accounts.py",
+        include_str!("../python/dm_emulator/plugins/accounts.py"),
+    ),
+    (
+        "dm_emulator/plugins/autoscaling_unique_names.py",
+        include_str!("../python/dm_emulator/plugins/autoscaling_unique_names.py"),
+    ),
+];
+
+/// Marker in the venv: a copy of the requirements it was installed from.
+/// `tests/run` uses the same file name and compares the same way.
+const MARKER: &str = ".dm-requirements.txt";
+const PACKAGE_DIR: &str = "dm_emulator_src";
+const READY_PREFIX: &str = "DM_EMULATOR_READY ";
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
+const SETUP_LOCK_TIMEOUT: Duration = Duration::from_secs(20 * 60);
+
+/// Creates (or updates) the emulator's venv at `dir` and returns its python.
+///
+/// * `python3 -m venv DIR` if there is no venv yet;
+/// * `pip install -r requirements.txt` unless the marker file shows exactly
+///   these requirements are already installed;
+/// * writes the embedded `dm_emulator` package to `DIR/dm_emulator_src`
+///   (every call, so it always matches this binary).
+///
+/// Safe to call from several processes at once (a lock file `DIR.lock`
+/// serialises setup).  Progress goes to stderr.
+pub fn ensure_venv(dir: &Path) -> Result<PathBuf> {
+    if let Some(parent) = dir.parent() {
+        fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    }
+    let _lock = SetupLock::acquire(&lock_path(dir))?;
+    let python = venv_python(dir);
+    let marker = dir.join(MARKER);
+    let installed = fs::read_to_string(&marker).ok();
+    if !python.exists() || installed.as_deref() != Some(REQUIREMENTS) {
+        progress(&format!(
+            "setting up the AWS emulator in {} (first run takes a minute)",
+            dir.display()
+        ));
+        if !python.exists() {
+            let base =
+                std::env::var("DM_EMULATOR_BASE_PYTHON").unwrap_or_else(|_| "python3".into());
+            run_to_stderr(
+                Command::new(&base).arg("-m").arg("venv").arg(dir),
+                &format!(
+                    "{base} -m venv {} (on Debian: apt-get install python3-venv)",
+                    dir.display()
+                ),
+            )?;
+            if !python.exists() {
+                bail!("{base} -m venv did not create {}", python.display());
+            }
+        }
+        let requirements = dir.join("requirements.txt");
+        write_atomic(&requirements, REQUIREMENTS.as_bytes())?;
+        let _ = fs::remove_file(&marker);
+        run_to_stderr(
+            Command::new(&python)
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--disable-pip-version-check",
+                    "--no-input",
+                    "-q",
+                    "-r",
+                ])
+                .arg(&requirements),
+            "pip install -r requirements.txt (the AWS emulator's pinned moto)",
+        )?;
+        write_atomic(&marker, REQUIREMENTS.as_bytes())?;
+        progress(&format!("AWS emulator ready in {}", dir.display()));
+    }
+    write_package(&dir.join(PACKAGE_DIR))?;
+    Ok(python)
+}
+
+/// A running `python -m dm_emulator`; the child is killed on drop.
+#[derive(Debug)]
+pub struct Emulator {
+    child: Child,
+    endpoint: String,
+    addr: SocketAddr,
+}
+
+/// Make the next `count` requests matching `service:action` (and `account`,
+/// if set) fail with HTTP `status` and error `code`, shaped like the
+/// service's protocol.  `action` may be `"*"`; for S3 the action is the HTTP
+/// method (`"PUT"`, `"GET"`, ...).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FaultRule {
+    pub service: String,
+    pub action: String,
+    pub status: u16,
+    pub code: String,
+    pub count: u32,
+    pub account: Option<String>,
+}
+
+impl Emulator {
+    /// Runs `python -m dm_emulator --host 127.0.0.1 --port 0` (the embedded
+    /// package is written next to the venv of `python`, or to a temp dir) and
+    /// waits up to 60 s for it to listen.  The child's stderr goes to
+    /// `log_file` (appended) or nowhere.  The child also exits by itself when
+    /// this process dies (it watches its stdin pipe).
+    pub fn start(python: &Path, log_file: Option<&Path>) -> Result<Emulator> {
+        let package_parent = package_dir_for(python);
+        write_package(&package_parent)?;
+
+        let stderr = match log_file {
+            Some(path) => {
+                if let Some(parent) = path.parent() {
+                    fs::create_dir_all(parent)
+                        .with_context(|| format!("creating {}", parent.display()))?;
+                }
+                let file = fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .with_context(|| format!("opening the emulator log {}", path.display()))?;
+                Stdio::from(file)
+            }
+            None => Stdio::null(),
+        };
+        let mut child = Command::new(python)
+            .args(["-m", "dm_emulator", "--host", "127.0.0.1", "--port", "0"])
+            .env("PYTHONPATH", &package_parent)
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .env("PYTHONUNBUFFERED", "1")
+            // Would pin every request to one account and defeat fresh_account().
+            .env_remove("MOTO_ACCOUNT_ID")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .with_context(|| format!("running {} -m dm_emulator", python.display()))?;
+
+        let stdout = child.stdout.take().context("no stdout pipe")?;
+        let (tx, rx) = mpsc::channel::<String>();
+        thread::Builder::new()
+            .name("dm-emulator-stdout".into())
+            .spawn(move || {
+                let mut lines = BufReader::new(stdout).lines();
+                let mut sent = false;
+                for line in lines.by_ref() {
+                    let Ok(line) = line else { break };
+                    if !sent && line.starts_with(READY_PREFIX) {
+                        sent = tx.send(line).is_ok();
+                    }
+                    // Keep draining so the child never blocks on a full pipe.
+                }
+            })
+            .context("spawning the stdout reader")?;
+
+        let hint = match log_file {
+            Some(path) => format!("see {}", path.display()),
+            None => "pass a log file to Emulator::start to see why".to_string(),
+        };
+        let line = match rx.recv_timeout(READY_TIMEOUT) {
+            Ok(line) => line,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!(
+                    "the AWS emulator did not get ready within {}s ({hint})",
+                    READY_TIMEOUT.as_secs()
+                );
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                let status = child.wait().ok();
+                bail!("the AWS emulator exited before it was ready ({status:?}; {hint})");
+            }
+        };
+        let endpoint = line[READY_PREFIX.len()..].trim().to_string();
+        let addr = match parse_loopback_endpoint(&endpoint) {
+            Ok(addr) => addr,
+            Err(err) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(err);
+            }
+        };
+        tracing::info!(%endpoint, pid = child.id(), "AWS emulator started");
+        Ok(Emulator {
+            child,
+            endpoint,
+            addr,
+        })
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Arms a fault (see [`FaultRule`]); it applies from the next request on.
+    pub fn inject_fault(&self, rule: &FaultRule) -> Result<()> {
+        let body = fault_rule_json(rule);
+        let (status, response) = self.call("POST", "/_dm/faults", Some(&body))?;
+        if status != 200 {
+            bail!("the emulator rejected fault rule {rule:?}: HTTP {status}: {response}");
+        }
+        Ok(())
+    }
+
+    /// Requests seen for `service:action` (faulted ones included), by
+    /// `account` or all accounts.  For S3 the action is the HTTP method.
+    pub fn request_count(&self, account: Option<&str>, service: &str, action: &str) -> Result<u64> {
+        let mut path = format!(
+            "/_dm/count?service={}&action={}",
+            percent_encode(service),
+            percent_encode(action)
+        );
+        if let Some(account) = account {
+            path.push_str("&account=");
+            path.push_str(&percent_encode(account));
+        }
+        let (status, body) = self.call("GET", &path, None)?;
+        if status != 200 {
+            bail!("{path}: HTTP {status}: {body}");
+        }
+        parse_count(&body).with_context(|| format!("{path}: unexpected answer {body:?}"))
+    }
+
+    /// Clears every pending fault and all request counts (of every account:
+    /// prefer account-scoped rules with a `count` in parallel tests).
+    pub fn reset_faults(&self) -> Result<()> {
+        let (status, body) = self.call("POST", "/_dm/reset", Some(""))?;
+        if status != 200 {
+            bail!("/_dm/reset: HTTP {status}: {body}");
+        }
+        Ok(())
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<&str>) -> Result<(u16, String)> {
+        http_request(self.addr, method, path, body)
+            .with_context(|| format!("{method} {}{path}", self.endpoint))
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The emulator shared by every test of this process, started on first use.
+///
+/// Python: env `DM_EMULATOR_PYTHON` if set, else [`ensure_venv`] at
+/// `<workspace>/target/emulator-venv`.  Log: env `DM_EMULATOR_LOG` if set,
+/// else `<workspace>/target/emulator-logs/emulator-<pid>.log`.
+/// Panics (in every caller) if the emulator cannot start.
+pub fn shared() -> &'static Emulator {
+    static SHARED: OnceLock<std::result::Result<Emulator, String>> = OnceLock::new();
+    let started = SHARED.get_or_init(|| start_shared().map_err(|err| format!("{err:#}")));
+    match started {
+        Ok(emulator) => emulator,
+        Err(err) => panic!("cannot start the shared AWS emulator: {err}"),
+    }
+}
+
+fn start_shared() -> Result<Emulator> {
+    let target = workspace_root().join("target");
+    let python = match std::env::var_os("DM_EMULATOR_PYTHON") {
+        Some(python) if !python.is_empty() => PathBuf::from(python),
+        _ => ensure_venv(&target.join("emulator-venv"))?,
+    };
+    let log = match std::env::var_os("DM_EMULATOR_LOG") {
+        Some(log) if !log.is_empty() => PathBuf::from(log),
+        _ => {
+            let dir = target.join("emulator-logs");
+            prune_old_logs(&dir, Duration::from_secs(24 * 3600));
+            dir.join(format!("emulator-{}.log", std::process::id()))
+        }
+    };
+    Emulator::start(&python, Some(&log))
+}
+
+/// A fresh 12-digit account id to use as the AWS access key id: unique within
+/// this process, unlikely to collide with other processes, never 123456789012
+/// (moto's default account).
+pub fn fresh_account() -> String {
+    static SEED: OnceLock<(u64, u64)> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let (prefix, offset) = *SEED.get_or_init(|| {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        let local = 0u8;
+        let mut hash = Fnv::new();
+        hash.write(&u64::from(std::process::id()).to_le_bytes());
+        hash.write(&nanos.to_le_bytes());
+        hash.write(&(std::ptr::addr_of!(local) as usize).to_le_bytes());
+        let a = hash.finish();
+        hash.write(b"offset");
+        let b = hash.finish();
+        (a % 100_000, b % 10_000_000)
+    });
+    loop {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let id = format!("{prefix:05}{:07}", (offset + n) % 10_000_000);
+        if id != "123456789012" {
+            return id;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// venv and package files
+
+fn venv_python(dir: &Path) -> PathBuf {
+    if cfg!(windows) {
+        dir.join("Scripts").join("python.exe")
+    } else {
+        dir.join("bin").join("python")
+    }
+}
+
+fn lock_path(dir: &Path) -> PathBuf {
+    let mut name = dir.file_name().unwrap_or_default().to_os_string();
+    name.push(".lock");
+    dir.with_file_name(name)
+}
+
+/// Where `start` puts the package: inside the venv of `python` if it is one
+/// (`<venv>/dm_emulator_src`), else a per-content directory in the temp dir.
+fn package_dir_for(python: &Path) -> PathBuf {
+    if let Some(venv) = python.parent().and_then(Path::parent) {
+        if venv.join("pyvenv.cfg").is_file() {
+            return venv.join(PACKAGE_DIR);
+        }
+    }
+    let mut hash = Fnv::new();
+    for (path, content) in PACKAGE_FILES {
+        hash.write(path.as_bytes());
+        hash.write(content.as_bytes());
+    }
+    let user = std::env::var("USER").unwrap_or_default();
+    std::env::temp_dir().join(format!("dm-emulator-src-{user}-{:016x}", hash.finish()))
+}
+
+/// Writes the embedded package under `parent` (`parent/dm_emulator/...`).
+/// Files already identical are left alone; others are replaced atomically, so
+/// a concurrently starting emulator never reads half a file.  Stale `.py`
+/// files (e.g. a removed plugin) are deleted.
+fn write_package(parent: &Path) -> Result<()> {
+    for (relative, content) in PACKAGE_FILES {
+        let path = parent.join(relative);
+        if fs::read(&path).is_ok_and(|existing| existing == content.as_bytes()) {
+            continue;
+        }
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        write_atomic(&path, content.as_bytes())?;
+    }
+    for dir in ["dm_emulator", "dm_emulator/plugins"] {
+        let Ok(entries) = fs::read_dir(parent.join(dir)) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let relative = format!("{dir}/{name}");
+            if name.ends_with(".py") && !PACKAGE_FILES.iter().any(|(p, _)| *p == relative) {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn write_atomic(path: &Path, content: &[u8]) -> Result<()> {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(format!(
+        ".tmp-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let tmp = path.with_file_name(tmp_name);
+    fs::write(&tmp, content).with_context(|| format!("writing {}", tmp.display()))?;
+    fs::rename(&tmp, path)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+}
+
+/// A progress line on the real stderr (not `eprintln!`, which the test
+/// harness captures: a minute-long setup should not look like a hang).
+fn progress(line: &str) {
+    let _ = writeln!(io::stderr(), "{line}");
+}
+
+fn run_to_stderr(command: &mut Command, what: &str) -> Result<()> {
+    let status = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(io::stderr()))
+        .stderr(Stdio::inherit())
+        .status()
+        .with_context(|| format!("running {what}"))?;
+    if !status.success() {
+        bail!("{what} failed ({status})");
+    }
+    Ok(())
+}
+
+/// A lock file holding the owner's pid, created with `create_new`.  A lock
+/// whose owner is gone (no `/proc/PID`) or that is older than the setup
+/// timeout is taken over.
+struct SetupLock {
+    path: PathBuf,
+}
+
+impl SetupLock {
+    fn acquire(path: &Path) -> Result<SetupLock> {
+        let started = Instant::now();
+        let mut told = false;
+        loop {
+            match fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(path)
+            {
+                Ok(mut file) => {
+                    let _ = write!(file, "{}", std::process::id());
+                    return Ok(SetupLock {
+                        path: path.to_path_buf(),
+                    });
+                }
+                Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
+                    if lock_is_stale(path) {
+                        let _ = fs::remove_file(path);
+                        continue;
+                    }
+                    if started.elapsed() > SETUP_LOCK_TIMEOUT {
+                        bail!(
+                            "timed out waiting for {} (remove it if no setup is running)",
+                            path.display()
+                        );
+                    }
+                    if !told {
+                        progress(&format!(
+                            "waiting for another process setting up the AWS emulator ({})",
+                            path.display()
+                        ));
+                        told = true;
+                    }
+                    thread::sleep(Duration::from_millis(250));
+                }
+                Err(err) => {
+                    return Err(err).with_context(|| format!("creating {}", path.display()))
+                }
+            }
+        }
+    }
+}
+
+impl Drop for SetupLock {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+fn lock_is_stale(path: &Path) -> bool {
+    let age = fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|modified| modified.elapsed().ok())
+        .unwrap_or_default();
+    if age > SETUP_LOCK_TIMEOUT {
+        return true;
+    }
+    let pid = fs::read_to_string(path)
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok());
+    match pid {
+        Some(pid) if Path::new("/proc/self").exists() => {
+            !Path::new(&format!("/proc/{pid}")).exists()
+        }
+        // Being written right now, or no /proc: wait for the age limit.
+        _ => false,
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| manifest.to_path_buf())
+}
+
+fn prune_old_logs(dir: &Path, max_age: Duration) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > max_age);
+        if old && entry.file_name().to_string_lossy().ends_with(".log") {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The tiny HTTP/1.1 client for /_dm/ (loopback only, Connection: close)
+
+fn parse_loopback_endpoint(endpoint: &str) -> Result<SocketAddr> {
+    let authority = endpoint
+        .strip_prefix("http://")
+        .ok_or_else(|| anyhow!("unexpected emulator endpoint {endpoint:?}"))?
+        .trim_end_matches('/');
+    let addr: SocketAddr = authority
+        .parse()
+        .with_context(|| format!("unexpected emulator endpoint {endpoint:?}"))?;
+    if !addr.ip().is_loopback() {
+        bail!("the emulator endpoint {endpoint} is not on loopback");
+    }
+    Ok(addr)
+}
+
+fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> Result<(u16, String)> {
+    if !addr.ip().is_loopback() {
+        bail!("refusing to talk to non-loopback {addr}");
+    }
+    let mut stream = TcpStream::connect_timeout(&addr, HTTP_TIMEOUT)?;
+    stream.set_read_timeout(Some(HTTP_TIMEOUT))?;
+    stream.set_write_timeout(Some(HTTP_TIMEOUT))?;
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if let Some(body) = body {
+        request.push_str("Content-Type: application/json\r\n");
+        request.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    request.push_str("\r\n");
+    request.push_str(body.unwrap_or(""));
+    stream.write_all(request.as_bytes())?;
+    stream.flush()?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    parse_http_response(&response)
+}
+
+fn parse_http_response(raw: &[u8]) -> Result<(u16, String)> {
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| anyhow!("truncated HTTP response ({} bytes)", raw.len()))?;
+    let head = String::from_utf8_lossy(&raw[..split]);
+    let mut body = raw[split + 4..].to_vec();
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let status = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse::<u16>().ok())
+        .ok_or_else(|| anyhow!("bad HTTP status line {status_line:?}"))?;
+    let headers: BTreeMap<String, String> = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    if headers
+        .get("transfer-encoding")
+        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
+    {
+        body = dechunk(&body)?;
+    } else if let Some(length) = headers
+        .get("content-length")
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        if body.len() < length {
+            bail!("truncated HTTP body: {} of {length} bytes", body.len());
+        }
+        body.truncate(length);
+    }
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+fn dechunk(mut raw: &[u8]) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = raw
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .ok_or_else(|| anyhow!("bad chunked body"))?;
+        let size_text = String::from_utf8_lossy(&raw[..line_end]);
+        let size_text = size_text.split(';').next().unwrap_or_default().trim();
+        let size = usize::from_str_radix(size_text, 16)
+            .with_context(|| format!("bad chunk size {size_text:?}"))?;
+        raw = &raw[line_end + 2..];
+        if size == 0 {
+            return Ok(out);
+        }
+        if raw.len() < size + 2 {
+            bail!("truncated chunk");
+        }
+        out.extend_from_slice(&raw[..size]);
+        raw = &raw[size + 2..];
+    }
+}
+
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+fn json_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn fault_rule_json(rule: &FaultRule) -> String {
+    let account = match &rule.account {
+        Some(account) => json_string(account),
+        None => "null".to_string(),
+    };
+    format!(
+        "{{\"service\":{},\"action\":{},\"status\":{},\"code\":{},\"count\":{},\"account\":{}}}",
+        json_string(&rule.service),
+        json_string(&rule.action),
+        rule.status,
+        json_string(&rule.code),
+        rule.count,
+        account
+    )
+}
+
+/// The number in `{"count": N}`.
+fn parse_count(body: &str) -> Result<u64> {
+    let rest = body
+        .split_once("\"count\"")
+        .map(|(_, rest)| rest)
+        .ok_or_else(|| anyhow!("no count"))?;
+    let rest = rest
+        .trim_start()
+        .strip_prefix(':')
+        .ok_or_else(|| anyhow!("no count"))?;
+    let digits: String = rest
+        .trim_start()
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().map_err(|_| anyhow!("no count"))
+}
+
+/// FNV-1a, 64 bit: stable across Rust versions (unlike `DefaultHasher`).
+struct Fnv(u64);
+
+impl Fnv {
+    fn new() -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 ^= u64::from(*byte);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn every_python_file_of_the_package_is_embedded() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("python");
+        let mut on_disk = BTreeSet::new();
+        let mut stack = vec![root.join("dm_emulator")];
+        while let Some(dir) = stack.pop() {
+            for entry in fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    if path.file_name().is_some_and(|n| n != "__pycache__") {
+                        stack.push(path);
+                    }
+                } else if path.extension().is_some_and(|e| e == "py") {
+                    let relative = path.strip_prefix(&root).unwrap();
+                    on_disk.insert(relative.to_string_lossy().replace('\\', "/"));
+                }
+            }
+        }
+        let embedded: BTreeSet<String> = PACKAGE_FILES.iter().map(|(p, _)| p.to_string()).collect();
+        assert_eq!(on_disk, embedded, "update PACKAGE_FILES in src/lib.rs");
+    }
+
+    #[test]
+    fn requirements_are_fully_pinned() {
+        let pins: Vec<&str> = REQUIREMENTS
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .collect();
+        assert!(pins.len() > 20, "{pins:?}");
+        for pin in &pins {
+            assert!(pin.contains("=="), "not pinned: {pin}");
+        }
+        assert!(pins.contains(&"moto[server]==5.2.5"));
+    }
+
+    #[test]
+    fn fresh_accounts_are_twelve_digits_and_unique() {
+        let ids: Vec<String> = (0..10_000).map(|_| fresh_account()).collect();
+        let unique: BTreeSet<&String> = ids.iter().collect();
+        assert_eq!(unique.len(), ids.len());
+        for id in &ids {
+            assert_eq!(id.len(), 12, "{id}");
+            assert!(id.bytes().all(|b| b.is_ascii_digit()), "{id}");
+            assert_ne!(id, "123456789012");
+        }
+    }
+
+    #[test]
+    fn fault_rules_serialize_to_json() {
+        let rule = FaultRule {
+            service: "autoscaling".into(),
+            action: "DescribeAutoScalingGroups".into(),
+            status: 503,
+            code: "Service\"Unavailable\n".into(),
+            count: 2,
+            account: Some("111122223333".into()),
+        };
+        assert_eq!(
+            fault_rule_json(&rule),
+            r#"{"service":"autoscaling","action":"DescribeAutoScalingGroups","status":503,"code":"Service\"Unavailable\n","count":2,"account":"111122223333"}"#
+        );
+        let rule = FaultRule {
+            account: None,
+            ..rule
+        };
+        assert!(fault_rule_json(&rule).ends_with(r#""account":null}"#));
+    }
+
+    #[test]
+    fn http_responses_parse() {
+        let raw = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 12\r\n\r\n{\"count\": 7}";
+        let (status, body) = parse_http_response(raw).unwrap();
+        assert_eq!(status, 200);
+        assert_eq!(parse_count(&body).unwrap(), 7);
+        let chunked = b"HTTP/1.1 404 NOT FOUND\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n";
+        assert_eq!(
+            parse_http_response(chunked).unwrap(),
+            (404, "abcde".to_string())
+        );
+        assert!(parse_http_response(b"HTTP/1.1 200 OK\r\n").is_err());
+        assert!(parse_count("{\"ok\": true}").is_err());
+    }
+
+    #[test]
+    fn only_loopback_endpoints_are_accepted() {
+        assert_eq!(
+            parse_loopback_endpoint("http://127.0.0.1:4566").unwrap(),
+            "127.0.0.1:4566".parse().unwrap()
+        );
+        assert!(parse_loopback_endpoint("http://[::1]:4566").is_ok());
+        assert!(parse_loopback_endpoint("http://10.0.0.1:4566").is_err());
+        assert!(parse_loopback_endpoint("https://127.0.0.1:4566").is_err());
+        assert!(http_request("192.0.2.1:80".parse().unwrap(), "GET", "/", None).is_err());
+    }
+
+    #[test]
+    fn percent_encoding() {
+        assert_eq!(percent_encode("s3"), "s3");
+        assert_eq!(percent_encode("a b&c=d/é"), "a%20b%26c%3Dd%2F%C3%A9");
+    }
+
+    #[test]
+    fn package_is_written_and_stale_files_removed() {
+        let dir = std::env::temp_dir().join(format!("dm-emulator-pkg-test-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(dir.join("dm_emulator/plugins")).unwrap();
+        fs::write(dir.join("dm_emulator/plugins/removed_plugin.py"), "x").unwrap();
+        fs::write(dir.join("dm_emulator/faults.py"), "old").unwrap();
+        write_package(&dir).unwrap();
+        for (relative, content) in PACKAGE_FILES {
+            assert_eq!(fs::read_to_string(dir.join(relative)).unwrap(), *content);
+        }
+        assert!(!dir.join("dm_emulator/plugins/removed_plugin.py").exists());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn lock_path_is_next_to_the_venv() {
+        assert_eq!(
+            lock_path(Path::new("/w/target/emulator-venv")),
+            PathBuf::from("/w/target/emulator-venv.lock")
+        );
+    }
+}
