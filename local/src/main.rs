@@ -1,1 +1,221 @@
-fn main() {}
+//! `dm-local`: the whole Deployment Manager on one machine. `dm-local up` runs the
+//! API (the same router as the Lambda function) on loopback, the reconciler after
+//! every write and on a timer, and, unless told otherwise, the AWS emulator it sets
+//! up itself. State is SQLite under `--data-dir`.
+
+#![recursion_limit = "256"]
+
+mod tokens;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use shared::cloud::aws::{AwsSettings, S3Adapter};
+use shared::config::{Config, S3Location};
+use shared::store::Store;
+use shared::workflows::commands::Limits;
+use tokio::sync::Notify;
+use tracing::{error, info};
+
+/// The Okera Deployment Manager, run locally.
+#[derive(Parser)]
+#[command(name = "dm-local", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the API, the reconciler and the schedules (and the AWS emulator).
+    Up(UpArgs),
+}
+
+#[derive(clap::Args)]
+struct UpArgs {
+    /// Port of the API on 127.0.0.1.
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// Where state, tokens, logs and the emulator's virtual environment live.
+    #[arg(long, default_value = ".dm-local")]
+    data_dir: PathBuf,
+    /// Use an AWS endpoint that is already running (an emulator on loopback)
+    /// instead of starting one.
+    #[arg(long, conflicts_with = "real_aws")]
+    aws_endpoint: Option<String>,
+    /// Drive real AWS with the default credentials chain (no emulator). Needs
+    /// OKERA_S3_STAGING_DIR and OKERA_NODE_AMI.
+    #[arg(long)]
+    real_aws: bool,
+    /// The region of the staging bucket.
+    #[arg(long, default_value = "us-west-2")]
+    region: String,
+    /// Seconds between scheduled reconcile runs.
+    #[arg(long, default_value_t = 15)]
+    reconcile_interval: u64,
+    /// The largest numNodes accepted.
+    #[arg(long, default_value_t = 100)]
+    max_nodes: i64,
+}
+
+/// A machine image the emulator knows; real AWS needs OKERA_NODE_AMI.
+const EMULATOR_AMI: &str = "ami-12c6146b";
+/// The emulator's account, as the access key id the emulator maps to it.
+const EMULATOR_ACCOUNT: &str = "123456789012";
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,aws_config=warn,aws_smithy_runtime=warn,sqlx=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Up(args) => tokio::runtime::Runtime::new()?.block_on(up(args)),
+    }
+}
+
+async fn up(args: UpArgs) -> Result<()> {
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating the data directory {}", args.data_dir.display()))?;
+    let data_dir = args.data_dir.canonicalize()?;
+
+    // AWS: the emulator we start, one that runs already, or the real thing.
+    let mut emulator = None;
+    let (settings, started_endpoint) = if args.real_aws {
+        (AwsSettings::default(), None)
+    } else {
+        let endpoint = match &args.aws_endpoint {
+            Some(e) => e.clone(),
+            None => {
+                let python = emulator::ensure_venv(&data_dir.join("emulator-venv"))
+                    .context("setting up the AWS emulator (python3 -m venv and pip must work)")?;
+                let emu = emulator::Emulator::start(&python, Some(&data_dir.join("emulator.log")))
+                    .context("starting the AWS emulator")?;
+                let endpoint = emu.endpoint().to_owned();
+                emulator = Some(emu);
+                endpoint
+            }
+        };
+        check_loopback(&endpoint)?;
+        let settings = AwsSettings {
+            endpoint: Some(endpoint.clone()),
+            credentials: Some((EMULATOR_ACCOUNT.into(), "dm-local".into())),
+            max_attempts: None,
+        };
+        (settings, emulator.as_ref().map(|_| endpoint))
+    };
+
+    let config = Config {
+        db_url: format!("sqlite://{}", data_dir.join("dm.sqlite").display()),
+        staging: match std::env::var("OKERA_S3_STAGING_DIR") {
+            Ok(s) => S3Location::parse(&s).map_err(anyhow::Error::msg).context("OKERA_S3_STAGING_DIR")?,
+            Err(_) if args.real_aws => bail!("--real-aws needs OKERA_S3_STAGING_DIR (s3://bucket/prefix)"),
+            Err(_) => S3Location::parse("s3://okera-dm-local/staging").expect("valid location"),
+        },
+        max_nodes: args.max_nodes,
+        default_version: std::env::var("OKERA_DEFAULT_VERSION").unwrap_or_else(|_| "2.0.0".into()),
+        node_ami: match std::env::var("OKERA_NODE_AMI") {
+            Ok(a) => a,
+            Err(_) if args.real_aws => bail!("--real-aws needs OKERA_NODE_AMI"),
+            Err(_) => EMULATOR_AMI.into(),
+        },
+        aws_endpoint: settings.endpoint.clone(),
+    };
+
+    let store = Store::connect(&config.db_url).await.context("opening the local state store")?;
+    if settings.endpoint.is_some() {
+        S3Adapter::new(settings.clone(), &args.region)
+            .ensure_bucket(&config.staging.bucket)
+            .await
+            .context("creating the staging bucket in the emulator")?;
+    }
+    let tokens = tokens::load_or_create(&data_dir, &store).await?;
+
+    let reconciler = Arc::new(reconciler::build(
+        store.clone(),
+        &config,
+        settings,
+        &args.region,
+        format!("dm-local-{}", std::process::id()),
+    ));
+    let wake = Arc::new(Notify::new());
+    tokio::spawn(reconcile_loop(reconciler, wake.clone(), Duration::from_secs(args.reconcile_interval)));
+
+    let state = api::AppState {
+        store,
+        limits: Limits { max_nodes: config.max_nodes, default_version: config.default_version.clone() },
+        kick: Arc::new(move || wake.notify_one()),
+    };
+    let addr = SocketAddr::from(([127, 0, 0, 1], args.port));
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listening on {addr}; is another dm-local running? try --port"))?;
+    let endpoint = format!("http://{addr}");
+
+    let env_file = data_dir.join("env");
+    let mut exports = format!(
+        "export OCADM_ENDPOINT={endpoint}\nexport OCADM_TOKEN={}\nexport OCADM_VIEWER_TOKEN={}\n",
+        tokens.operator, tokens.viewer
+    );
+    if let Some(e) = &started_endpoint {
+        exports.push_str(&format!(
+            "export AWS_ENDPOINT_URL={e}\nexport AWS_ACCESS_KEY_ID={EMULATOR_ACCOUNT}\nexport AWS_SECRET_ACCESS_KEY=dm-local\nexport AWS_DEFAULT_REGION={}\n",
+            args.region
+        ));
+    }
+    tokens::write_private(&env_file, &exports)?;
+    println!("The Deployment Manager is running on {endpoint}.");
+    println!("In another shell:\n\n  source {}\n  ocadm status\n", env_file.display());
+    print!("{exports}");
+    println!("\n(OCADM_TOKEN is an operator token; OCADM_VIEWER_TOKEN may only read.) Ctrl-C stops.");
+
+    axum::serve(listener, api::router(state))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .context("serving the API")?;
+    info!("stopped");
+    drop(emulator);
+    Ok(())
+}
+
+/// Runs the reconciler when a write wakes it and on every tick of the schedule.
+async fn reconcile_loop(reconciler: Arc<reconciler::AwsReconciler>, wake: Arc<Notify>, every: Duration) {
+    loop {
+        tokio::select! {
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(every) => {}
+        }
+        match reconciler.reconcile_all().await {
+            Ok(s) => {
+                for e in &s.errors {
+                    error!(error = %e, "reconcile");
+                }
+            }
+            Err(e) => error!(error = %e, "reconcile run failed"),
+        }
+    }
+}
+
+/// The local runner talks only to loopback.
+fn check_loopback(endpoint: &str) -> Result<()> {
+    let host = endpoint
+        .split("://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .map(|h| h.rsplit_once(':').map_or(h, |(h, _)| h))
+        .unwrap_or("");
+    if matches!(host, "127.0.0.1" | "localhost" | "[::1]") {
+        Ok(())
+    } else {
+        bail!("--aws-endpoint must be on loopback (127.0.0.1, localhost or [::1]), got {endpoint}")
+    }
+}

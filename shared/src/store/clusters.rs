@@ -5,7 +5,7 @@
 use super::environments::{claim, lock_environment, release};
 use super::operations::{begin, finish, progress, with_key_retry, Begun, Change, Step};
 use super::rows::{ClusterRow, NodeRow, CLUSTER_COLUMNS};
-use super::{is_unique_violation, q, Store, StoreError, Submitted, WriteCtx};
+use super::{inserted_id, is_unique_violation, q, Store, StoreError, Submitted, WriteCtx};
 use crate::domain::{ClusterSpec, ClusterStatus, ClusterUpdate, EnvironmentStatus};
 use crate::time::now_ms;
 
@@ -74,7 +74,7 @@ impl Store {
         .execute(&mut *tx)
         .await;
         let id = match inserted {
-            Ok(r) => r.last_insert_id().unwrap_or_default(),
+            Ok(r) => inserted_id(&mut tx, &r).await?,
             Err(e) if is_unique_violation(&e) => {
                 return Err(StoreError::Conflict(format!(
                     "a cluster named {:?} already exists in environment {}",

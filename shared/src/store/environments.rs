@@ -3,7 +3,7 @@
 
 use super::operations::{begin, finish, progress, with_key_retry, Begun, Change, Step};
 use super::rows::{EnvironmentRow, ENVIRONMENT_COLUMNS};
-use super::{is_unique_violation, q, Store, StoreError, Submitted, WriteCtx};
+use super::{inserted_id, is_unique_violation, q, Store, StoreError, Submitted, WriteCtx};
 use crate::domain::{EnvironmentSpec, EnvironmentStatus};
 use crate::time::now_ms;
 
@@ -62,7 +62,7 @@ impl Store {
         .execute(&mut *tx)
         .await;
         let id = match inserted {
-            Ok(r) => r.last_insert_id().unwrap_or_default(),
+            Ok(r) => inserted_id(&mut tx, &r).await?,
             Err(e) if is_unique_violation(&e) => {
                 return Err(StoreError::Conflict(format!(
                     "an environment named {:?} already exists",

@@ -91,6 +91,22 @@ pub(crate) fn q(op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
     move |source| StoreError::Query { op, source }
 }
 
+/// The id of the row an INSERT just made. sqlx's `Any` driver passes MySQL's
+/// insert id through but drops SQLite's, so SQLite asks its connection (the same
+/// one, inside the same transaction).
+pub(crate) async fn inserted_id(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    result: &sqlx::any::AnyQueryResult,
+) -> Result<i64, StoreError> {
+    match result.last_insert_id() {
+        Some(id) if id > 0 => Ok(id),
+        _ => sqlx::query_scalar("SELECT last_insert_rowid()")
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(q("read inserted id")),
+    }
+}
+
 pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
 }

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::{Any, Transaction};
 
 use super::rows::{AuditRow, OperationRow, OPERATION_COLUMNS};
-use super::{is_unique_violation, q, Store, StoreError};
+use super::{inserted_id, is_unique_violation, q, Store, StoreError};
 use crate::time::now_ms;
 
 /// Who is writing, and the idempotency key they sent, if any.
@@ -143,10 +143,7 @@ pub(crate) async fn finish(
     .execute(&mut *tx)
     .await
     .map_err(q("insert operation"))?;
-    let operation_id = op.last_insert_id().ok_or_else(|| StoreError::Corrupt {
-        what: "operation id",
-        detail: "the database returned no id".into(),
-    })?;
+    let operation_id = inserted_id(&mut tx, &op).await?;
     if let Some((key, hash)) = &ctx.idempotency {
         let claimed = sqlx::query(
             "INSERT INTO idempotency_keys (principal, idem_key, request_hash, operation_id, target, created_at) VALUES (?, ?, ?, ?, ?, ?)",
