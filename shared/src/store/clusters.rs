@@ -34,7 +34,7 @@ pub struct ClusterObservation {
 
 impl Store {
     pub async fn create_cluster(&self, ctx: &WriteCtx, spec: &ClusterSpec) -> Result<Submitted, StoreError> {
-        with_key_retry(|| self.create_cluster_once(ctx, spec)).await
+        with_key_retry(ctx, || self.create_cluster_once(ctx, spec)).await
     }
 
     async fn create_cluster_once(&self, ctx: &WriteCtx, spec: &ClusterSpec) -> Result<Submitted, StoreError> {
@@ -109,7 +109,7 @@ impl Store {
     /// Changes the size or the termination protection of a cluster. Protection
     /// forbids scaling to zero.
     pub async fn update_cluster(&self, ctx: &WriteCtx, id: i64, update: &ClusterUpdate) -> Result<Submitted, StoreError> {
-        with_key_retry(|| self.update_cluster_once(ctx, id, update)).await
+        with_key_retry(ctx, || self.update_cluster_once(ctx, id, update)).await
     }
 
     async fn update_cluster_once(&self, ctx: &WriteCtx, id: i64, update: &ClusterUpdate) -> Result<Submitted, StoreError> {
@@ -175,7 +175,7 @@ impl Store {
     /// Asks for a cluster and everything it owns to be removed. Refused while the
     /// cluster has termination protection.
     pub async fn delete_cluster(&self, ctx: &WriteCtx, id: i64) -> Result<Submitted, StoreError> {
-        with_key_retry(|| self.delete_cluster_once(ctx, id)).await
+        with_key_retry(ctx, || self.delete_cluster_once(ctx, id)).await
     }
 
     async fn delete_cluster_once(&self, ctx: &WriteCtx, id: i64) -> Result<Submitted, StoreError> {

@@ -29,7 +29,7 @@ impl Store {
         ctx: &WriteCtx,
         spec: &EnvironmentSpec,
     ) -> Result<Submitted, StoreError> {
-        with_key_retry(|| self.create_environment_once(ctx, spec)).await
+        with_key_retry(ctx, || self.create_environment_once(ctx, spec)).await
     }
 
     async fn create_environment_once(
@@ -88,7 +88,7 @@ impl Store {
     }
 
     pub async fn delete_environment(&self, ctx: &WriteCtx, id: i64) -> Result<Submitted, StoreError> {
-        with_key_retry(|| self.delete_environment_once(ctx, id)).await
+        with_key_retry(ctx, || self.delete_environment_once(ctx, id)).await
     }
 
     async fn delete_environment_once(&self, ctx: &WriteCtx, id: i64) -> Result<Submitted, StoreError> {

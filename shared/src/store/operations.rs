@@ -181,17 +181,21 @@ pub(crate) async fn finish(
     })
 }
 
-/// The marker a lost idempotency-key race carries; writes retry once on it, and the
-/// retry sees the winner's key.
-pub(crate) const KEY_RACE: &str = "idempotency key claimed concurrently";
-
-pub(crate) fn is_key_race(e: &StoreError) -> bool {
-    matches!(e, StoreError::Conflict(m) if m == KEY_RACE)
-}
+/// The conflict a lost idempotency-key race carries; `with_key_retry` runs the
+/// write again, and the retry sees the winner's key.
+const KEY_RACE: &str = "idempotency key claimed concurrently";
 
 impl Store {
+    /// Begins a write transaction. SQLite takes its write lock up front
+    /// (`BEGIN IMMEDIATE`): a transaction that reads first and writes later would
+    /// fail at once ("database is locked") when another writer got there between,
+    /// instead of waiting for it.
     pub(crate) async fn begin_tx(&self) -> Result<Transaction<'static, Any>, StoreError> {
-        self.pool().begin().await.map_err(q("begin transaction"))
+        match self.backend() {
+            super::Backend::Sqlite => self.pool().begin_with("BEGIN IMMEDIATE").await,
+            super::Backend::MySql => self.pool().begin().await,
+        }
+        .map_err(q("begin transaction"))
     }
 
     pub async fn get_operation(&self, id: i64) -> Result<OperationRow, StoreError> {
@@ -293,15 +297,18 @@ pub(crate) async fn progress(
     Ok(())
 }
 
-/// Runs a write, and runs it once more if it lost an idempotency-key race: the
-/// second run finds the winner's key and answers as a replay (or a conflict).
-pub(crate) async fn with_key_retry<F, Fut>(f: F) -> Result<Submitted, StoreError>
+/// Runs a write, and runs it once more if it lost a race to a concurrent request
+/// with the same idempotency key. The loser may see the race as the key's own
+/// unique index, or (on MySQL, where it waited on the winner's row lock) as a
+/// duplicate of the resource itself; either way the second run, in a fresh
+/// snapshot, finds the winner's key and answers as a replay (or a conflict).
+pub(crate) async fn with_key_retry<F, Fut>(ctx: &WriteCtx, f: F) -> Result<Submitted, StoreError>
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Result<Submitted, StoreError>>,
 {
     match f().await {
-        Err(e) if is_key_race(&e) => f().await,
+        Err(StoreError::Conflict(_)) if ctx.idempotency.is_some() => f().await,
         other => other,
     }
 }

@@ -26,6 +26,25 @@ where
     })
 }
 
+/// A text column. Through sqlx's `Any` driver MySQL's `TEXT` arrives as bytes,
+/// SQLite's as a string; both are read here.
+fn text(row: &AnyRow, name: &str) -> Result<String, StoreError> {
+    opt_text(row, name)?.ok_or_else(|| StoreError::Corrupt { what: "row", detail: format!("{name} is NULL") })
+}
+
+fn opt_text(row: &AnyRow, name: &str) -> Result<Option<String>, StoreError> {
+    match row.try_get::<Option<String>, _>(name) {
+        Ok(v) => Ok(v),
+        Err(sqlx::Error::ColumnDecode { .. }) => {
+            let bytes: Option<Vec<u8>> = col(row, name)?;
+            bytes
+                .map(|b| String::from_utf8(b).map_err(|e| StoreError::Corrupt { what: "text column", detail: e.to_string() }))
+                .transpose()
+        }
+        Err(source) => Err(StoreError::Query { op: "decode row", source }),
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EnvironmentRow {
     pub id: i64,
@@ -55,17 +74,17 @@ impl EnvironmentRow {
     pub(crate) fn from_row(r: &AnyRow) -> Result<Self, StoreError> {
         Ok(EnvironmentRow {
             id: col(r, "id")?,
-            name: col(r, "name")?,
-            region: col(r, "region")?,
-            vpc_id: col(r, "vpc_id")?,
-            subnet_ids: json("environment subnet_ids", &col::<String>(r, "subnet_ids")?)?,
-            vpc_cidr: col(r, "vpc_cidr")?,
-            admin_cidr: col(r, "admin_cidr")?,
+            name: text(r, "name")?,
+            region: text(r, "region")?,
+            vpc_id: opt_text(r, "vpc_id")?,
+            subnet_ids: json("environment subnet_ids", &text(r, "subnet_ids")?)?,
+            vpc_cidr: opt_text(r, "vpc_cidr")?,
+            admin_cidr: opt_text(r, "admin_cidr")?,
             create_security_group: col::<i64>(r, "create_security_group")? != 0,
-            security_group_id: col(r, "security_group_id")?,
+            security_group_id: opt_text(r, "security_group_id")?,
             delete_requested: col::<i64>(r, "delete_requested")? != 0,
-            status_code: col(r, "status_code")?,
-            status_message: col(r, "status_message")?,
+            status_code: text(r, "status_code")?,
+            status_message: text(r, "status_message")?,
             generation: col(r, "generation")?,
             observed_generation: col(r, "observed_generation")?,
             row_version: col(r, "row_version")?,
@@ -112,24 +131,24 @@ impl ClusterRow {
         Ok(ClusterRow {
             id: col(r, "id")?,
             environment_id: col(r, "environment_id")?,
-            name: col(r, "name")?,
-            description: col(r, "description")?,
-            cluster_type: col(r, "cluster_type")?,
+            name: text(r, "name")?,
+            description: text(r, "description")?,
+            cluster_type: text(r, "cluster_type")?,
             num_nodes: col(r, "num_nodes")?,
-            instance_type: col(r, "instance_type")?,
+            instance_type: text(r, "instance_type")?,
             storage_gb: col(r, "storage_gb")?,
-            odas_version: col(r, "odas_version")?,
-            owner: col(r, "owner")?,
-            tags: json("cluster tags", &col::<String>(r, "tags")?)?,
+            odas_version: text(r, "odas_version")?,
+            owner: text(r, "owner")?,
+            tags: json("cluster tags", &text(r, "tags")?)?,
             termination_protection: col::<i64>(r, "termination_protection")? != 0,
             delete_requested: col::<i64>(r, "delete_requested")? != 0,
             config_generation: col(r, "config_generation")?,
-            status_code: col(r, "status_code")?,
-            status_message: col(r, "status_message")?,
+            status_code: text(r, "status_code")?,
+            status_message: text(r, "status_message")?,
             generation: col(r, "generation")?,
             observed_generation: col(r, "observed_generation")?,
-            asg_name: col(r, "asg_name")?,
-            launch_template_id: col(r, "launch_template_id")?,
+            asg_name: opt_text(r, "asg_name")?,
+            launch_template_id: opt_text(r, "launch_template_id")?,
             row_version: col(r, "row_version")?,
             created_at: col(r, "created_at")?,
             updated_at: col(r, "updated_at")?,
@@ -149,10 +168,10 @@ pub struct NodeRow {
 impl NodeRow {
     pub(crate) fn from_row(r: &AnyRow) -> Result<Self, StoreError> {
         Ok(NodeRow {
-            instance_id: col(r, "instance_id")?,
+            instance_id: text(r, "instance_id")?,
             cluster_id: col(r, "cluster_id")?,
-            lifecycle_state: col(r, "lifecycle_state")?,
-            availability_zone: col(r, "availability_zone")?,
+            lifecycle_state: text(r, "lifecycle_state")?,
+            availability_zone: text(r, "availability_zone")?,
             updated_at: col(r, "updated_at")?,
         })
     }
@@ -180,14 +199,14 @@ impl OperationRow {
     pub(crate) fn from_row(r: &AnyRow) -> Result<Self, StoreError> {
         Ok(OperationRow {
             id: col(r, "id")?,
-            kind: col(r, "kind")?,
-            target_kind: col(r, "target_kind")?,
+            kind: text(r, "kind")?,
+            target_kind: text(r, "target_kind")?,
             target_id: col(r, "target_id")?,
             target_generation: col(r, "target_generation")?,
-            state: col(r, "state")?,
-            steps: json("operation steps", &col::<String>(r, "steps")?)?,
-            error: col(r, "error")?,
-            principal: col(r, "principal")?,
+            state: text(r, "state")?,
+            steps: json("operation steps", &text(r, "steps")?)?,
+            error: opt_text(r, "error")?,
+            principal: text(r, "principal")?,
             created_at: col(r, "created_at")?,
             updated_at: col(r, "updated_at")?,
         })
@@ -209,10 +228,10 @@ impl AuditRow {
         Ok(AuditRow {
             id: col(r, "id")?,
             at: col(r, "at")?,
-            principal: col(r, "principal")?,
-            action: col(r, "action")?,
-            target: col(r, "target")?,
-            detail: col(r, "detail")?,
+            principal: text(r, "principal")?,
+            action: text(r, "action")?,
+            target: text(r, "target")?,
+            detail: text(r, "detail")?,
         })
     }
 }

@@ -1,0 +1,8 @@
+//! Integration tests of the state crate: the store on SQLite and MariaDB, the AWS
+//! adapters and the reconciler against the emulator. One binary, one module per
+//! concern.
+
+mod adapters;
+mod reconcile;
+mod store;
+mod support;
