@@ -115,7 +115,9 @@ async fn up(args: UpArgs) -> Result<()> {
     let config = Config {
         db_url: format!("sqlite://{}", data_dir.join("dm.sqlite").display()),
         staging: match std::env::var("OKERA_S3_STAGING_DIR") {
-            Ok(s) => S3Location::parse(&s).map_err(anyhow::Error::msg).context("OKERA_S3_STAGING_DIR")?,
+            Ok(s) => S3Location::parse(&s)
+                .map_err(anyhow::Error::msg)
+                .context("OKERA_S3_STAGING_DIR")?,
             Err(_) if args.real_aws => bail!("--real-aws needs OKERA_S3_STAGING_DIR (s3://bucket/prefix)"),
             Err(_) => S3Location::parse("s3://okera-dm-local/staging").expect("valid location"),
         },
@@ -126,10 +128,13 @@ async fn up(args: UpArgs) -> Result<()> {
             Err(_) if args.real_aws => bail!("--real-aws needs OKERA_NODE_AMI"),
             Err(_) => EMULATOR_AMI.into(),
         },
+        node_instance_profile: std::env::var("OKERA_NODE_INSTANCE_PROFILE").ok(),
         aws_endpoint: settings.endpoint.clone(),
     };
 
-    let store = Store::connect(&config.db_url).await.context("opening the local state store")?;
+    let store = Store::connect(&config.db_url)
+        .await
+        .context("opening the local state store")?;
     if settings.endpoint.is_some() {
         S3Adapter::new(settings.clone(), &args.region)
             .ensure_bucket(&config.staging.bucket)
@@ -146,12 +151,22 @@ async fn up(args: UpArgs) -> Result<()> {
         format!("dm-local-{}", std::process::id()),
     ));
     let wake = Arc::new(Notify::new());
-    tokio::spawn(reconcile_loop(reconciler, wake.clone(), Duration::from_secs(args.reconcile_interval)));
+    tokio::spawn(reconcile_loop(
+        reconciler,
+        wake.clone(),
+        Duration::from_secs(args.reconcile_interval),
+    ));
 
     let state = api::AppState {
         store,
-        limits: Limits { max_nodes: config.max_nodes, default_version: config.default_version.clone() },
-        kick: Arc::new(move || wake.notify_one()),
+        limits: Limits {
+            max_nodes: config.max_nodes,
+            default_version: config.default_version.clone(),
+        },
+        kick: Arc::new(move |_target| {
+            wake.notify_one();
+            Box::pin(async {})
+        }),
     };
     let addr = SocketAddr::from(([127, 0, 0, 1], args.port));
     let listener = tokio::net::TcpListener::bind(addr)
@@ -164,6 +179,12 @@ async fn up(args: UpArgs) -> Result<()> {
         "export OCADM_ENDPOINT={endpoint}\nexport OCADM_TOKEN={}\nexport OCADM_VIEWER_TOKEN={}\n",
         tokens.operator, tokens.viewer
     );
+    // ocadm is built next to dm-local; put it on the PATH of whoever sources this.
+    if let Some(bin_dir) = std::env::current_exe().ok().and_then(|p| p.parent().map(|d| d.to_owned())) {
+        if bin_dir.join("ocadm").exists() {
+            exports.push_str(&format!("export PATH={}:$PATH\n", bin_dir.display()));
+        }
+    }
     if let Some(e) = &started_endpoint {
         exports.push_str(&format!(
             "export AWS_ENDPOINT_URL={e}\nexport AWS_ACCESS_KEY_ID={EMULATOR_ACCOUNT}\nexport AWS_SECRET_ACCESS_KEY=dm-local\nexport AWS_DEFAULT_REGION={}\n",
@@ -172,7 +193,10 @@ async fn up(args: UpArgs) -> Result<()> {
     }
     tokens::write_private(&env_file, &exports)?;
     println!("The Deployment Manager is running on {endpoint}.");
-    println!("In another shell:\n\n  source {}\n  ocadm status\n", env_file.display());
+    println!(
+        "In another shell:\n\n  source {}\n  ocadm status\n",
+        env_file.display()
+    );
     print!("{exports}");
     println!("\n(OCADM_TOKEN is an operator token; OCADM_VIEWER_TOKEN may only read.) Ctrl-C stops.");
 

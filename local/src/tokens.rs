@@ -24,18 +24,36 @@ pub async fn load_or_create(data_dir: &Path, store: &Store) -> Result<Tokens> {
     let path = data_dir.join("tokens.json");
     let tokens = match std::fs::read_to_string(&path) {
         Ok(raw) => {
-            let v: serde_json::Value = serde_json::from_str(&raw).with_context(|| format!("reading {}", path.display()))?;
-            let get = |k: &str| v[k].as_str().map(str::to_owned).with_context(|| format!("{} has no {k}", path.display()));
-            Tokens { operator: get("operator")?, viewer: get("viewer")? }
+            let v: serde_json::Value =
+                serde_json::from_str(&raw).with_context(|| format!("reading {}", path.display()))?;
+            let get = |k: &str| {
+                v[k].as_str()
+                    .map(str::to_owned)
+                    .with_context(|| format!("{} has no {k}", path.display()))
+            };
+            Tokens {
+                operator: get("operator")?,
+                viewer: get("viewer")?,
+            }
         }
         Err(_) => {
-            let t = Tokens { operator: new_token("op"), viewer: new_token("view") };
-            write_private(&path, &serde_json::json!({ "operator": t.operator, "viewer": t.viewer }).to_string())?;
+            let t = Tokens {
+                operator: new_token("op"),
+                viewer: new_token("view"),
+            };
+            write_private(
+                &path,
+                &serde_json::json!({ "operator": t.operator, "viewer": t.viewer }).to_string(),
+            )?;
             t
         }
     };
-    store.add_token(&tokens.operator, "local-operator", Role::Operator).await?;
-    store.add_token(&tokens.viewer, "local-viewer", Role::Viewer).await?;
+    store
+        .add_token(&tokens.operator, "local-operator", Role::Operator)
+        .await?;
+    store
+        .add_token(&tokens.viewer, "local-viewer", Role::Viewer)
+        .await?;
     Ok(tokens)
 }
 
@@ -45,7 +63,9 @@ pub fn write_private(path: &Path, contents: &str) -> Result<()> {
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut f = options.open(path).with_context(|| format!("writing {}", path.display()))?;
+    let mut f = options
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
     f.write_all(contents.as_bytes())?;
     Ok(())
 }

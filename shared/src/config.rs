@@ -57,6 +57,9 @@ pub struct Config {
     pub default_version: String,
     /// `OKERA_NODE_AMI`: the machine image of cluster nodes.
     pub node_ami: String,
+    /// `OKERA_NODE_INSTANCE_PROFILE`: ARN of the instance profile nodes run with
+    /// (their role reads the staging bucket); none when unset.
+    pub node_instance_profile: Option<String>,
     /// `AWS_ENDPOINT_URL`: set only to talk to an emulator.
     pub aws_endpoint: Option<String>,
 }
@@ -84,6 +87,7 @@ impl Config {
             max_nodes,
             default_version: var_or("OKERA_DEFAULT_VERSION", "2.0.0"),
             node_ami: var("OKERA_NODE_AMI")?,
+            node_instance_profile: env::var("OKERA_NODE_INSTANCE_PROFILE").ok().filter(|s| !s.is_empty()),
             aws_endpoint: env::var("AWS_ENDPOINT_URL").ok().filter(|s| !s.is_empty()),
         })
     }

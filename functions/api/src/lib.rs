@@ -19,13 +19,19 @@ use serde_json::json;
 use shared::domain::{ClusterUpdate, ProposedCluster, ProposedEnvironment};
 use shared::store::{Role, Store, Submitted};
 use shared::workflows::commands::{self, Limits};
+use shared::workflows::reconcile::Target;
 
 pub use error::ApiError;
 use extract::{parse_id, Caller, JsonBody};
 
-/// Something to tell the reconciler that desired state changed. Locally it wakes
-/// the in-process reconciler; without one, the schedule picks the change up.
-pub type Kick = Arc<dyn Fn() + Send + Sync>;
+/// Tells the reconciler that a target's desired state changed. In Lambda it invokes
+/// the reconciler function asynchronously; locally it wakes the in-process
+/// reconciler. It never fails the request: if the wake-up is lost, the reconcile
+/// schedule picks the change up.
+pub type Kick = Arc<dyn Fn(Target) -> BoxFuture + Send + Sync>;
+
+/// The future a [`Kick`] returns.
+pub type BoxFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -95,10 +101,16 @@ async fn status(State(state): State<AppState>) -> Result<Json<serde_json::Value>
     })))
 }
 
-/// The `202 Accepted` answer of a write, with the target as it is now.
-fn accepted(state: &AppState, submitted: Submitted, key: &str, target: serde_json::Value) -> Response {
+/// The `202 Accepted` answer of a write, with the target as it is now. A fresh
+/// write wakes the reconciler for its target first.
+async fn accepted(state: &AppState, submitted: Submitted, key: &str, target: serde_json::Value) -> Response {
     if !submitted.replayed {
-        (state.kick)();
+        let wake = if key == "cluster" {
+            Target::Cluster(submitted.target_id)
+        } else {
+            Target::Environment(submitted.target_id)
+        };
+        (state.kick)(wake).await;
     }
     let mut headers = HeaderMap::new();
     if submitted.replayed {
@@ -116,7 +128,7 @@ async fn create_environment(
     let ctx = body.write_ctx(&caller);
     let submitted = commands::create_environment(&state.store, &ctx, body.value).await?;
     let env = state.store.get_environment(submitted.target_id).await?;
-    Ok(accepted(&state, submitted, "environment", views::environment(&env)))
+    Ok(accepted(&state, submitted, "environment", views::environment(&env)).await)
 }
 
 async fn list_environments(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
@@ -138,7 +150,7 @@ async fn delete_environment(
     let ctx = extract::write_ctx_without_body(&caller, &headers, "DELETE", &format!("/v1/environments/{id}"))?;
     let submitted = commands::delete_environment(&state.store, &ctx, parse_id(&id)?).await?;
     let env = state.store.get_environment(submitted.target_id).await?;
-    Ok(accepted(&state, submitted, "environment", views::environment(&env)))
+    Ok(accepted(&state, submitted, "environment", views::environment(&env)).await)
 }
 
 async fn create_cluster(
@@ -149,7 +161,7 @@ async fn create_cluster(
     let ctx = body.write_ctx(&caller);
     let submitted = commands::create_cluster(&state.store, &state.limits, &ctx, body.value).await?;
     let cluster = state.store.get_cluster(submitted.target_id).await?;
-    Ok(accepted(&state, submitted, "cluster", views::cluster(&cluster, None)))
+    Ok(accepted(&state, submitted, "cluster", views::cluster(&cluster, None)).await)
 }
 
 async fn list_clusters(
@@ -189,7 +201,7 @@ async fn update_cluster(
     let ctx = body.write_ctx(&caller);
     let submitted = commands::update_cluster(&state.store, &state.limits, &ctx, id, body.value).await?;
     let cluster = state.store.get_cluster(id).await?;
-    Ok(accepted(&state, submitted, "cluster", views::cluster(&cluster, None)))
+    Ok(accepted(&state, submitted, "cluster", views::cluster(&cluster, None)).await)
 }
 
 async fn delete_cluster(
@@ -202,7 +214,7 @@ async fn delete_cluster(
     let id = parse_id(&id)?;
     let submitted = commands::delete_cluster(&state.store, &ctx, id).await?;
     let cluster = state.store.get_cluster(id).await?;
-    Ok(accepted(&state, submitted, "cluster", views::cluster(&cluster, None)))
+    Ok(accepted(&state, submitted, "cluster", views::cluster(&cluster, None)).await)
 }
 
 async fn get_operation(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {

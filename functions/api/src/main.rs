@@ -1,12 +1,16 @@
 //! The API function in Lambda: read the configuration once, connect the store once,
-//! and let `lambda_http` feed API Gateway requests to the shared router.
+//! and let `lambda_http` feed API Gateway requests to the shared router. After a
+//! write it wakes the reconciler function with an asynchronous invoke.
 
 use std::sync::Arc;
 
 use anyhow::Context;
+use shared::cloud::aws::{AwsSettings, LambdaAdapter};
+use shared::cloud::Functions;
 use shared::config::Config;
 use shared::store::Store;
 use shared::workflows::commands::Limits;
+use shared::workflows::reconcile::Target;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
@@ -18,11 +22,24 @@ async fn main() -> Result<(), lambda_http::Error> {
         .init();
     let config = Config::from_env().map_err(anyhow::Error::msg).context("reading configuration")?;
     let store = Store::connect(&config.db_url).await.context("connecting to the state store")?;
+    let reconciler = std::env::var("OKERA_RECONCILER_FUNCTION").context("OKERA_RECONCILER_FUNCTION is not set")?;
+    let region = std::env::var("AWS_REGION").context("AWS_REGION is not set")?;
+    let settings = AwsSettings { endpoint: config.aws_endpoint.clone(), ..Default::default() };
+    let lambda = Arc::new(LambdaAdapter::new(settings, &region));
+    let kick: api::Kick = Arc::new(move |target: Target| {
+        let (lambda, reconciler) = (lambda.clone(), reconciler.clone());
+        Box::pin(async move {
+            let payload = target.event().to_string().into_bytes();
+            // A lost wake-up only delays the change until the next scheduled run.
+            if let Err(e) = lambda.invoke_async(&reconciler, payload).await {
+                tracing::warn!(error = %e, ?target, "could not wake the reconciler; the schedule will");
+            }
+        })
+    });
     let state = api::AppState {
         store,
         limits: Limits { max_nodes: config.max_nodes, default_version: config.default_version },
-        // In Lambda the reconcile schedule converges every change; it needs no kick.
-        kick: Arc::new(|| {}),
+        kick,
     };
     lambda_http::run(api::router(state)).await
 }

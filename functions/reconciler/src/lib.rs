@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use shared::cloud::aws::{AutoScalingAdapter, AwsSettings, Ec2Adapter, S3Adapter};
 use shared::config::Config;
 use shared::store::Store;
-use shared::workflows::reconcile::{Outcome, Reconciler};
+use shared::workflows::reconcile::{Outcome, Reconciler, Target};
 use tracing::warn;
 
 /// The reconciler over the real AWS adapters.
@@ -15,7 +15,13 @@ pub type AwsReconciler = Reconciler<Ec2Adapter, AutoScalingAdapter, S3Adapter>;
 
 /// Builds the reconciler once per process. `home_region` is where the staging
 /// bucket lives.
-pub fn build(store: Store, config: &Config, settings: AwsSettings, home_region: &str, owner: String) -> AwsReconciler {
+pub fn build(
+    store: Store,
+    config: &Config,
+    settings: AwsSettings,
+    home_region: &str,
+    owner: String,
+) -> AwsReconciler {
     Reconciler {
         store,
         compute: Ec2Adapter::new(settings.clone()),
@@ -23,6 +29,7 @@ pub fn build(store: Store, config: &Config, settings: AwsSettings, home_region: 
         objects: S3Adapter::new(settings, home_region),
         staging: config.staging.clone(),
         node_ami: config.node_ami.clone(),
+        node_instance_profile: config.node_instance_profile.clone(),
         owner,
     }
 }
@@ -32,8 +39,8 @@ pub fn build(store: Store, config: &Config, settings: AwsSettings, home_region: 
 pub enum Request {
     /// A scheduled run: everything.
     All,
-    Cluster(i64),
-    Environment(i64),
+    /// A direct invoke, as the API sends after a write.
+    One(Target),
 }
 
 /// Reads an event: an EventBridge scheduled event, or `{"clusterId": N}` /
@@ -59,8 +66,8 @@ pub fn parse_event(event: &Value) -> Result<Request, String> {
         }
     };
     match (id("clusterId")?, id("environmentId")?) {
-        (Some(c), None) => Ok(Request::Cluster(c)),
-        (None, Some(e)) => Ok(Request::Environment(e)),
+        (Some(c), None) => Ok(Request::One(Target::Cluster(c))),
+        (None, Some(e)) => Ok(Request::One(Target::Environment(e))),
         (Some(_), Some(_)) => Err("give clusterId or environmentId, not both".into()),
         (None, None) => Err(format!(
             "unrecognised event: expected a scheduled event, {{\"clusterId\": N}} or {{\"environmentId\": N}}, got {}",
@@ -71,7 +78,14 @@ pub fn parse_event(event: &Value) -> Result<Request, String> {
 
 fn truncate(s: &str) -> String {
     if s.len() > 200 {
-        format!("{}…", &s[..s.char_indices().take_while(|(i, _)| *i < 200).last().map_or(0, |(i, c)| i + c.len_utf8())])
+        format!(
+            "{}…",
+            &s[..s
+                .char_indices()
+                .take_while(|(i, _)| *i < 200)
+                .last()
+                .map_or(0, |(i, c)| i + c.len_utf8())]
+        )
     } else {
         s.to_owned()
     }
@@ -93,8 +107,10 @@ pub async fn handle(reconciler: &AwsReconciler, event: &Value) -> Result<Value, 
             let s = reconciler.reconcile_all().await?;
             json!({ "environments": s.environments, "clusters": s.clusters, "skipped": s.skipped, "errors": s.errors })
         }
-        Request::Cluster(id) => json!({ "clusterId": id, "outcome": outcome(reconciler.reconcile_cluster(id).await?) }),
-        Request::Environment(id) => {
+        Request::One(Target::Cluster(id)) => {
+            json!({ "clusterId": id, "outcome": outcome(reconciler.reconcile_cluster(id).await?) })
+        }
+        Request::One(Target::Environment(id)) => {
             json!({ "environmentId": id, "outcome": outcome(reconciler.reconcile_environment(id).await?) })
         }
     })
@@ -114,15 +130,29 @@ mod tests {
     }
 
     #[test]
+    fn the_events_the_api_sends_are_the_events_the_reconciler_reads() {
+        for target in [Target::Cluster(7), Target::Environment(2)] {
+            assert_eq!(parse_event(&target.event()), Ok(Request::One(target)));
+        }
+    }
+
+    #[test]
     fn events_are_parsed_or_refused_with_a_reason() {
-        let scheduled = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../events/schedule-reconcile.json")).unwrap();
+        let scheduled = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../events/schedule-reconcile.json"
+        ))
+        .unwrap();
         check(&scheduled, Ok(Request::All));
-        check(r#"{"clusterId": 3}"#, Ok(Request::Cluster(3)));
-        check(r#"{"environmentId": 2}"#, Ok(Request::Environment(2)));
+        check(r#"{"clusterId": 3}"#, Ok(Request::One(Target::Cluster(3))));
+        check(r#"{"environmentId": 2}"#, Ok(Request::One(Target::Environment(2))));
         check(r#"{"clusterId": 0}"#, Err("clusterId must be a positive"));
         check(r#"{"clusterId": "3"}"#, Err("clusterId must be a positive"));
         check(r#"{"clusterId": 1, "environmentId": 1}"#, Err("not both"));
-        check(r#"{"detail-type": "EC2 Instance State-change Notification", "source": "aws.ec2"}"#, Err("Scheduled Event"));
+        check(
+            r#"{"detail-type": "EC2 Instance State-change Notification", "source": "aws.ec2"}"#,
+            Err("Scheduled Event"),
+        );
         check(r#"{}"#, Err("unrecognised event"));
         check(r#"[1, 2]"#, Err("unrecognised event"));
     }

@@ -14,18 +14,32 @@ use shared::store::Store;
 async fn main() -> Result<(), lambda_runtime::Error> {
     tracing_subscriber::fmt()
         .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .without_time()
         .init();
-    let config = Config::from_env().map_err(anyhow::Error::msg).context("reading configuration")?;
+    let config = Config::from_env()
+        .map_err(anyhow::Error::msg)
+        .context("reading configuration")?;
     let home_region = std::env::var("AWS_REGION").context("AWS_REGION is not set")?;
-    let store = Store::connect(&config.db_url).await.context("connecting to the state store")?;
-    let settings = AwsSettings { endpoint: config.aws_endpoint.clone(), ..Default::default() };
-    let owner = format!("lambda-{}", std::env::var("AWS_LAMBDA_LOG_STREAM_NAME").unwrap_or_else(|_| std::process::id().to_string()));
+    let store = Store::connect(&config.db_url)
+        .await
+        .context("connecting to the state store")?;
+    let settings = AwsSettings {
+        endpoint: config.aws_endpoint.clone(),
+        ..Default::default()
+    };
+    let owner = format!(
+        "lambda-{}",
+        std::env::var("AWS_LAMBDA_LOG_STREAM_NAME").unwrap_or_else(|_| std::process::id().to_string())
+    );
     let reconciler = reconciler::build(store, &config, settings, &home_region, owner);
     let reconciler = &reconciler;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        reconciler::handle(reconciler, &event.payload).await.map_err(lambda_runtime::Error::from)
+        reconciler::handle(reconciler, &event.payload)
+            .await
+            .map_err(lambda_runtime::Error::from)
     }))
     .await
 }

@@ -1,5 +1,5 @@
 //! Ports to AWS: one trait per system the DM drives (EC2 [`Compute`], Auto
-//! Scaling [`Scaling`], S3 [`ObjectStore`]). Workflows are written against these
+//! Scaling [`Scaling`], S3 [`ObjectStore`], Lambda [`Functions`]). Workflows are written against these
 //! traits; the real adapters in [`aws`] (behind the `aws-*` cargo features) use the
 //! AWS SDK, and integration tests run them against the emulator.
 //!
@@ -77,6 +77,8 @@ pub struct LaunchTemplateSpec {
     pub instance_type: String,
     pub storage_gb: i32,
     pub security_group_ids: Vec<String>,
+    /// The instance profile (ARN) that gives nodes their role.
+    pub instance_profile: Option<String>,
     /// Plain text; the adapter encodes it.
     pub user_data: String,
     pub tags: Vec<(String, String)>,
@@ -128,8 +130,10 @@ pub trait Compute: Send + Sync {
     fn vpc(&self, region: &str, vpc_id: &str) -> impl Future<Output = CloudResult<Option<Vpc>>> + Send;
     fn subnets(&self, region: &str, vpc_id: &str) -> impl Future<Output = CloudResult<Vec<String>>> + Send;
     /// The instance types offered in the region, with their sizes.
-    fn instance_types(&self, region: &str)
-        -> impl Future<Output = CloudResult<Vec<(String, InstanceSize)>>> + Send;
+    fn instance_types(
+        &self,
+        region: &str,
+    ) -> impl Future<Output = CloudResult<Vec<(String, InstanceSize)>>> + Send;
     /// Security groups in a VPC that carry the tag `key=value`.
     fn security_groups_tagged(
         &self,
@@ -159,7 +163,11 @@ pub trait Compute: Send + Sync {
         group_id: &str,
         rules: &[(u16, Peer)],
     ) -> impl Future<Output = CloudResult<()>> + Send;
-    fn delete_security_group(&self, region: &str, group_id: &str) -> impl Future<Output = CloudResult<()>> + Send;
+    fn delete_security_group(
+        &self,
+        region: &str,
+        group_id: &str,
+    ) -> impl Future<Output = CloudResult<()>> + Send;
     fn launch_templates_tagged(
         &self,
         region: &str,
@@ -180,14 +188,22 @@ pub trait Compute: Send + Sync {
         key: &str,
         value: &str,
     ) -> impl Future<Output = CloudResult<Vec<Instance>>> + Send;
-    fn terminate_instances(&self, region: &str, ids: &[String]) -> impl Future<Output = CloudResult<()>> + Send;
+    fn terminate_instances(
+        &self,
+        region: &str,
+        ids: &[String],
+    ) -> impl Future<Output = CloudResult<()>> + Send;
 }
 
 /// Auto Scaling groups.
 pub trait Scaling: Send + Sync {
     /// Groups that carry the tag `key=value`.
-    fn groups_tagged(&self, region: &str, key: &str, value: &str)
-        -> impl Future<Output = CloudResult<Vec<Group>>> + Send;
+    fn groups_tagged(
+        &self,
+        region: &str,
+        key: &str,
+        value: &str,
+    ) -> impl Future<Output = CloudResult<Vec<Group>>> + Send;
     /// Creates a group; `AlreadyExists` if the name is taken.
     fn create_group(&self, region: &str, spec: &GroupSpec) -> impl Future<Output = CloudResult<()>> + Send;
     fn resize_group(
@@ -210,4 +226,11 @@ pub trait ObjectStore: Send + Sync {
     fn list(&self, bucket: &str, prefix: &str) -> impl Future<Output = CloudResult<Vec<String>>> + Send;
     /// Deletes keys, up to 1000 per request.
     fn delete(&self, bucket: &str, keys: &[String]) -> impl Future<Output = CloudResult<()>> + Send;
+}
+
+/// Lambda: waking another DM function.
+pub trait Functions: Send + Sync {
+    /// Invokes `function` (name or ARN) asynchronously with a JSON payload; AWS
+    /// queues the event and answers at once.
+    fn invoke_async(&self, function: &str, payload: Vec<u8>) -> impl Future<Output = CloudResult<()>> + Send;
 }

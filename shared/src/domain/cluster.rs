@@ -262,10 +262,22 @@ mod tests {
 
     fn sizes(t: &str) -> Option<InstanceSize> {
         match t {
-            "t2.large" => Some(InstanceSize { vcpus: 2, memory_mib: 8192 }),
-            "t2.medium" => Some(InstanceSize { vcpus: 2, memory_mib: 4096 }),
-            "c5.large" => Some(InstanceSize { vcpus: 2, memory_mib: 4096 }),
-            "m5.xlarge" => Some(InstanceSize { vcpus: 4, memory_mib: 16384 }),
+            "t2.large" => Some(InstanceSize {
+                vcpus: 2,
+                memory_mib: 8192,
+            }),
+            "t2.medium" => Some(InstanceSize {
+                vcpus: 2,
+                memory_mib: 4096,
+            }),
+            "c5.large" => Some(InstanceSize {
+                vcpus: 2,
+                memory_mib: 4096,
+            }),
+            "m5.xlarge" => Some(InstanceSize {
+                vcpus: 4,
+                memory_mib: 16384,
+            }),
             _ => None,
         }
     }
@@ -281,19 +293,92 @@ mod tests {
     #[test]
     fn cluster_specs_are_refused_naming_the_field_at_fault() {
         check(proposed(), None);
-        check(ProposedCluster { instance_type: Some("m5.xlarge".into()), storage_gb: Some(100), ..proposed() }, None);
-        check(ProposedCluster { name: "".into(), ..proposed() }, Some("name"));
-        check(ProposedCluster { name: "Analytics".into(), ..proposed() }, Some("name"));
-        check(ProposedCluster { num_nodes: 0, ..proposed() }, Some("numNodes"));
-        check(ProposedCluster { num_nodes: 101, ..proposed() }, Some("numNodes"));
-        check(ProposedCluster { cluster_type: "BIG_CLUSTER".into(), ..proposed() }, Some("type"));
-        check(ProposedCluster { instance_type: Some("t2.medium".into()), ..proposed() }, Some("instanceType"));
-        check(ProposedCluster { instance_type: Some("c5.large".into()), ..proposed() }, Some("instanceType"));
-        check(ProposedCluster { instance_type: Some("x9.huge".into()), ..proposed() }, Some("instanceType"));
-        check(ProposedCluster { storage_gb: Some(39), ..proposed() }, Some("storageGb"));
-        check(ProposedCluster { version: Some("2.0 beta".into()), ..proposed() }, Some("version"));
+        check(
+            ProposedCluster {
+                instance_type: Some("m5.xlarge".into()),
+                storage_gb: Some(100),
+                ..proposed()
+            },
+            None,
+        );
+        check(
+            ProposedCluster {
+                name: "".into(),
+                ..proposed()
+            },
+            Some("name"),
+        );
+        check(
+            ProposedCluster {
+                name: "Analytics".into(),
+                ..proposed()
+            },
+            Some("name"),
+        );
+        check(
+            ProposedCluster {
+                num_nodes: 0,
+                ..proposed()
+            },
+            Some("numNodes"),
+        );
+        check(
+            ProposedCluster {
+                num_nodes: 101,
+                ..proposed()
+            },
+            Some("numNodes"),
+        );
+        check(
+            ProposedCluster {
+                cluster_type: "BIG_CLUSTER".into(),
+                ..proposed()
+            },
+            Some("type"),
+        );
+        check(
+            ProposedCluster {
+                instance_type: Some("t2.medium".into()),
+                ..proposed()
+            },
+            Some("instanceType"),
+        );
+        check(
+            ProposedCluster {
+                instance_type: Some("c5.large".into()),
+                ..proposed()
+            },
+            Some("instanceType"),
+        );
+        check(
+            ProposedCluster {
+                instance_type: Some("x9.huge".into()),
+                ..proposed()
+            },
+            Some("instanceType"),
+        );
+        check(
+            ProposedCluster {
+                storage_gb: Some(39),
+                ..proposed()
+            },
+            Some("storageGb"),
+        );
+        check(
+            ProposedCluster {
+                version: Some("2.0 beta".into()),
+                ..proposed()
+            },
+            Some("version"),
+        );
         let reserved = BTreeMap::from([("LaunchedBy".to_owned(), "me".to_owned())]);
-        check(ProposedCluster { tags: reserved, ..proposed() }, Some("tags.LaunchedBy"));
+        check(
+            ProposedCluster {
+                tags: reserved,
+                ..proposed()
+            },
+            Some("tags.LaunchedBy"),
+        );
     }
 
     #[test]
@@ -306,10 +391,19 @@ mod tests {
 
     #[test]
     fn an_empty_update_is_refused() {
-        assert_eq!(ClusterUpdate::default().validate(10).unwrap_err().field, "numNodes");
-        let too_many = ClusterUpdate { num_nodes: Some(11), ..Default::default() };
+        assert_eq!(
+            ClusterUpdate::default().validate(10).unwrap_err().field,
+            "numNodes"
+        );
+        let too_many = ClusterUpdate {
+            num_nodes: Some(11),
+            ..Default::default()
+        };
         assert_eq!(too_many.validate(10).unwrap_err().field, "numNodes");
-        let zero = ClusterUpdate { num_nodes: Some(0), ..Default::default() };
+        let zero = ClusterUpdate {
+            num_nodes: Some(0),
+            ..Default::default()
+        };
         assert!(zero.validate(10).is_ok());
     }
 }

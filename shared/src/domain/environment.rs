@@ -119,7 +119,11 @@ impl EnvironmentSpec {
     pub fn parse(p: ProposedEnvironment) -> Result<EnvironmentSpec, FieldError> {
         let name = Name::parse("name", &p.name)?;
         let region = Region::parse("region", &p.region)?;
-        let vpc_id = p.vpc_id.as_deref().map(|v| aws_id("vpcId", "vpc-", v)).transpose()?;
+        let vpc_id = p
+            .vpc_id
+            .as_deref()
+            .map(|v| aws_id("vpcId", "vpc-", v))
+            .transpose()?;
         let subnet_ids = p
             .subnet_ids
             .unwrap_or_default()
@@ -133,7 +137,11 @@ impl EnvironmentSpec {
                 "subnetIds needs vpcId: name the VPC the subnets belong to",
             ));
         }
-        let vpc_cidr = p.vpc_cidr.as_deref().map(|c| Cidr::parse("vpcCidr", c)).transpose()?;
+        let vpc_cidr = p
+            .vpc_cidr
+            .as_deref()
+            .map(|c| Cidr::parse("vpcCidr", c))
+            .transpose()?;
         let admin_cidr = p
             .admin_cidr
             .as_deref()

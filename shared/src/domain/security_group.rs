@@ -90,11 +90,7 @@ mod tests {
     #[test]
     fn the_table_holds_exactly_the_documented_ports_per_source() {
         let ports = |s: Source| {
-            let mut p: Vec<u16> = RULES
-                .iter()
-                .filter(|r| r.source == s)
-                .map(|r| r.port)
-                .collect();
+            let mut p: Vec<u16> = RULES.iter().filter(|r| r.source == s).map(|r| r.port).collect();
             p.sort();
             p
         };

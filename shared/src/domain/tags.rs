@@ -53,7 +53,10 @@ pub fn parse_user_tags(tags: BTreeMap<String, String>) -> Result<BTreeMap<String
             return Err(FieldError::new(field, "tag keys must be 1 to 128 characters"));
         }
         if v.len() > 256 {
-            return Err(FieldError::new(field, "tag values must be at most 256 characters"));
+            return Err(FieldError::new(
+                field,
+                "tag values must be at most 256 characters",
+            ));
         }
         if k == LAUNCHED_BY.0 || k.starts_with("okera:") || k.starts_with("aws:") {
             return Err(FieldError::new(

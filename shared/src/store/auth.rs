@@ -62,11 +62,12 @@ impl Store {
 
     /// The name and role of a token, if it is known.
     pub async fn authenticate(&self, token: &str) -> Result<Option<(String, Role)>, StoreError> {
-        let row: Option<(String, String)> = sqlx::query_as("SELECT name, role FROM api_tokens WHERE token_hash = ?")
-            .bind(token_hash(token))
-            .fetch_optional(self.pool())
-            .await
-            .map_err(q("authenticate"))?;
+        let row: Option<(String, String)> =
+            sqlx::query_as("SELECT name, role FROM api_tokens WHERE token_hash = ?")
+                .bind(token_hash(token))
+                .fetch_optional(self.pool())
+                .await
+                .map_err(q("authenticate"))?;
         Ok(row.and_then(|(name, role)| Role::parse(&role).map(|r| (name, r))))
     }
 }

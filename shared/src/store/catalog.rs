@@ -33,9 +33,16 @@ impl Store {
             let sql = format!("INSERT INTO instance_types (region, name, vcpus, memory_mib) VALUES {values}");
             let mut insert = sqlx::query(&sql);
             for (name, size) in chunk {
-                insert = insert.bind(region).bind(name.clone()).bind(size.vcpus).bind(size.memory_mib);
+                insert = insert
+                    .bind(region)
+                    .bind(name.clone())
+                    .bind(size.vcpus)
+                    .bind(size.memory_mib);
             }
-            insert.execute(&mut *tx).await.map_err(q("insert instance types"))?;
+            insert
+                .execute(&mut *tx)
+                .await
+                .map_err(q("insert instance types"))?;
         }
         tx.commit().await.map_err(q("commit instance types"))
     }

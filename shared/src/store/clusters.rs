@@ -108,11 +108,21 @@ impl Store {
 
     /// Changes the size or the termination protection of a cluster. Protection
     /// forbids scaling to zero.
-    pub async fn update_cluster(&self, ctx: &WriteCtx, id: i64, update: &ClusterUpdate) -> Result<Submitted, StoreError> {
+    pub async fn update_cluster(
+        &self,
+        ctx: &WriteCtx,
+        id: i64,
+        update: &ClusterUpdate,
+    ) -> Result<Submitted, StoreError> {
         with_key_retry(ctx, || self.update_cluster_once(ctx, id, update)).await
     }
 
-    async fn update_cluster_once(&self, ctx: &WriteCtx, id: i64, update: &ClusterUpdate) -> Result<Submitted, StoreError> {
+    async fn update_cluster_once(
+        &self,
+        ctx: &WriteCtx,
+        id: i64,
+        update: &ClusterUpdate,
+    ) -> Result<Submitted, StoreError> {
         let mut tx = self.begin_tx().await?;
         if let Begun::Replay(s) = begin(&mut tx, ctx).await? {
             return Ok(s);
@@ -131,7 +141,9 @@ impl Store {
             )));
         }
         let num_nodes = update.num_nodes.unwrap_or(current.num_nodes);
-        let protection = update.termination_protection_enabled.unwrap_or(current.termination_protection);
+        let protection = update
+            .termination_protection_enabled
+            .unwrap_or(current.termination_protection);
         let generation = current.generation + 1;
         let changed = sqlx::query(
             "UPDATE clusters SET num_nodes = ?, termination_protection = ?, generation = ?, status_code = ?, \
@@ -199,7 +211,11 @@ impl Store {
             .await
             .map_err(q("find delete operation"))?;
             if let Some(operation_id) = op {
-                return Ok(Submitted { operation_id, target_id: id, replayed: true });
+                return Ok(Submitted {
+                    operation_id,
+                    target_id: id,
+                    replayed: true,
+                });
             }
         }
         let generation = current.generation + 1;
@@ -302,7 +318,12 @@ impl Store {
 
     /// Records what the reconciler saw, in one transaction: the cluster's status,
     /// its nodes (replaced as a set, in one statement) and its operations' progress.
-    pub async fn record_cluster(&self, id: i64, owner: &str, obs: &ClusterObservation) -> Result<(), StoreError> {
+    pub async fn record_cluster(
+        &self,
+        id: i64,
+        owner: &str,
+        obs: &ClusterObservation,
+    ) -> Result<(), StoreError> {
         let mut tx = self.begin_tx().await?;
         let terminated = obs.status == ClusterStatus::Terminated;
         let now = now_ms();
@@ -349,7 +370,15 @@ impl Store {
             insert.execute(&mut *tx).await.map_err(q("insert nodes"))?;
         }
         let generation = obs.observed_generation.unwrap_or(0);
-        progress(&mut tx, "cluster", id, generation, &obs.steps, obs.failure.as_deref()).await?;
+        progress(
+            &mut tx,
+            "cluster",
+            id,
+            generation,
+            &obs.steps,
+            obs.failure.as_deref(),
+        )
+        .await?;
         tx.commit().await.map_err(q("commit cluster"))
     }
 

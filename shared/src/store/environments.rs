@@ -109,14 +109,20 @@ impl Store {
             .await
             .map_err(q("find delete operation"))?;
             if let Some(op) = open {
-                return Ok(Submitted { operation_id: op, target_id: id, replayed: true });
+                return Ok(Submitted {
+                    operation_id: op,
+                    target_id: id,
+                    replayed: true,
+                });
             }
         }
-        let live: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM clusters WHERE environment_id = ? AND live_key IS NOT NULL")
-            .bind(id)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(q("count clusters"))?;
+        let live: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM clusters WHERE environment_id = ? AND live_key IS NOT NULL",
+        )
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(q("count clusters"))?;
         if live > 0 {
             return Err(StoreError::Conflict(format!(
                 "environment {id} still has {live} cluster(s); delete them first (ocadm clusters list --environmentid {id})"
@@ -160,13 +166,17 @@ impl Store {
             .map_err(q("get environment"))?;
         match row {
             Some(r) => EnvironmentRow::from_row(&r),
-            None => Err(StoreError::NotFound { kind: "environment", id }),
+            None => Err(StoreError::NotFound {
+                kind: "environment",
+                id,
+            }),
         }
     }
 
     /// Every environment that is not deleted, by id.
     pub async fn list_environments(&self) -> Result<Vec<EnvironmentRow>, StoreError> {
-        let sql = format!("SELECT {ENVIRONMENT_COLUMNS} FROM environments WHERE live_name IS NOT NULL ORDER BY id");
+        let sql =
+            format!("SELECT {ENVIRONMENT_COLUMNS} FROM environments WHERE live_name IS NOT NULL ORDER BY id");
         let rows = sqlx::query(&sql)
             .fetch_all(self.pool())
             .await
@@ -214,10 +224,20 @@ impl Store {
         .await
         .map_err(q("record environment"))?;
         if updated.rows_affected() == 0 {
-            return Err(StoreError::Conflict(format!("lost the lease on environment {id}")));
+            return Err(StoreError::Conflict(format!(
+                "lost the lease on environment {id}"
+            )));
         }
         let generation = obs.observed_generation.unwrap_or(0);
-        progress(&mut tx, "environment", id, generation, &obs.steps, obs.failure.as_deref()).await?;
+        progress(
+            &mut tx,
+            "environment",
+            id,
+            generation,
+            &obs.steps,
+            obs.failure.as_deref(),
+        )
+        .await?;
         tx.commit().await.map_err(q("commit environment"))
     }
 
@@ -248,7 +268,10 @@ pub(crate) async fn lock_environment(
             .await
             .map_err(q("find environment"))?;
         if exists.is_none() {
-            return Err(StoreError::NotFound { kind: "environment", id });
+            return Err(StoreError::NotFound {
+                kind: "environment",
+                id,
+            });
         }
     }
     let sql = format!("SELECT {ENVIRONMENT_COLUMNS} FROM environments WHERE id = ?");
@@ -285,8 +308,14 @@ pub(crate) async fn claim(
     Ok(r.rows_affected() == 1)
 }
 
-pub(crate) async fn release(table: &'static str, store: &Store, id: i64, owner: &str) -> Result<(), StoreError> {
-    let sql = format!("UPDATE {table} SET lease_owner = NULL, lease_until = 0 WHERE id = ? AND lease_owner = ?");
+pub(crate) async fn release(
+    table: &'static str,
+    store: &Store,
+    id: i64,
+    owner: &str,
+) -> Result<(), StoreError> {
+    let sql =
+        format!("UPDATE {table} SET lease_owner = NULL, lease_until = 0 WHERE id = ? AND lease_owner = ?");
     sqlx::query(&sql)
         .bind(id)
         .bind(owner)

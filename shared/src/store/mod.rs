@@ -66,10 +66,12 @@ impl StoreError {
     pub fn is_retryable(&self) -> bool {
         match self {
             StoreError::Connect { .. } => true,
-            StoreError::Query { source, .. } => matches!(
-                source,
-                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed
-            ) || is_lock_error(source),
+            StoreError::Query { source, .. } => {
+                matches!(
+                    source,
+                    sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed
+                ) || is_lock_error(source)
+            }
             _ => false,
         }
     }
@@ -220,7 +222,10 @@ mod tests {
             redact_url("mysql://dm:s3cret@db.example:3306/dm"),
             "mysql://dm:***@db.example:3306/dm"
         );
-        assert_eq!(redact_url("mysql://root@127.0.0.1:3306/dm"), "mysql://root@127.0.0.1:3306/dm");
+        assert_eq!(
+            redact_url("mysql://root@127.0.0.1:3306/dm"),
+            "mysql://root@127.0.0.1:3306/dm"
+        );
         assert_eq!(redact_url("sqlite://dm.sqlite"), "sqlite://dm.sqlite");
     }
 }

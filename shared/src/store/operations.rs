@@ -69,10 +69,7 @@ pub(crate) enum Begun {
 }
 
 /// Looks the idempotency key up inside the write's transaction.
-pub(crate) async fn begin(
-    tx: &mut Transaction<'static, Any>,
-    ctx: &WriteCtx,
-) -> Result<Begun, StoreError> {
+pub(crate) async fn begin(tx: &mut Transaction<'static, Any>, ctx: &WriteCtx) -> Result<Begun, StoreError> {
     let Some((key, hash)) = &ctx.idempotency else {
         return Ok(Begun::Fresh);
     };
@@ -235,11 +232,13 @@ impl Store {
 
     /// The audit log of one target, oldest first.
     pub async fn audit_of(&self, target: &str) -> Result<Vec<AuditRow>, StoreError> {
-        let rows = sqlx::query("SELECT id, at, principal, action, target, detail FROM audit_log WHERE target = ? ORDER BY id")
-            .bind(target)
-            .fetch_all(self.pool())
-            .await
-            .map_err(q("read audit log"))?;
+        let rows = sqlx::query(
+            "SELECT id, at, principal, action, target, detail FROM audit_log WHERE target = ? ORDER BY id",
+        )
+        .bind(target)
+        .fetch_all(self.pool())
+        .await
+        .map_err(q("read audit log"))?;
         rows.iter().map(AuditRow::from_row).collect()
     }
 }

@@ -29,7 +29,10 @@ where
 /// A text column. Through sqlx's `Any` driver MySQL's `TEXT` arrives as bytes,
 /// SQLite's as a string; both are read here.
 fn text(row: &AnyRow, name: &str) -> Result<String, StoreError> {
-    opt_text(row, name)?.ok_or_else(|| StoreError::Corrupt { what: "row", detail: format!("{name} is NULL") })
+    opt_text(row, name)?.ok_or_else(|| StoreError::Corrupt {
+        what: "row",
+        detail: format!("{name} is NULL"),
+    })
 }
 
 fn opt_text(row: &AnyRow, name: &str) -> Result<Option<String>, StoreError> {
@@ -38,10 +41,18 @@ fn opt_text(row: &AnyRow, name: &str) -> Result<Option<String>, StoreError> {
         Err(sqlx::Error::ColumnDecode { .. }) => {
             let bytes: Option<Vec<u8>> = col(row, name)?;
             bytes
-                .map(|b| String::from_utf8(b).map_err(|e| StoreError::Corrupt { what: "text column", detail: e.to_string() }))
+                .map(|b| {
+                    String::from_utf8(b).map_err(|e| StoreError::Corrupt {
+                        what: "text column",
+                        detail: e.to_string(),
+                    })
+                })
                 .transpose()
         }
-        Err(source) => Err(StoreError::Query { op: "decode row", source }),
+        Err(source) => Err(StoreError::Query {
+            op: "decode row",
+            source,
+        }),
     }
 }
 

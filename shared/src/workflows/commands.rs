@@ -131,8 +131,17 @@ mod tests {
         let a: serde_json::Value = serde_json::from_str(r#"{"name": "a",  "numNodes": 1}"#).unwrap();
         let b: serde_json::Value = serde_json::from_str(r#"{"numNodes":1,"name":"a"}"#).unwrap();
         let c: serde_json::Value = serde_json::from_str(r#"{"numNodes":2,"name":"a"}"#).unwrap();
-        assert_eq!(request_fingerprint("POST", "/v1/clusters", &a), request_fingerprint("POST", "/v1/clusters", &b));
-        assert_ne!(request_fingerprint("POST", "/v1/clusters", &a), request_fingerprint("POST", "/v1/clusters", &c));
-        assert_ne!(request_fingerprint("POST", "/v1/clusters", &a), request_fingerprint("POST", "/v1/environments", &a));
+        assert_eq!(
+            request_fingerprint("POST", "/v1/clusters", &a),
+            request_fingerprint("POST", "/v1/clusters", &b)
+        );
+        assert_ne!(
+            request_fingerprint("POST", "/v1/clusters", &a),
+            request_fingerprint("POST", "/v1/clusters", &c)
+        );
+        assert_ne!(
+            request_fingerprint("POST", "/v1/clusters", &a),
+            request_fingerprint("POST", "/v1/environments", &a)
+        );
     }
 }

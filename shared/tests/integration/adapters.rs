@@ -19,31 +19,64 @@ fn fault(account: &str, action: &str, status: u16, code: &str, count: u32) -> Fa
 }
 
 fn calls(account: &str, action: &str) -> u64 {
-    emulator::shared().request_count(Some(account), "autoscaling", action).unwrap()
+    emulator::shared()
+        .request_count(Some(account), "autoscaling", action)
+        .unwrap()
 }
 
 #[tokio::test]
 async fn server_errors_are_retried_until_the_call_succeeds() {
     let acct = account();
-    emulator::shared().inject_fault(&fault(&acct, "DescribeAutoScalingGroups", 503, "ServiceUnavailable", 2)).unwrap();
-    let groups = AutoScalingAdapter::new(settings(&acct, None)).groups_tagged(REGION, "k", "v").await.unwrap();
+    emulator::shared()
+        .inject_fault(&fault(
+            &acct,
+            "DescribeAutoScalingGroups",
+            503,
+            "ServiceUnavailable",
+            2,
+        ))
+        .unwrap();
+    let groups = AutoScalingAdapter::new(settings(&acct, None))
+        .groups_tagged(REGION, "k", "v")
+        .await
+        .unwrap();
     assert!(groups.is_empty());
-    assert_eq!(calls(&acct, "DescribeAutoScalingGroups"), 3, "two failures, then success");
+    assert_eq!(
+        calls(&acct, "DescribeAutoScalingGroups"),
+        3,
+        "two failures, then success"
+    );
 }
 
 #[tokio::test]
 async fn throttling_is_retried() {
     let acct = account();
-    emulator::shared().inject_fault(&fault(&acct, "DescribeAutoScalingGroups", 400, "Throttling", 1)).unwrap();
-    AutoScalingAdapter::new(settings(&acct, None)).groups_tagged(REGION, "k", "v").await.unwrap();
+    emulator::shared()
+        .inject_fault(&fault(&acct, "DescribeAutoScalingGroups", 400, "Throttling", 1))
+        .unwrap();
+    AutoScalingAdapter::new(settings(&acct, None))
+        .groups_tagged(REGION, "k", "v")
+        .await
+        .unwrap();
     assert_eq!(calls(&acct, "DescribeAutoScalingGroups"), 2);
 }
 
 #[tokio::test]
 async fn a_client_error_is_not_retried_and_is_permanent() {
     let acct = account();
-    emulator::shared().inject_fault(&fault(&acct, "DescribeAutoScalingGroups", 400, "ValidationError", 1)).unwrap();
-    let err = AutoScalingAdapter::new(settings(&acct, None)).groups_tagged(REGION, "k", "v").await.unwrap_err();
+    emulator::shared()
+        .inject_fault(&fault(
+            &acct,
+            "DescribeAutoScalingGroups",
+            400,
+            "ValidationError",
+            1,
+        ))
+        .unwrap();
+    let err = AutoScalingAdapter::new(settings(&acct, None))
+        .groups_tagged(REGION, "k", "v")
+        .await
+        .unwrap_err();
     assert_eq!(err.kind, CloudErrorKind::Permanent);
     assert_eq!(err.code, "ValidationError");
     assert_eq!(calls(&acct, "DescribeAutoScalingGroups"), 1);
@@ -52,8 +85,19 @@ async fn a_client_error_is_not_retried_and_is_permanent() {
 #[tokio::test]
 async fn retries_stop_at_the_attempt_cap_and_the_error_is_transient() {
     let acct = account();
-    emulator::shared().inject_fault(&fault(&acct, "DescribeAutoScalingGroups", 500, "InternalFailure", 10)).unwrap();
-    let err = AutoScalingAdapter::new(settings(&acct, Some(3))).groups_tagged(REGION, "k", "v").await.unwrap_err();
+    emulator::shared()
+        .inject_fault(&fault(
+            &acct,
+            "DescribeAutoScalingGroups",
+            500,
+            "InternalFailure",
+            10,
+        ))
+        .unwrap();
+    let err = AutoScalingAdapter::new(settings(&acct, Some(3)))
+        .groups_tagged(REGION, "k", "v")
+        .await
+        .unwrap_err();
     assert!(err.is_retryable(), "{err:?}");
     assert_eq!(calls(&acct, "DescribeAutoScalingGroups"), 3);
 }
@@ -69,12 +113,19 @@ async fn creating_what_exists_is_already_exists_and_deleting_what_is_gone_is_not
         instance_type: "t2.large".into(),
         storage_gb: 40,
         security_group_ids: vec![],
+        instance_profile: None,
         user_data: "#!/bin/bash".into(),
         tags: vec![("LaunchedBy".into(), "Okera".into())],
     };
     let t = ec2.create_launch_template(REGION, &spec).await.unwrap();
-    assert_eq!(ec2.create_launch_template(REGION, &spec).await.unwrap_err().kind, CloudErrorKind::AlreadyExists);
-    let subnets = ec2.subnets(REGION, &ec2.default_vpc(REGION).await.unwrap().unwrap().id).await.unwrap();
+    assert_eq!(
+        ec2.create_launch_template(REGION, &spec).await.unwrap_err().kind,
+        CloudErrorKind::AlreadyExists
+    );
+    let subnets = ec2
+        .subnets(REGION, &ec2.default_vpc(REGION).await.unwrap().unwrap().id)
+        .await
+        .unwrap();
     let asg = AutoScalingAdapter::new(s);
     let group = GroupSpec {
         name: "g".into(),
@@ -87,7 +138,13 @@ async fn creating_what_exists_is_already_exists_and_deleting_what_is_gone_is_not
     };
     asg.create_group(REGION, &group).await.unwrap();
     // Real AWS refuses a second group of the same name; the emulator plugin makes moto agree.
-    assert_eq!(asg.create_group(REGION, &group).await.unwrap_err().kind, CloudErrorKind::AlreadyExists);
+    assert_eq!(
+        asg.create_group(REGION, &group).await.unwrap_err().kind,
+        CloudErrorKind::AlreadyExists
+    );
     ec2.delete_launch_template(REGION, &t.id).await.unwrap();
-    assert_eq!(ec2.delete_launch_template(REGION, &t.id).await.unwrap_err().kind, CloudErrorKind::NotFound);
+    assert_eq!(
+        ec2.delete_launch_template(REGION, &t.id).await.unwrap_err().kind,
+        CloudErrorKind::NotFound
+    );
 }

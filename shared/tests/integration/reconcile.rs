@@ -14,7 +14,10 @@ use shared::domain::ClusterUpdate;
 use shared::store::Store;
 use shared::workflows::reconcile::{plan, Change, Outcome};
 
-use crate::support::{account, cluster_spec, ctx, reconciler, reconciler_with, ready_environment, settings, AwsReconciler, REGION};
+use crate::support::{
+    account, cluster_spec, ctx, ready_environment, reconciler, reconciler_with, settings, AwsReconciler,
+    REGION,
+};
 
 struct Aws {
     ec2: Ec2Client,
@@ -23,7 +26,10 @@ struct Aws {
 
 async fn raw(account: &str) -> Aws {
     let config = settings(account, None).sdk_config(REGION).await;
-    Aws { ec2: Ec2Client::new(&config), asg: AsgClient::new(&config) }
+    Aws {
+        ec2: Ec2Client::new(&config),
+        asg: AsgClient::new(&config),
+    }
 }
 
 fn tag_filter(key: &str, value: &str) -> Filter {
@@ -44,29 +50,59 @@ async fn leftovers(r: &AwsReconciler, aws: &Aws, cluster: i64) -> Leftovers {
     let groups = aws
         .asg
         .describe_auto_scaling_groups()
-        .filters(aws_sdk_autoscaling::types::Filter::builder().name("tag:okera:cluster-id").values(&id).build())
+        .filters(
+            aws_sdk_autoscaling::types::Filter::builder()
+                .name("tag:okera:cluster-id")
+                .values(&id)
+                .build(),
+        )
         .send()
         .await
         .unwrap();
-    let templates = aws.ec2.describe_launch_templates().filters(tag_filter("okera:cluster-id", &id)).send().await.unwrap();
+    let templates = aws
+        .ec2
+        .describe_launch_templates()
+        .filters(tag_filter("okera:cluster-id", &id))
+        .send()
+        .await
+        .unwrap();
     let instances = aws
         .ec2
         .describe_instances()
         .filters(tag_filter("okera:cluster-id", &id))
-        .filters(Filter::builder().name("instance-state-name").values("pending").values("running").values("stopped").build())
+        .filters(
+            Filter::builder()
+                .name("instance-state-name")
+                .values("pending")
+                .values("running")
+                .values("stopped")
+                .build(),
+        )
         .send()
         .await
         .unwrap();
     Leftovers {
-        groups: groups.auto_scaling_groups().iter().map(|g| g.auto_scaling_group_name().unwrap().to_owned()).collect(),
-        templates: templates.launch_templates().iter().map(|t| t.launch_template_name().unwrap().to_owned()).collect(),
+        groups: groups
+            .auto_scaling_groups()
+            .iter()
+            .map(|g| g.auto_scaling_group_name().unwrap().to_owned())
+            .collect(),
+        templates: templates
+            .launch_templates()
+            .iter()
+            .map(|t| t.launch_template_name().unwrap().to_owned())
+            .collect(),
         instances: instances
             .reservations()
             .iter()
             .flat_map(|r| r.instances())
             .map(|i| i.instance_id().unwrap().to_owned())
             .collect(),
-        objects: r.objects.list(&r.staging.bucket, &r.staging.key(&format!("config/{cluster}/"))).await.unwrap(),
+        objects: r
+            .objects
+            .list(&r.staging.bucket, &r.staging.key(&format!("config/{cluster}/")))
+            .await
+            .unwrap(),
     }
 }
 
@@ -85,35 +121,93 @@ async fn a_cluster_converges_scales_and_deletes_without_leaking_on_both_backends
         let r = reconciler(&store, &acct, "r1").await;
         let aws = raw(&acct).await;
         let env = ready_environment(&r, "prod", true).await;
-        let created = store.create_cluster(&ctx(), &cluster_spec(env, "analytics", 3)).await.unwrap();
+        let created = store
+            .create_cluster(&ctx(), &cluster_spec(env, "analytics", 3))
+            .await
+            .unwrap();
         let id = created.target_id;
 
         assert_eq!(r.reconcile_cluster(id).await.unwrap(), Outcome::Reconciled);
         let row = store.get_cluster(id).await.unwrap();
-        assert_eq!((row.status_code.as_str(), row.status_message.as_str()), ("READY", "All 3 nodes in service."), "{backend}");
-        assert_eq!(row.asg_name.as_deref(), Some(format!("okera-{id}-analytics").as_str()), "{backend}");
+        assert_eq!(
+            (row.status_code.as_str(), row.status_message.as_str()),
+            ("READY", "All 3 nodes in service."),
+            "{backend}"
+        );
+        assert_eq!(
+            row.asg_name.as_deref(),
+            Some(format!("okera-{id}-analytics").as_str()),
+            "{backend}"
+        );
         assert_eq!(store.nodes_of(id).await.unwrap().len(), 3, "{backend}");
         let op = store.get_operation(created.operation_id).await.unwrap();
         assert_eq!(op.state, "SUCCEEDED", "{backend}: {op:?}");
-        assert!(op.steps.iter().all(|s| s.state == shared::store::StepState::Done), "{backend}: {op:?}");
+        assert!(
+            op.steps.iter().all(|s| s.state == shared::store::StepState::Done),
+            "{backend}: {op:?}"
+        );
         let made = leftovers(&r, &aws, id).await;
-        assert_eq!((made.groups.len(), made.templates.len(), made.instances.len(), made.objects.len()), (1, 1, 3, 1), "{backend}");
+        assert_eq!(
+            (
+                made.groups.len(),
+                made.templates.len(),
+                made.instances.len(),
+                made.objects.len()
+            ),
+            (1, 1, 3, 1),
+            "{backend}"
+        );
 
         let scale = store
-            .update_cluster(&ctx(), id, &ClusterUpdate { num_nodes: Some(5), termination_protection_enabled: None })
+            .update_cluster(
+                &ctx(),
+                id,
+                &ClusterUpdate {
+                    num_nodes: Some(5),
+                    termination_protection_enabled: None,
+                },
+            )
             .await
             .unwrap();
         r.reconcile_cluster(id).await.unwrap();
-        let g = &r.scaling.groups_tagged(REGION, "okera:cluster-id", &id.to_string()).await.unwrap()[0];
-        assert_eq!((g.min, g.max, g.desired, g.instances.len()), (5, 5, 5, 5), "{backend}");
-        assert_eq!(store.get_operation(scale.operation_id).await.unwrap().state, "SUCCEEDED", "{backend}");
-        assert_eq!(store.get_cluster(id).await.unwrap().status_message, "All 5 nodes in service.", "{backend}");
+        let g = &r
+            .scaling
+            .groups_tagged(REGION, "okera:cluster-id", &id.to_string())
+            .await
+            .unwrap()[0];
+        assert_eq!(
+            (g.min, g.max, g.desired, g.instances.len()),
+            (5, 5, 5, 5),
+            "{backend}"
+        );
+        assert_eq!(
+            store.get_operation(scale.operation_id).await.unwrap().state,
+            "SUCCEEDED",
+            "{backend}"
+        );
+        assert_eq!(
+            store.get_cluster(id).await.unwrap().status_message,
+            "All 5 nodes in service.",
+            "{backend}"
+        );
 
         let delete = store.delete_cluster(&ctx(), id).await.unwrap();
         r.reconcile_cluster(id).await.unwrap();
-        assert_eq!(leftovers(&r, &aws, id).await, Leftovers::default(), "{backend}: delete leaked");
-        assert_eq!(store.get_cluster(id).await.unwrap().status_code, "TERMINATED", "{backend}");
-        assert_eq!(store.get_operation(delete.operation_id).await.unwrap().state, "SUCCEEDED", "{backend}");
+        assert_eq!(
+            leftovers(&r, &aws, id).await,
+            Leftovers::default(),
+            "{backend}: delete leaked"
+        );
+        assert_eq!(
+            store.get_cluster(id).await.unwrap().status_code,
+            "TERMINATED",
+            "{backend}"
+        );
+        assert_eq!(
+            store.get_operation(delete.operation_id).await.unwrap().state,
+            "SUCCEEDED",
+            "{backend}"
+        );
         assert!(store.nodes_of(id).await.unwrap().is_empty(), "{backend}");
     }
 }
@@ -125,56 +219,118 @@ async fn every_created_resource_carries_launched_by_okera_and_the_users_tags() {
     let r = reconciler(&store, &acct, "r1").await;
     let aws = raw(&acct).await;
     let env = ready_environment(&r, "prod", true).await;
-    let id = store.create_cluster(&ctx(), &cluster_spec(env, "tagged", 2)).await.unwrap().target_id;
+    let id = store
+        .create_cluster(&ctx(), &cluster_spec(env, "tagged", 2))
+        .await
+        .unwrap()
+        .target_id;
     r.reconcile_cluster(id).await.unwrap();
 
     let has = |tags: Vec<(String, String)>, what: &str| {
-        assert!(tags.contains(&("LaunchedBy".into(), "Okera".into())), "{what} lacks LaunchedBy=Okera: {tags:?}");
+        assert!(
+            tags.contains(&("LaunchedBy".into(), "Okera".into())),
+            "{what} lacks LaunchedBy=Okera: {tags:?}"
+        );
         tags
     };
     let groups = aws.asg.describe_auto_scaling_groups().send().await.unwrap();
     assert_eq!(groups.auto_scaling_groups().len(), 1);
     for t in groups.auto_scaling_groups()[0].tags() {
-        assert_eq!(t.propagate_at_launch(), Some(true), "{t:?} must propagate to instances");
+        assert_eq!(
+            t.propagate_at_launch(),
+            Some(true),
+            "{t:?} must propagate to instances"
+        );
     }
     let group_tags = has(
-        groups.auto_scaling_groups()[0].tags().iter().map(|t| (t.key().unwrap().into(), t.value().unwrap().into())).collect(),
+        groups.auto_scaling_groups()[0]
+            .tags()
+            .iter()
+            .map(|t| (t.key().unwrap().into(), t.value().unwrap().into()))
+            .collect(),
         "the group",
     );
     assert!(group_tags.contains(&("okera:cluster-id".into(), id.to_string())));
-    assert!(group_tags.contains(&("team".into(), "data".into())), "user tags: {group_tags:?}");
+    assert!(
+        group_tags.contains(&("team".into(), "data".into())),
+        "user tags: {group_tags:?}"
+    );
 
-    let instances = aws.ec2.describe_instances().filters(tag_filter("LaunchedBy", "Okera")).send().await.unwrap();
-    let all: Vec<_> = instances.reservations().iter().flat_map(|r| r.instances()).collect();
+    let instances = aws
+        .ec2
+        .describe_instances()
+        .filters(tag_filter("LaunchedBy", "Okera"))
+        .send()
+        .await
+        .unwrap();
+    let all: Vec<_> = instances
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .collect();
     assert_eq!(all.len(), 2);
     for i in all {
-        let tags = has(i.tags().iter().map(|t| (t.key().unwrap().into(), t.value().unwrap().into())).collect(), "an instance");
+        let tags = has(
+            i.tags()
+                .iter()
+                .map(|t| (t.key().unwrap().into(), t.value().unwrap().into()))
+                .collect(),
+            "an instance",
+        );
         assert!(tags.contains(&("team".into(), "data".into())));
     }
     let templates = aws.ec2.describe_launch_templates().send().await.unwrap();
     assert_eq!(templates.launch_templates().len(), 1);
     has(
-        templates.launch_templates()[0].tags().iter().map(|t| (t.key().unwrap().into(), t.value().unwrap().into())).collect(),
+        templates.launch_templates()[0]
+            .tags()
+            .iter()
+            .map(|t| (t.key().unwrap().into(), t.value().unwrap().into()))
+            .collect(),
         "the launch template",
     );
-    let groups = aws.ec2.describe_security_groups().filters(tag_filter("okera:environment-id", &env.to_string())).send().await.unwrap();
+    let groups = aws
+        .ec2
+        .describe_security_groups()
+        .filters(tag_filter("okera:environment-id", &env.to_string()))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(groups.security_groups().len(), 1);
     has(
-        groups.security_groups()[0].tags().iter().map(|t| (t.key().unwrap().into(), t.value().unwrap().into())).collect(),
+        groups.security_groups()[0]
+            .tags()
+            .iter()
+            .map(|t| (t.key().unwrap().into(), t.value().unwrap().into()))
+            .collect(),
         "the security group",
     );
 }
 
 /// The group's inbound rules as (port, peer) pairs, read with the raw SDK.
 async fn rules_of(aws: &Aws, group_id: &str) -> BTreeSet<(u16, Peer)> {
-    let out = aws.ec2.describe_security_groups().group_ids(group_id).send().await.unwrap();
+    let out = aws
+        .ec2
+        .describe_security_groups()
+        .group_ids(group_id)
+        .send()
+        .await
+        .unwrap();
     let mut rules = BTreeSet::new();
     for p in out.security_groups()[0].ip_permissions() {
         assert_eq!(p.ip_protocol(), Some("tcp"));
         assert_eq!(p.from_port(), p.to_port(), "one port per rule");
         let port = p.from_port().unwrap() as u16;
-        rules.extend(p.ip_ranges().iter().map(|r| (port, Peer::Cidr(r.cidr_ip().unwrap().into()))));
-        rules.extend(p.user_id_group_pairs().iter().map(|g| (port, Peer::Group(g.group_id().unwrap().into()))));
+        rules.extend(
+            p.ip_ranges()
+                .iter()
+                .map(|r| (port, Peer::Cidr(r.cidr_ip().unwrap().into()))),
+        );
+        rules.extend(
+            p.user_id_group_pairs()
+                .iter()
+                .map(|g| (port, Peer::Group(g.group_id().unwrap().into()))),
+        );
     }
     rules
 }
@@ -189,7 +345,14 @@ async fn the_security_group_rules_equal_the_documented_table_even_after_drift() 
     let row = store.get_environment(env).await.unwrap();
     let group = row.security_group_id.clone().expect("group recorded");
     assert_eq!(
-        aws.ec2.describe_security_groups().group_ids(&group).send().await.unwrap().security_groups()[0].group_name(),
+        aws.ec2
+            .describe_security_groups()
+            .group_ids(&group)
+            .send()
+            .await
+            .unwrap()
+            .security_groups()[0]
+            .group_name(),
         Some("prod-OkeraOdasServices")
     );
     // The table from the install guide, written out here independently of the code's table.
@@ -202,12 +365,24 @@ async fn the_security_group_rules_equal_the_documented_table_even_after_drift() 
         expected.insert((port, Peer::Group(group.clone())));
     }
     assert_eq!(rules_of(&aws, &group).await, expected);
-    let from_code: BTreeSet<_> = security_group::resolved("203.0.113.0/24", "10.20.0.0/16", &group).into_iter().collect();
+    let from_code: BTreeSet<_> = security_group::resolved("203.0.113.0/24", "10.20.0.0/16", &group)
+        .into_iter()
+        .collect();
     assert_eq!(from_code, expected, "the code's table");
 
     // Someone opens a port and closes another by hand; the next run puts it back.
-    r.compute.authorize_ingress(REGION, &group, &[(8080, Peer::Cidr("0.0.0.0/0".into()), "stray".into())]).await.unwrap();
-    r.compute.revoke_ingress(REGION, &group, &[(22, Peer::Cidr("203.0.113.0/24".into()))]).await.unwrap();
+    r.compute
+        .authorize_ingress(
+            REGION,
+            &group,
+            &[(8080, Peer::Cidr("0.0.0.0/0".into()), "stray".into())],
+        )
+        .await
+        .unwrap();
+    r.compute
+        .revoke_ingress(REGION, &group, &[(22, Peer::Cidr("203.0.113.0/24".into()))])
+        .await
+        .unwrap();
     assert_ne!(rules_of(&aws, &group).await, expected);
     r.reconcile_environment(env).await.unwrap();
     assert_eq!(rules_of(&aws, &group).await, expected);
@@ -220,7 +395,11 @@ async fn a_reconciler_killed_between_creating_the_group_and_recording_it_is_adop
         let killed = reconciler(&store, &acct, "killed").await;
         let aws = raw(&acct).await;
         let env = ready_environment(&killed, "prod", false).await;
-        let id = store.create_cluster(&ctx(), &cluster_spec(env, "a", 2)).await.unwrap().target_id;
+        let id = store
+            .create_cluster(&ctx(), &cluster_spec(env, "a", 2))
+            .await
+            .unwrap()
+            .target_id;
 
         // The first run takes a short lease and gets as far as creating the group.
         assert!(store.claim_cluster(id, "killed", 1).await.unwrap());
@@ -236,16 +415,28 @@ async fn a_reconciler_killed_between_creating_the_group_and_recording_it_is_adop
         }
         // ... and dies: nothing recorded, the lease left to expire.
         let row = store.get_cluster(id).await.unwrap();
-        assert_eq!((row.status_code.as_str(), row.asg_name.as_deref()), ("PROVISIONING", None), "{backend}");
+        assert_eq!(
+            (row.status_code.as_str(), row.asg_name.as_deref()),
+            ("PROVISIONING", None),
+            "{backend}"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
 
         let survivor = reconciler(&store, &acct, "survivor").await;
-        assert_eq!(survivor.reconcile_cluster(id).await.unwrap(), Outcome::Reconciled, "{backend}");
+        assert_eq!(
+            survivor.reconcile_cluster(id).await.unwrap(),
+            Outcome::Reconciled,
+            "{backend}"
+        );
         let row = store.get_cluster(id).await.unwrap();
         assert_eq!(row.status_code, "READY", "{backend}: {}", row.status_message);
         assert_eq!(row.asg_name, Some(format!("okera-{id}-a")), "{backend}");
         let left = leftovers(&survivor, &aws, id).await;
-        assert_eq!((left.groups.len(), left.templates.len(), left.instances.len()), (1, 1, 2), "{backend}: {left:?}");
+        assert_eq!(
+            (left.groups.len(), left.templates.len(), left.instances.len()),
+            (1, 1, 2),
+            "{backend}: {left:?}"
+        );
     }
 }
 
@@ -257,12 +448,20 @@ async fn two_concurrent_reconciles_make_one_group() {
     let b = reconciler(&store, &acct, "b").await;
     let aws = raw(&acct).await;
     let env = ready_environment(&a, "prod", false).await;
-    let id = store.create_cluster(&ctx(), &cluster_spec(env, "a", 2)).await.unwrap().target_id;
+    let id = store
+        .create_cluster(&ctx(), &cluster_spec(env, "a", 2))
+        .await
+        .unwrap()
+        .target_id;
     let (ra, rb) = tokio::join!(a.reconcile_cluster(id), b.reconcile_cluster(id));
     let outcomes = [ra.unwrap(), rb.unwrap()];
     assert!(outcomes.contains(&Outcome::Reconciled), "{outcomes:?}");
     let left = leftovers(&a, &aws, id).await;
-    assert_eq!((left.groups.len(), left.templates.len(), left.instances.len()), (1, 1, 2), "{left:?}");
+    assert_eq!(
+        (left.groups.len(), left.templates.len(), left.instances.len()),
+        (1, 1, 2),
+        "{left:?}"
+    );
 }
 
 #[tokio::test]
@@ -275,18 +474,29 @@ async fn two_runs_that_both_miss_the_lease_still_make_one_group() {
     let b = reconciler(&store, &acct, "b").await;
     let aws = raw(&acct).await;
     let env = ready_environment(&a, "prod", false).await;
-    let id = store.create_cluster(&ctx(), &cluster_spec(env, "a", 2)).await.unwrap().target_id;
+    let id = store
+        .create_cluster(&ctx(), &cluster_spec(env, "a", 2))
+        .await
+        .unwrap()
+        .target_id;
     let cluster = store.get_cluster(id).await.unwrap();
     let desired = a.desired(&cluster, &store.get_environment(env).await.unwrap());
     for _ in 0..3 {
-        let (oa, ob) = tokio::join!(a.observe(REGION, id, &desired.config_prefix), b.observe(REGION, id, &desired.config_prefix));
+        let (oa, ob) = tokio::join!(
+            a.observe(REGION, id, &desired.config_prefix),
+            b.observe(REGION, id, &desired.config_prefix)
+        );
         let (pa, pb) = (plan(&desired, &oa.unwrap()), plan(&desired, &ob.unwrap()));
         let (ra, rb) = tokio::join!(apply_all(&a, &pa), apply_all(&b, &pb));
         ra.unwrap();
         rb.unwrap();
     }
     let left = leftovers(&a, &aws, id).await;
-    assert_eq!((left.groups.len(), left.templates.len(), left.instances.len()), (1, 1, 2), "{left:?}");
+    assert_eq!(
+        (left.groups.len(), left.templates.len(), left.instances.len()),
+        (1, 1, 2),
+        "{left:?}"
+    );
 }
 
 async fn apply_all(r: &AwsReconciler, changes: &[Change]) -> Result<(), shared::cloud::CloudError> {
@@ -302,7 +512,10 @@ async fn a_transient_failure_leaves_the_operation_running_and_the_next_run_finis
     let acct = account();
     let r = reconciler_with(&store, &acct, "r", Some(2)).await;
     let env = ready_environment(&r, "prod", false).await;
-    let created = store.create_cluster(&ctx(), &cluster_spec(env, "a", 1)).await.unwrap();
+    let created = store
+        .create_cluster(&ctx(), &cluster_spec(env, "a", 1))
+        .await
+        .unwrap();
     emulator::shared()
         .inject_fault(&emulator::FaultRule {
             service: "autoscaling".into(),
@@ -315,9 +528,18 @@ async fn a_transient_failure_leaves_the_operation_running_and_the_next_run_finis
         .unwrap();
     assert!(r.reconcile_cluster(created.target_id).await.is_err());
     let op = store.get_operation(created.operation_id).await.unwrap();
-    assert_eq!(op.state, "PENDING", "a transient failure must not fail the operation: {op:?}");
-    assert_eq!(r.reconcile_cluster(created.target_id).await.unwrap(), Outcome::Reconciled);
-    assert_eq!(store.get_operation(created.operation_id).await.unwrap().state, "SUCCEEDED");
+    assert_eq!(
+        op.state, "PENDING",
+        "a transient failure must not fail the operation: {op:?}"
+    );
+    assert_eq!(
+        r.reconcile_cluster(created.target_id).await.unwrap(),
+        Outcome::Reconciled
+    );
+    assert_eq!(
+        store.get_operation(created.operation_id).await.unwrap().state,
+        "SUCCEEDED"
+    );
 }
 
 #[tokio::test]
@@ -326,7 +548,10 @@ async fn a_permanent_failure_fails_the_operation_with_the_reason() {
     let acct = account();
     let r = reconciler(&store, &acct, "r").await;
     let env = ready_environment(&r, "prod", false).await;
-    let created = store.create_cluster(&ctx(), &cluster_spec(env, "a", 1)).await.unwrap();
+    let created = store
+        .create_cluster(&ctx(), &cluster_spec(env, "a", 1))
+        .await
+        .unwrap();
     emulator::shared()
         .inject_fault(&emulator::FaultRule {
             service: "ec2".into(),
@@ -341,8 +566,14 @@ async fn a_permanent_failure_fails_the_operation_with_the_reason() {
     let op = store.get_operation(created.operation_id).await.unwrap();
     assert_eq!(op.state, "FAILED");
     let error = op.error.unwrap();
-    assert!(error.contains("create launch template") && error.contains("InvalidAMIID.NotFound"), "{error}");
-    assert_eq!(store.get_cluster(created.target_id).await.unwrap().status_code, "FAILED");
+    assert!(
+        error.contains("create launch template") && error.contains("InvalidAMIID.NotFound"),
+        "{error}"
+    );
+    assert_eq!(
+        store.get_cluster(created.target_id).await.unwrap().status_code,
+        "FAILED"
+    );
 }
 
 #[tokio::test]
@@ -356,6 +587,10 @@ async fn an_environment_naming_a_missing_vpc_fails_with_the_reason() {
     r.reconcile_environment(s.target_id).await.unwrap();
     let env = store.get_environment(s.target_id).await.unwrap();
     assert_eq!(env.status_code, "FAILED");
-    assert!(env.status_message.contains("vpc-0000dead"), "{}", env.status_message);
+    assert!(
+        env.status_message.contains("vpc-0000dead"),
+        "{}",
+        env.status_message
+    );
     assert_eq!(store.get_operation(s.operation_id).await.unwrap().state, "FAILED");
 }

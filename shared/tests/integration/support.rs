@@ -3,7 +3,7 @@
 
 use shared::cloud::aws::{AutoScalingAdapter, AwsSettings, Ec2Adapter, S3Adapter};
 use shared::config::S3Location;
-use shared::domain::{EnvironmentSpec, ProposedCluster, ProposedEnvironment, ClusterSpec, InstanceSize};
+use shared::domain::{ClusterSpec, EnvironmentSpec, InstanceSize, ProposedCluster, ProposedEnvironment};
 use shared::store::{Store, WriteCtx};
 use shared::workflows::reconcile::Reconciler;
 
@@ -12,11 +12,17 @@ pub type AwsReconciler = Reconciler<Ec2Adapter, AutoScalingAdapter, S3Adapter>;
 pub const REGION: &str = "us-west-2";
 
 pub fn ctx() -> WriteCtx {
-    WriteCtx { principal: "tester".into(), idempotency: None }
+    WriteCtx {
+        principal: "tester".into(),
+        idempotency: None,
+    }
 }
 
 pub fn keyed(key: &str, hash: &str) -> WriteCtx {
-    WriteCtx { principal: "tester".into(), idempotency: Some((key.into(), hash.into())) }
+    WriteCtx {
+        principal: "tester".into(),
+        idempotency: Some((key.into(), hash.into())),
+    }
 }
 
 /// A test's own emulator account: its AWS state is invisible to other tests.
@@ -37,7 +43,12 @@ pub async fn reconciler(store: &Store, account: &str, owner: &str) -> AwsReconci
     reconciler_with(store, account, owner, None).await
 }
 
-pub async fn reconciler_with(store: &Store, account: &str, owner: &str, max_attempts: Option<u32>) -> AwsReconciler {
+pub async fn reconciler_with(
+    store: &Store,
+    account: &str,
+    owner: &str,
+    max_attempts: Option<u32>,
+) -> AwsReconciler {
     let s = settings(account, max_attempts);
     let objects = S3Adapter::new(s.clone(), REGION);
     // Bucket names are global in the emulator, as in AWS: one per account.
@@ -50,6 +61,7 @@ pub async fn reconciler_with(store: &Store, account: &str, owner: &str, max_atte
         objects,
         staging,
         node_ami: "ami-12c6146b".into(),
+        node_instance_profile: None,
         owner: owner.into(),
     }
 }
@@ -69,7 +81,12 @@ pub fn environment_spec(name: &str, security_group: bool) -> EnvironmentSpec {
 
 /// An environment made READY by the reconciler against the emulator.
 pub async fn ready_environment(r: &AwsReconciler, name: &str, security_group: bool) -> i64 {
-    let env = r.store.create_environment(&ctx(), &environment_spec(name, security_group)).await.unwrap().target_id;
+    let env = r
+        .store
+        .create_environment(&ctx(), &environment_spec(name, security_group))
+        .await
+        .unwrap()
+        .target_id;
     r.reconcile_environment(env).await.unwrap();
     let row = r.store.get_environment(env).await.unwrap();
     assert_eq!(row.status_code, "READY", "{}", row.status_message);
@@ -92,7 +109,12 @@ pub fn cluster_spec(env: i64, name: &str, nodes: i64) -> ClusterSpec {
         },
         100,
         "2.0.0",
-        |_| Some(InstanceSize { vcpus: 2, memory_mib: 8192 }),
+        |_| {
+            Some(InstanceSize {
+                vcpus: 2,
+                memory_mib: 8192,
+            })
+        },
     )
     .unwrap()
 }

@@ -43,7 +43,11 @@ impl Scaling for AutoScalingAdapter {
                         .iter()
                         .map(|i| GroupInstance {
                             id: i.instance_id().unwrap_or_default().to_owned(),
-                            lifecycle_state: i.lifecycle_state().map(|s| s.as_str()).unwrap_or("Pending").to_owned(),
+                            lifecycle_state: i
+                                .lifecycle_state()
+                                .map(|s| s.as_str())
+                                .unwrap_or("Pending")
+                                .to_owned(),
                             availability_zone: i.availability_zone().unwrap_or_default().to_owned(),
                         })
                         .collect(),
@@ -89,7 +93,14 @@ impl Scaling for AutoScalingAdapter {
             .map_err(|e| classify("CreateAutoScalingGroup", e))
     }
 
-    async fn resize_group(&self, region: &str, name: &str, min: i32, max: i32, desired: i32) -> CloudResult<()> {
+    async fn resize_group(
+        &self,
+        region: &str,
+        name: &str,
+        min: i32,
+        max: i32,
+        desired: i32,
+    ) -> CloudResult<()> {
         self.clients
             .get(region)
             .await

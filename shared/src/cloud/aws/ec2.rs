@@ -1,7 +1,7 @@
 //! EC2 through the AWS SDK.
 
 use aws_sdk_ec2::types::{
-    Filter, InstanceStateName, InstanceType, IpPermission, IpRange, LaunchTemplateBlockDeviceMappingRequest,
+    Filter, InstanceStateName, LaunchTemplateIamInstanceProfileSpecificationRequest, InstanceType, IpPermission, IpRange, LaunchTemplateBlockDeviceMappingRequest,
     LaunchTemplateEbsBlockDeviceRequest, LaunchTemplateTagSpecificationRequest, LocationType,
     RequestLaunchTemplateData, ResourceType, Tag, TagSpecification, UserIdGroupPair, VolumeType,
 };
@@ -9,7 +9,9 @@ use aws_sdk_ec2::Client;
 use base64::Engine;
 
 use super::{classify, tag_filter_name, AwsSettings, PerRegion};
-use crate::cloud::{CloudResult, Compute, Instance, IngressRule, LaunchTemplate, LaunchTemplateSpec, SecurityGroup, Vpc};
+use crate::cloud::{
+    CloudResult, Compute, IngressRule, Instance, LaunchTemplate, LaunchTemplateSpec, SecurityGroup, Vpc,
+};
 use crate::domain::security_group::Peer;
 use crate::domain::InstanceSize;
 
@@ -46,7 +48,12 @@ fn permission(port: u16, peer: &Peer, description: Option<&str>) -> IpPermission
         .to_port(port as i32);
     match peer {
         Peer::Cidr(c) => b
-            .ip_ranges(IpRange::builder().cidr_ip(c).set_description(description.map(str::to_owned)).build())
+            .ip_ranges(
+                IpRange::builder()
+                    .cidr_ip(c)
+                    .set_description(description.map(str::to_owned))
+                    .build(),
+            )
             .build(),
         Peer::Group(g) => b
             .user_id_group_pairs(
@@ -102,7 +109,11 @@ impl Compute for Ec2Adapter {
         let mut out = Vec::new();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| classify("DescribeSubnets", e))?;
-            out.extend(page.subnets().iter().filter_map(|s| s.subnet_id().map(str::to_owned)));
+            out.extend(
+                page.subnets()
+                    .iter()
+                    .filter_map(|s| s.subnet_id().map(str::to_owned)),
+            );
         }
         out.sort();
         Ok(out)
@@ -125,11 +136,17 @@ impl Compute for Ec2Adapter {
             );
         }
         let mut out = Vec::new();
-        let mut pages = client.describe_instance_types().max_results(100).into_paginator().send();
+        let mut pages = client
+            .describe_instance_types()
+            .max_results(100)
+            .into_paginator()
+            .send();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| classify("DescribeInstanceTypes", e))?;
             for t in page.instance_types() {
-                let Some(name) = t.instance_type().map(|t| t.as_str().to_owned()) else { continue };
+                let Some(name) = t.instance_type().map(|t| t.as_str().to_owned()) else {
+                    continue;
+                };
                 if !offered.contains(&name) {
                     continue;
                 }
@@ -165,13 +182,20 @@ impl Compute for Ec2Adapter {
             .map(|g| {
                 let mut rules = Vec::new();
                 for p in g.ip_permissions() {
-                    let (Some(from), Some(to)) = (p.from_port(), p.to_port()) else { continue };
+                    let (Some(from), Some(to)) = (p.from_port(), p.to_port()) else {
+                        continue;
+                    };
                     if p.ip_protocol() != Some("tcp") || from != to || !(0..=65535).contains(&from) {
                         // Not a rule of ours; keep it visible as port 0 so it is revoked.
                         continue;
                     }
                     let port = from as u16;
-                    rules.extend(p.ip_ranges().iter().filter_map(|r| r.cidr_ip()).map(|c| (port, Peer::Cidr(c.to_owned()))));
+                    rules.extend(
+                        p.ip_ranges()
+                            .iter()
+                            .filter_map(|r| r.cidr_ip())
+                            .map(|c| (port, Peer::Cidr(c.to_owned()))),
+                    );
                     rules.extend(
                         p.user_id_group_pairs()
                             .iter()
@@ -217,7 +241,12 @@ impl Compute for Ec2Adapter {
         Ok(out.group_id().unwrap_or_default().to_owned())
     }
 
-    async fn authorize_ingress(&self, region: &str, group_id: &str, rules: &[IngressRule]) -> CloudResult<()> {
+    async fn authorize_ingress(
+        &self,
+        region: &str,
+        group_id: &str,
+        rules: &[IngressRule],
+    ) -> CloudResult<()> {
         if rules.is_empty() {
             return Ok(());
         }
@@ -227,7 +256,10 @@ impl Compute for Ec2Adapter {
             .authorize_security_group_ingress()
             .group_id(group_id)
             .set_ip_permissions(Some(
-                rules.iter().map(|(port, peer, d)| permission(*port, peer, Some(d))).collect(),
+                rules
+                    .iter()
+                    .map(|(port, peer, d)| permission(*port, peer, Some(d)))
+                    .collect(),
             ))
             .send()
             .await
@@ -244,7 +276,12 @@ impl Compute for Ec2Adapter {
             .await
             .revoke_security_group_ingress()
             .group_id(group_id)
-            .set_ip_permissions(Some(rules.iter().map(|(port, peer)| permission(*port, peer, None)).collect()))
+            .set_ip_permissions(Some(
+                rules
+                    .iter()
+                    .map(|(port, peer)| permission(*port, peer, None))
+                    .collect(),
+            ))
             .send()
             .await
             .map(|_| ())
@@ -263,7 +300,12 @@ impl Compute for Ec2Adapter {
             .map_err(|e| classify("DeleteSecurityGroup", e))
     }
 
-    async fn launch_templates_tagged(&self, region: &str, key: &str, value: &str) -> CloudResult<Vec<LaunchTemplate>> {
+    async fn launch_templates_tagged(
+        &self,
+        region: &str,
+        key: &str,
+        value: &str,
+    ) -> CloudResult<Vec<LaunchTemplate>> {
         let client = self.clients.get(region).await;
         let mut pages = client
             .describe_launch_templates()
@@ -281,7 +323,11 @@ impl Compute for Ec2Adapter {
         Ok(out)
     }
 
-    async fn create_launch_template(&self, region: &str, spec: &LaunchTemplateSpec) -> CloudResult<LaunchTemplate> {
+    async fn create_launch_template(
+        &self,
+        region: &str,
+        spec: &LaunchTemplateSpec,
+    ) -> CloudResult<LaunchTemplate> {
         let data = RequestLaunchTemplateData::builder()
             .image_id(&spec.image_id)
             .instance_type(InstanceType::from(spec.instance_type.as_str()))
@@ -299,6 +345,9 @@ impl Compute for Ec2Adapter {
                     )
                     .build(),
             )
+            .set_iam_instance_profile(spec.instance_profile.as_ref().map(|arn| {
+                LaunchTemplateIamInstanceProfileSpecificationRequest::builder().arn(arn).build()
+            }))
             .set_security_group_ids(if spec.security_group_ids.is_empty() {
                 None
             } else {
@@ -330,7 +379,10 @@ impl Compute for Ec2Adapter {
             .map_err(|e| classify("CreateLaunchTemplate", e))?;
         let t = out.launch_template();
         Ok(LaunchTemplate {
-            id: t.and_then(|t| t.launch_template_id()).unwrap_or_default().to_owned(),
+            id: t
+                .and_then(|t| t.launch_template_id())
+                .unwrap_or_default()
+                .to_owned(),
             name: spec.name.clone(),
         })
     }
@@ -364,7 +416,11 @@ impl Compute for Ec2Adapter {
             let page = page.map_err(|e| classify("DescribeInstances", e))?;
             for r in page.reservations() {
                 for i in r.instances() {
-                    let state = i.state().and_then(|s| s.name()).cloned().unwrap_or(InstanceStateName::Pending);
+                    let state = i
+                        .state()
+                        .and_then(|s| s.name())
+                        .cloned()
+                        .unwrap_or(InstanceStateName::Pending);
                     out.push(Instance {
                         id: i.instance_id().unwrap_or_default().to_owned(),
                         state: state.as_str().to_owned(),

@@ -6,6 +6,8 @@
 mod autoscaling;
 #[cfg(feature = "aws-ec2")]
 mod ec2;
+#[cfg(feature = "aws-lambda")]
+mod lambda;
 #[cfg(feature = "aws-s3")]
 mod s3;
 
@@ -13,6 +15,8 @@ mod s3;
 pub use autoscaling::AutoScalingAdapter;
 #[cfg(feature = "aws-ec2")]
 pub use ec2::Ec2Adapter;
+#[cfg(feature = "aws-lambda")]
+pub use lambda::LambdaAdapter;
 #[cfg(feature = "aws-s3")]
 pub use s3::S3Adapter;
 
@@ -110,6 +114,7 @@ const NOT_FOUND: &[&str] = &[
     "InvalidPermission.NotFound",
     "NoSuchKey",
     "NotFound",
+    "ResourceNotFoundException",
 ];
 const THROTTLING: &[&str] = &[
     "Throttling",
@@ -151,7 +156,13 @@ where
     CloudError {
         op,
         kind,
-        code: if code.is_empty() { status.map(|s| format!("HTTP {s}")).unwrap_or_else(|| "NoResponse".into()) } else { code },
+        code: if code.is_empty() {
+            status
+                .map(|s| format!("HTTP {s}"))
+                .unwrap_or_else(|| "NoResponse".into())
+        } else {
+            code
+        },
         message,
         source: Some(Box::new(err)),
     }
@@ -170,7 +181,11 @@ pub(crate) mod aws_sdk_error {
         config::Credentials,
         error::{ProvideErrorMetadata, SdkError},
     };
-    #[cfg(all(not(feature = "aws-autoscaling"), not(feature = "aws-ec2"), feature = "aws-s3"))]
+    #[cfg(all(
+        not(feature = "aws-autoscaling"),
+        not(feature = "aws-ec2"),
+        feature = "aws-s3"
+    ))]
     pub use aws_sdk_s3::{
         config::Credentials,
         error::{ProvideErrorMetadata, SdkError},

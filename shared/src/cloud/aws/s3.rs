@@ -38,7 +38,9 @@ impl S3Adapter {
         if self.region != "us-east-1" {
             req = req.create_bucket_configuration(
                 aws_sdk_s3::types::CreateBucketConfiguration::builder()
-                    .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(self.region.as_str()))
+                    .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(
+                        self.region.as_str(),
+                    ))
                     .build(),
             );
         }
@@ -65,7 +67,14 @@ impl ObjectStore for S3Adapter {
     }
 
     async fn get(&self, bucket: &str, key: &str) -> CloudResult<Option<Vec<u8>>> {
-        let out = self.client().await.get_object().bucket(bucket).key(key).send().await;
+        let out = self
+            .client()
+            .await
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await;
         match out.map_err(|e| classify("GetObject", e)) {
             Ok(o) => {
                 let bytes = o.body.collect().await.map_err(|e| crate::cloud::CloudError {
@@ -105,7 +114,11 @@ impl ObjectStore for S3Adapter {
                 .iter()
                 .map(|k| ObjectIdentifier::builder().key(k).build().expect("key is set"))
                 .collect();
-            let delete = Delete::builder().set_objects(Some(objects)).quiet(true).build().expect("objects are set");
+            let delete = Delete::builder()
+                .set_objects(Some(objects))
+                .quiet(true)
+                .build()
+                .expect("objects are set");
             client
                 .delete_objects()
                 .bucket(bucket)

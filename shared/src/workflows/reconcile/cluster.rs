@@ -4,7 +4,9 @@ use tracing::{info, instrument, warn};
 
 use super::plan::{assess, plan, Change, DesiredCluster, ObservedCluster};
 use super::{Outcome, ReconcileError, Reconciler, LEASE_MS, MAX_PASSES};
-use crate::cloud::{CloudError, CloudErrorKind, Compute, GroupSpec, LaunchTemplateSpec, ObjectStore, Scaling};
+use crate::cloud::{
+    CloudError, CloudErrorKind, Compute, GroupSpec, LaunchTemplateSpec, ObjectStore, Scaling,
+};
 use crate::domain::{tags, ClusterStatus};
 use crate::store::{ClusterObservation, ClusterRow, EnvironmentRow, NewNode};
 
@@ -19,7 +21,11 @@ impl<C: Compute, S: Scaling, O: ObjectStore> Reconciler<C, S, O> {
     pub fn desired(&self, cluster: &ClusterRow, env: &EnvironmentRow) -> DesiredCluster {
         let name = resource_name(cluster);
         let all_tags = tags::cluster_tags(cluster.id, &cluster.name, cluster.environment_id, &cluster.tags);
-        let size = if cluster.delete_requested { 0 } else { cluster.num_nodes as i32 };
+        let size = if cluster.delete_requested {
+            0
+        } else {
+            cluster.num_nodes as i32
+        };
         let config_path = format!("config/{}/{}/cluster.json", cluster.id, cluster.config_generation);
         let config_uri = self.staging.uri(&config_path);
         let config = serde_json::json!({
@@ -59,6 +65,7 @@ impl<C: Compute, S: Scaling, O: ObjectStore> Reconciler<C, S, O> {
                 instance_type: cluster.instance_type.clone(),
                 storage_gb: cluster.storage_gb as i32,
                 security_group_ids: env.security_group_id.iter().cloned().collect(),
+                instance_profile: self.node_instance_profile.clone(),
                 user_data,
                 tags: all_tags,
             },
@@ -69,11 +76,17 @@ impl<C: Compute, S: Scaling, O: ObjectStore> Reconciler<C, S, O> {
     }
 
     /// Everything in AWS that carries the cluster's tag.
-    pub async fn observe(&self, region: &str, cluster_id: i64, config_prefix: &str) -> Result<ObservedCluster, CloudError> {
+    pub async fn observe(
+        &self,
+        region: &str,
+        cluster_id: i64,
+        config_prefix: &str,
+    ) -> Result<ObservedCluster, CloudError> {
         let id = cluster_id.to_string();
         let (groups, templates, instances, config_keys) = tokio::join!(
             self.scaling.groups_tagged(region, tags::CLUSTER_ID, &id),
-            self.compute.launch_templates_tagged(region, tags::CLUSTER_ID, &id),
+            self.compute
+                .launch_templates_tagged(region, tags::CLUSTER_ID, &id),
             self.compute.instances_tagged(region, tags::CLUSTER_ID, &id),
             self.objects.list(&self.staging.bucket, config_prefix),
         );
@@ -89,10 +102,18 @@ impl<C: Compute, S: Scaling, O: ObjectStore> Reconciler<C, S, O> {
     /// succeed: the next observation shows the resource either way.
     pub async fn apply(&self, region: &str, change: &Change) -> Result<(), CloudError> {
         let result = match change {
-            Change::PutConfig { key, body } => self.objects.put(&self.staging.bucket, key, body.clone()).await,
-            Change::CreateLaunchTemplate(spec) => self.compute.create_launch_template(region, spec).await.map(|_| ()),
+            Change::PutConfig { key, body } => {
+                self.objects.put(&self.staging.bucket, key, body.clone()).await
+            }
+            Change::CreateLaunchTemplate(spec) => self
+                .compute
+                .create_launch_template(region, spec)
+                .await
+                .map(|_| ()),
             Change::CreateGroup(spec) => self.scaling.create_group(region, spec).await,
-            Change::ResizeGroup { name, size } => self.scaling.resize_group(region, name, *size, *size, *size).await,
+            Change::ResizeGroup { name, size } => {
+                self.scaling.resize_group(region, name, *size, *size, *size).await
+            }
             Change::DeleteGroup { name } => self.scaling.delete_group(region, name).await,
             Change::DeleteLaunchTemplate { id } => self.compute.delete_launch_template(region, id).await,
             Change::TerminateInstances { ids } => self.compute.terminate_instances(region, ids).await,
@@ -152,7 +173,11 @@ impl<C: Compute, S: Scaling, O: ObjectStore> Reconciler<C, S, O> {
         let a = assess(&desired, &observed, ever_ready);
         let group = observed.groups.iter().find(|g| g.name == desired.group.name);
         let obs = ClusterObservation {
-            status: if failure.is_some() { ClusterStatus::Failed } else { a.status },
+            status: if failure.is_some() {
+                ClusterStatus::Failed
+            } else {
+                a.status
+            },
             message: failure.clone().unwrap_or(a.message),
             asg_name: group.map(|g| g.name.clone()),
             launch_template_id: observed

@@ -12,7 +12,11 @@ use crate::domain::{tags, EnvironmentStatus};
 use crate::store::{EnvironmentObservation, EnvironmentRow, Step, StepState};
 
 fn done(name: &str, message: String) -> Step {
-    Step { name: name.into(), state: StepState::Done, message }
+    Step {
+        name: name.into(),
+        state: StepState::Done,
+        message,
+    }
 }
 
 /// A failure the environment cannot recover from by waiting.
@@ -104,21 +108,32 @@ impl<C: Compute, S: Scaling, O: ObjectStore> Reconciler<C, S, O> {
             });
         }
         let vpc = match &env.vpc_id {
-            Some(id) => self.compute.vpc(region, id).await.map_err(Err)?.ok_or_else(|| {
-                Ok(Permanent(format!("VPC {id} does not exist in {region}")))
-            })?,
-            None => self.compute.default_vpc(region).await.map_err(Err)?.ok_or_else(|| {
-                Ok(Permanent(format!(
-                    "{region} has no default VPC; create the environment again with --vpc and --subnets"
-                )))
-            })?,
+            Some(id) => self
+                .compute
+                .vpc(region, id)
+                .await
+                .map_err(Err)?
+                .ok_or_else(|| Ok(Permanent(format!("VPC {id} does not exist in {region}"))))?,
+            None => self
+                .compute
+                .default_vpc(region)
+                .await
+                .map_err(Err)?
+                .ok_or_else(|| {
+                    Ok(Permanent(format!(
+                        "{region} has no default VPC; create the environment again with --vpc and --subnets"
+                    )))
+                })?,
         };
         let available = self.compute.subnets(region, &vpc.id).await.map_err(Err)?;
         let subnets = if env.subnet_ids.is_empty() {
             available
         } else {
             if let Some(missing) = env.subnet_ids.iter().find(|s| !available.contains(s)) {
-                return Err(Ok(Permanent(format!("subnet {missing} is not in VPC {}", vpc.id))));
+                return Err(Ok(Permanent(format!(
+                    "subnet {missing} is not in VPC {}",
+                    vpc.id
+                ))));
             }
             env.subnet_ids.clone()
         };
@@ -126,9 +141,17 @@ impl<C: Compute, S: Scaling, O: ObjectStore> Reconciler<C, S, O> {
             return Err(Ok(Permanent(format!("VPC {} has no subnets", vpc.id))));
         }
         let vpc_cidr = env.vpc_cidr.clone().unwrap_or(vpc.cidr.clone());
-        let mut steps = vec![done("network", format!("{} with {} subnet(s)", vpc.id, subnets.len()))];
+        let mut steps = vec![done(
+            "network",
+            format!("{} with {} subnet(s)", vpc.id, subnets.len()),
+        )];
 
-        if !self.store.has_instance_types(region).await.map_err(|e| Ok(Permanent(e.to_string())))? {
+        if !self
+            .store
+            .has_instance_types(region)
+            .await
+            .map_err(|e| Ok(Permanent(e.to_string())))?
+        {
             let types = self.compute.instance_types(region).await.map_err(Err)?;
             self.store
                 .put_instance_types(region, &types)
@@ -140,7 +163,9 @@ impl<C: Compute, S: Scaling, O: ObjectStore> Reconciler<C, S, O> {
         let mut security_group_id = None;
         if env.create_security_group {
             let admin = env.admin_cidr.clone().unwrap_or_default();
-            let id = self.ensure_security_group(env, &vpc.id, &admin, &vpc_cidr).await?;
+            let id = self
+                .ensure_security_group(env, &vpc.id, &admin, &vpc_cidr)
+                .await?;
             steps.push(done("security group", format!("{id} with {} rules", RULES.len())));
             security_group_id = Some(id);
         }
@@ -169,14 +194,23 @@ impl<C: Compute, S: Scaling, O: ObjectStore> Reconciler<C, S, O> {
         let region = env.region.as_str();
         let env_tag = env.id.to_string();
         let name = security_group::group_name(&env.name);
-        let find = || self.compute.security_groups_tagged(region, vpc_id, tags::ENVIRONMENT_ID, &env_tag);
+        let find = || {
+            self.compute
+                .security_groups_tagged(region, vpc_id, tags::ENVIRONMENT_ID, &env_tag)
+        };
         let group = match find().await.map_err(Err)?.into_iter().next() {
             Some(g) => g,
             None => {
                 let description = format!("Okera ODAS services of DM environment {}", env.name);
                 match self
                     .compute
-                    .create_security_group(region, vpc_id, &name, &description, &tags::environment_tags(env.id))
+                    .create_security_group(
+                        region,
+                        vpc_id,
+                        &name,
+                        &description,
+                        &tags::environment_tags(env.id),
+                    )
                     .await
                 {
                     Ok(_) => {}
@@ -190,12 +224,18 @@ impl<C: Compute, S: Scaling, O: ObjectStore> Reconciler<C, S, O> {
                 })?
             }
         };
-        let desired: BTreeSet<(u16, Peer)> = security_group::resolved(admin_cidr, vpc_cidr, &group.id).into_iter().collect();
+        let desired: BTreeSet<(u16, Peer)> = security_group::resolved(admin_cidr, vpc_cidr, &group.id)
+            .into_iter()
+            .collect();
         let observed: BTreeSet<(u16, Peer)> = group.rules.iter().cloned().collect();
         let add: Vec<IngressRule> = desired
             .difference(&observed)
             .map(|(port, peer)| {
-                let d = RULES.iter().find(|r| r.port == *port).map(|r| r.description).unwrap_or("");
+                let d = RULES
+                    .iter()
+                    .find(|r| r.port == *port)
+                    .map(|r| r.description)
+                    .unwrap_or("");
                 (*port, peer.clone(), d.to_owned())
             })
             .collect();

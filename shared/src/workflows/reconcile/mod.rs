@@ -44,8 +44,28 @@ pub struct Reconciler<C, S, O> {
     pub objects: O,
     pub staging: S3Location,
     pub node_ami: String,
+    /// The instance profile (ARN) nodes run with, if any.
+    pub node_instance_profile: Option<String>,
     /// Who holds leases taken by this reconciler (unique per process and run).
     pub owner: String,
+}
+
+/// One thing to reconcile, as named in a direct invoke of the reconciler:
+/// `{"clusterId": N}` or `{"environmentId": N}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Cluster(i64),
+    Environment(i64),
+}
+
+impl Target {
+    /// The event that asks the reconciler function for this target.
+    pub fn event(self) -> serde_json::Value {
+        match self {
+            Target::Cluster(id) => serde_json::json!({ "clusterId": id }),
+            Target::Environment(id) => serde_json::json!({ "environmentId": id }),
+        }
+    }
 }
 
 /// What one run did.

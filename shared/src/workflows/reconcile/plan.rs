@@ -73,7 +73,12 @@ pub fn plan(desired: &DesiredCluster, observed: &ObservedCluster) -> Vec<Change>
         let live: Vec<&Group> = observed.groups.iter().filter(|g| !g.deleting).collect();
         changes.extend(live.iter().map(|g| Change::DeleteGroup { name: g.name.clone() }));
         if observed.groups.is_empty() {
-            changes.extend(observed.templates.iter().map(|t| Change::DeleteLaunchTemplate { id: t.id.clone() }));
+            changes.extend(
+                observed
+                    .templates
+                    .iter()
+                    .map(|t| Change::DeleteLaunchTemplate { id: t.id.clone() }),
+            );
             let running: Vec<String> = observed
                 .instances
                 .iter()
@@ -84,7 +89,9 @@ pub fn plan(desired: &DesiredCluster, observed: &ObservedCluster) -> Vec<Change>
                 changes.push(Change::TerminateInstances { ids: running });
             }
             if !observed.config_keys.is_empty() {
-                changes.push(Change::DeleteConfig { keys: observed.config_keys.clone() });
+                changes.push(Change::DeleteConfig {
+                    keys: observed.config_keys.clone(),
+                });
             }
         }
         return changes;
@@ -97,13 +104,16 @@ pub fn plan(desired: &DesiredCluster, observed: &ObservedCluster) -> Vec<Change>
     }
     // Anything tagged with the cluster but under another name is a leftover (a
     // renamed or half-made resource): remove it so it cannot leak.
-    for g in observed.groups.iter().filter(|g| &g.name != group_name && !g.deleting) {
+    for g in observed
+        .groups
+        .iter()
+        .filter(|g| &g.name != group_name && !g.deleting)
+    {
         changes.push(Change::DeleteGroup { name: g.name.clone() });
     }
     let template = observed.templates.iter().find(|t| &t.name == template_name);
-    match template {
-        None => changes.push(Change::CreateLaunchTemplate(desired.template.clone())),
-        Some(_) => {}
+    if template.is_none() {
+        changes.push(Change::CreateLaunchTemplate(desired.template.clone()));
     }
     match observed.groups.iter().find(|g| &g.name == group_name) {
         None => {
@@ -119,7 +129,10 @@ pub fn plan(desired: &DesiredCluster, observed: &ObservedCluster) -> Vec<Change>
         Some(g) => {
             let n = desired.num_nodes;
             if g.min != n || g.max != n || g.desired != n {
-                changes.push(Change::ResizeGroup { name: g.name.clone(), size: n });
+                changes.push(Change::ResizeGroup {
+                    name: g.name.clone(),
+                    size: n,
+                });
             }
         }
     }
@@ -162,14 +175,42 @@ pub fn assess(desired: &DesiredCluster, observed: &ObservedCluster, ever_ready: 
         let groups = observed.groups.len();
         let instances = observed.instances.len();
         let steps = vec![
-            step("auto scaling group", groups == 0, true, if groups == 0 { "deleted".into() } else { "deleting".into() }),
-            step("instances", instances == 0, groups == 0, format!("{instances} not yet terminated")),
-            step("launch template", observed.templates.is_empty(), groups == 0, format!("{} left", observed.templates.len())),
-            step("staged configuration", observed.config_keys.is_empty(), groups == 0, format!("{} object(s) left", observed.config_keys.len())),
+            step(
+                "auto scaling group",
+                groups == 0,
+                true,
+                if groups == 0 {
+                    "deleted".into()
+                } else {
+                    "deleting".into()
+                },
+            ),
+            step(
+                "instances",
+                instances == 0,
+                groups == 0,
+                format!("{instances} not yet terminated"),
+            ),
+            step(
+                "launch template",
+                observed.templates.is_empty(),
+                groups == 0,
+                format!("{} left", observed.templates.len()),
+            ),
+            step(
+                "staged configuration",
+                observed.config_keys.is_empty(),
+                groups == 0,
+                format!("{} object(s) left", observed.config_keys.len()),
+            ),
         ];
         let converged = steps.iter().all(|s| s.state == StepState::Done);
         return Assessment {
-            status: if converged { ClusterStatus::Terminated } else { ClusterStatus::Terminating },
+            status: if converged {
+                ClusterStatus::Terminated
+            } else {
+                ClusterStatus::Terminating
+            },
             message: if converged {
                 "Cluster deleted; no resources left.".into()
             } else {
@@ -182,10 +223,18 @@ pub fn assess(desired: &DesiredCluster, observed: &ObservedCluster, ever_ready: 
     let n = desired.num_nodes;
     let config = observed.config_keys.contains(&desired.config_key);
     let template = observed.templates.iter().any(|t| t.name == desired.template.name);
-    let group = observed.groups.iter().find(|g| g.name == desired.group.name && !g.deleting);
+    let group = observed
+        .groups
+        .iter()
+        .find(|g| g.name == desired.group.name && !g.deleting);
     let sized = group.is_some_and(|g| g.min == n && g.max == n && g.desired == n);
     let in_service = group
-        .map(|g| g.instances.iter().filter(|i| i.lifecycle_state == "InService").count() as i32)
+        .map(|g| {
+            g.instances
+                .iter()
+                .filter(|i| i.lifecycle_state == "InService")
+                .count() as i32
+        })
         .unwrap_or(0);
     let total = group.map(|g| g.instances.len() as i32).unwrap_or(0);
     let leftovers = observed.groups.len() - usize::from(group.is_some());
@@ -199,7 +248,12 @@ pub fn assess(desired: &DesiredCluster, observed: &ObservedCluster, ever_ready: 
             template,
             format!("{} with {n} node(s)", desired.group.name),
         ),
-        step("nodes in service", nodes_done, group.is_some(), format!("{in_service} of {n} nodes in service")),
+        step(
+            "nodes in service",
+            nodes_done,
+            group.is_some(),
+            format!("{in_service} of {n} nodes in service"),
+        ),
     ];
     let converged = steps.iter().all(|s| s.state == StepState::Done);
     let status = if converged {
@@ -214,7 +268,12 @@ pub fn assess(desired: &DesiredCluster, observed: &ObservedCluster, ever_ready: 
     } else {
         format!("{in_service} of {n} nodes in service.")
     };
-    Assessment { status, message, steps, converged }
+    Assessment {
+        status,
+        message,
+        steps,
+        converged,
+    }
 }
 
 #[cfg(test)]
@@ -241,6 +300,7 @@ mod tests {
                 instance_type: "t2.large".into(),
                 storage_gb: 40,
                 security_group_ids: vec![],
+                instance_profile: None,
                 user_data: "#!/bin/bash".into(),
                 tags: vec![("LaunchedBy".into(), "Okera".into())],
             },
@@ -268,7 +328,10 @@ mod tests {
     }
 
     fn template(name: &str) -> LaunchTemplate {
-        LaunchTemplate { id: format!("lt-{name}"), name: name.into() }
+        LaunchTemplate {
+            id: format!("lt-{name}"),
+            name: name.into(),
+        }
     }
 
     fn kinds(changes: &[Change]) -> Vec<String> {
@@ -279,7 +342,13 @@ mod tests {
     fn a_new_cluster_stages_config_and_a_template_before_its_group() {
         let d = desired(3);
         let first = plan(&d, &ObservedCluster::default());
-        assert_eq!(kinds(&first), ["stage configuration config/1/1/cluster.json", "create launch template okera-1-a"]);
+        assert_eq!(
+            kinds(&first),
+            [
+                "stage configuration config/1/1/cluster.json",
+                "create launch template okera-1-a"
+            ]
+        );
         let after = ObservedCluster {
             templates: vec![template("okera-1-a")],
             config_keys: vec![d.config_key.clone()],
@@ -317,7 +386,13 @@ mod tests {
             config_keys: vec![d.config_key.clone()],
             instances: vec![],
         };
-        assert_eq!(plan(&d, &o), vec![Change::ResizeGroup { name: "okera-1-a".into(), size: 5 }]);
+        assert_eq!(
+            plan(&d, &o),
+            vec![Change::ResizeGroup {
+                name: "okera-1-a".into(),
+                size: 5
+            }]
+        );
         let a = assess(&d, &o, true);
         assert_eq!(a.status, ClusterStatus::Updating);
         assert!(!a.converged);
@@ -333,9 +408,22 @@ mod tests {
             instances: vec![],
         };
         // The old template goes only after the old group is gone.
-        assert_eq!(plan(&d, &o), vec![Change::DeleteGroup { name: "okera-1-old".into() }]);
-        let o2 = ObservedCluster { groups: vec![group("okera-1-a", 1, 1)], ..o };
-        assert_eq!(plan(&d, &o2), vec![Change::DeleteLaunchTemplate { id: "lt-okera-1-old".into() }]);
+        assert_eq!(
+            plan(&d, &o),
+            vec![Change::DeleteGroup {
+                name: "okera-1-old".into()
+            }]
+        );
+        let o2 = ObservedCluster {
+            groups: vec![group("okera-1-a", 1, 1)],
+            ..o
+        };
+        assert_eq!(
+            plan(&d, &o2),
+            vec![Change::DeleteLaunchTemplate {
+                id: "lt-okera-1-old".into()
+            }]
+        );
     }
 
     #[test]
@@ -346,14 +434,27 @@ mod tests {
             groups: vec![group("okera-1-a", 2, 2)],
             templates: vec![template("okera-1-a")],
             config_keys: vec!["config/1/1/cluster.json".into()],
-            instances: vec![Instance { id: "i-9".into(), state: "running".into(), availability_zone: "a".into() }],
+            instances: vec![Instance {
+                id: "i-9".into(),
+                state: "running".into(),
+                availability_zone: "a".into(),
+            }],
         };
-        assert_eq!(plan(&d, &o), vec![Change::DeleteGroup { name: "okera-1-a".into() }]);
+        assert_eq!(
+            plan(&d, &o),
+            vec![Change::DeleteGroup {
+                name: "okera-1-a".into()
+            }]
+        );
         assert_eq!(assess(&d, &o, true).status, ClusterStatus::Terminating);
         let o2 = ObservedCluster { groups: vec![], ..o };
         assert_eq!(
             kinds(&plan(&d, &o2)),
-            ["delete launch template lt-okera-1-a", "terminate 1 instance(s)", "delete 1 staged configuration object(s)"]
+            [
+                "delete launch template lt-okera-1-a",
+                "terminate 1 instance(s)",
+                "delete 1 staged configuration object(s)"
+            ]
         );
         let gone = ObservedCluster::default();
         assert!(plan(&d, &gone).is_empty());
@@ -366,7 +467,10 @@ mod tests {
         d.delete = true;
         let mut g = group("okera-1-a", 1, 0);
         g.deleting = true;
-        let o = ObservedCluster { groups: vec![g], ..Default::default() };
+        let o = ObservedCluster {
+            groups: vec![g],
+            ..Default::default()
+        };
         assert!(plan(&d, &o).is_empty());
         assert!(!assess(&d, &o, true).converged);
     }
