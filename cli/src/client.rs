@@ -134,10 +134,7 @@ impl Client {
         let key = idempotency_key();
         let mut attempt = 0;
         loop {
-            let mut req = self
-                .agent
-                .post(self.url(path))
-                .header("Idempotency-Key", &key);
+            let mut req = self.agent.post(self.url(path)).header("Idempotency-Key", &key);
             if let Some(auth) = self.auth() {
                 req = req.header("Authorization", auth);
             }
@@ -161,9 +158,8 @@ impl Client {
         if status >= 400 {
             return Err(ApiError::from_body(status, &text).into());
         }
-        serde_json::from_str(&text).with_context(|| {
-            format!("the server answered HTTP {status} with a body that is not JSON")
-        })
+        serde_json::from_str(&text)
+            .with_context(|| format!("the server answered HTTP {status} with a body that is not JSON"))
     }
 
     fn transport_error(&self, e: ureq::Error) -> anyhow::Error {
@@ -233,10 +229,7 @@ mod tests {
         let e = ApiError::from_body(502, "<html>Bad Gateway</html>\n");
         assert_eq!(e.message, "<html>Bad Gateway</html>");
         assert_eq!(e.code, None);
-        assert_eq!(
-            ApiError::from_body(500, "").message,
-            "the server gave no reason"
-        );
+        assert_eq!(ApiError::from_body(500, "").message, "the server gave no reason");
     }
 
     #[test]

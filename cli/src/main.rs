@@ -414,13 +414,7 @@ fn clusters(client: &Client, out: &Out, command: ClusterCommand) -> Result<i32> 
         }
         ClusterCommand::Delete { id, wait } => {
             let reply = client.delete(&format!("/v1/clusters/{id}"))?;
-            accepted(
-                client,
-                out,
-                &format!("Deletion of cluster {id}"),
-                &reply,
-                &wait,
-            )
+            accepted(client, out, &format!("Deletion of cluster {id}"), &reply, &wait)
         }
     }
 }
@@ -433,22 +427,14 @@ fn list<'a>(v: &'a Value, key: &str) -> &'a [Value] {
 /// After a `202 Accepted`: say which operation was started, then follow it if
 /// asked to. Without `--wait` the operation's state is read once, so the line
 /// is true even when the server replayed an earlier request's operation.
-fn accepted(
-    client: &Client,
-    out: &Out,
-    subject: &str,
-    reply: &Value,
-    wait: &WaitArgs,
-) -> Result<i32> {
+fn accepted(client: &Client, out: &Out, subject: &str, reply: &Value, wait: &WaitArgs) -> Result<i32> {
     let op_id = reply["operationId"]
         .as_u64()
         .context("the server's answer has no operationId")?;
     if out.json {
         say(&format!("{}\n", serde_json::to_string_pretty(reply)?))?;
     } else if wait.wait {
-        say(&format!(
-            "{subject} accepted; waiting for operation {op_id}.\n"
-        ))?;
+        say(&format!("{subject} accepted; waiting for operation {op_id}.\n"))?;
     } else {
         let op = client.get(&format!("/v1/operations/{op_id}")).ok();
         let state = op.as_ref().and_then(|op| op["state"].as_str());
@@ -480,10 +466,7 @@ fn follow(client: &Client, out: &Out, id: u64, wait: &WaitArgs, full_view: bool)
     Ok(match outcome {
         Outcome::Succeeded(_) => 0,
         Outcome::Failed(op) => {
-            eprintln!(
-                "error: operation {id} failed: {}",
-                render::failure_reason(&op)
-            );
+            eprintln!("error: operation {id} failed: {}", render::failure_reason(&op));
             1
         }
         Outcome::TimedOut(op) => {
@@ -551,14 +534,9 @@ mod tests {
         assert_eq!(cli.token.as_deref(), Some("t"));
         assert!(matches!(
             cli.command,
-            Command::Clusters(ClusterCommand::List {
-                environment_id: None
-            })
+            Command::Clusters(ClusterCommand::List { environment_id: None })
         ));
-        assert!(matches!(
-            parse(&["status"]).unwrap().command,
-            Command::Status
-        ));
+        assert!(matches!(parse(&["status"]).unwrap().command, Command::Status));
     }
 
     #[test]
@@ -593,15 +571,7 @@ mod tests {
                    "subnetIds": ["subnet-1", "subnet-2"], "vpcCidr": "172.31.0.0/16",
                    "adminCidr": "203.0.113.0/24", "createSecurityGroup": true})
         );
-        let cli = parse(&[
-            "environments",
-            "create",
-            "--name",
-            "dev",
-            "--region",
-            "us-east-1",
-        ])
-        .unwrap();
+        let cli = parse(&["environments", "create", "--name", "dev", "--region", "us-east-1"]).unwrap();
         let Command::Environments(EnvironmentCommand::Create(a)) = cli.command else {
             panic!("not environments create")
         };
@@ -696,9 +666,7 @@ mod tests {
             json!({"name": "a", "numNodes": 1, "type": "CATALOG_CLUSTER", "environmentId": 2})
         );
         // snake or kebab spellings are not the original tool's
-        let err = parse(&[&base[..], &["--num-nodes", "2"]].concat())
-            .err()
-            .unwrap();
+        let err = parse(&[&base[..], &["--num-nodes", "2"]].concat()).err().unwrap();
         assert_eq!(err.kind(), clap::error::ErrorKind::UnknownArgument);
         assert!(parse(&[&base[..], &["--environmentId", "2"]].concat()).is_err());
         assert!(parse(&[&base[..], &["--terminationProtectionEnabled", "yes"]].concat()).is_err());
@@ -724,8 +692,7 @@ mod tests {
             let err = parse(&[&base[..], &[bad]].concat()).err().unwrap();
             assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation);
             assert!(
-                err.to_string()
-                    .contains(&format!("{bad:?} is not KEY=VALUE")),
+                err.to_string().contains(&format!("{bad:?} is not KEY=VALUE")),
                 "{err}"
             );
         }

@@ -81,14 +81,7 @@ pub fn status_line(v: &Value) -> String {
     format!("{}. Status: {}", text(&v["message"]), text(&v["status"]))
 }
 
-pub const ENVIRONMENT_COLUMNS: &[&str] = &[
-    "id",
-    "name",
-    "region",
-    "vpcId",
-    "statusCode",
-    "statusMessage",
-];
+pub const ENVIRONMENT_COLUMNS: &[&str] = &["id", "name", "region", "vpcId", "statusCode", "statusMessage"];
 
 pub const CLUSTER_COLUMNS: &[&str] = &[
     "id",
@@ -297,11 +290,7 @@ mod tests {
     #[test]
     fn table_pads_all_but_the_last_column() {
         let rows = vec![
-            vec![
-                "1".into(),
-                "analytics".into(),
-                "All 3 nodes in service.".into(),
-            ],
+            vec!["1".into(), "analytics".into(), "All 3 nodes in service.".into()],
             vec!["12".into(), "a".into(), "-".into()],
         ];
         assert_eq!(
@@ -319,11 +308,9 @@ mod tests {
 
     #[test]
     fn cluster_list() {
-        let clusters = [
-            json!({"id": 1, "name": "analytics", "type": "STANDALONE_CLUSTER",
+        let clusters = [json!({"id": 1, "name": "analytics", "type": "STANDALONE_CLUSTER",
             "numNodes": 3, "owner": "operator", "statusCode": "READY",
-            "statusMessage": "All 3 nodes in service."}),
-        ];
+            "statusMessage": "All 3 nodes in service."})];
         assert_eq!(
             table_of(&clusters, CLUSTER_COLUMNS),
             "id  name       type                numNodes  owner     statusCode  statusMessage\n\
@@ -358,9 +345,9 @@ mod tests {
                    {"name": "auto scaling group", "state": "FAILED", "message": null}]),
         );
         let view = operation(&o);
-        assert!(view.starts_with(
-            "id: 12\nkind: CREATE_CLUSTER\ntarget: cluster/3\nstate: FAILED\nerror: -\n"
-        ));
+        assert!(
+            view.starts_with("id: 12\nkind: CREATE_CLUSTER\ntarget: cluster/3\nstate: FAILED\nerror: -\n")
+        );
         assert!(view.ends_with(
             "steps:\n  name                state   message\n  launch template     DONE    okera-1-analytics\n  auto scaling group  FAILED  -\n"
         ));
@@ -418,10 +405,7 @@ mod tests {
             accepted_line("Cluster 3", 12, Some("PENDING")),
             "Cluster 3 accepted; operation 12 is PENDING."
         );
-        assert_eq!(
-            follow_hint(12),
-            "Follow it with: ocadm operations get 12 --wait"
-        );
+        assert_eq!(follow_hint(12), "Follow it with: ocadm operations get 12 --wait");
     }
 
     #[test]
@@ -438,10 +422,7 @@ mod tests {
             409,
             r#"{"error": {"code": "CONFLICT", "message": "cluster 3 is protected"}}"#,
         );
-        assert_eq!(
-            api_error(&e, true),
-            "error: cluster 3 is protected (HTTP 409)"
-        );
+        assert_eq!(api_error(&e, true), "error: cluster 3 is protected (HTTP 409)");
         let e = ApiError::from_body(
             401,
             r#"{"error": {"code": "UNAUTHENTICATED", "message": "no token"}}"#,

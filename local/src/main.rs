@@ -37,7 +37,7 @@ enum Command {
 
 #[derive(clap::Args)]
 struct UpArgs {
-    /// Port of the API on 127.0.0.1.
+    /// Port of the API on 127.0.0.1 (0 picks a free one).
     #[arg(long, default_value_t = 8080)]
     port: u16,
     /// Where state, tokens, logs and the emulator's virtual environment live.
@@ -104,9 +104,18 @@ async fn up(args: UpArgs) -> Result<()> {
             }
         };
         check_loopback(&endpoint)?;
+        // An emulator of one's own may want its own account (moto maps a 12-digit
+        // access key to that account); ours uses the default one.
+        let credentials = match (&args.aws_endpoint, std::env::var("AWS_ACCESS_KEY_ID")) {
+            (Some(_), Ok(id)) => (
+                id,
+                std::env::var("AWS_SECRET_ACCESS_KEY").unwrap_or_else(|_| "dm-local".into()),
+            ),
+            _ => (EMULATOR_ACCOUNT.into(), "dm-local".into()),
+        };
         let settings = AwsSettings {
             endpoint: Some(endpoint.clone()),
-            credentials: Some((EMULATOR_ACCOUNT.into(), "dm-local".into())),
+            credentials: Some(credentials),
             max_attempts: None,
         };
         (settings, emulator.as_ref().map(|_| endpoint))
@@ -172,7 +181,7 @@ async fn up(args: UpArgs) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("listening on {addr}; is another dm-local running? try --port"))?;
-    let endpoint = format!("http://{addr}");
+    let endpoint = format!("http://{}", listener.local_addr()?);
 
     let env_file = data_dir.join("env");
     let mut exports = format!(
@@ -180,7 +189,10 @@ async fn up(args: UpArgs) -> Result<()> {
         tokens.operator, tokens.viewer
     );
     // ocadm is built next to dm-local; put it on the PATH of whoever sources this.
-    if let Some(bin_dir) = std::env::current_exe().ok().and_then(|p| p.parent().map(|d| d.to_owned())) {
+    if let Some(bin_dir) = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.to_owned()))
+    {
         if bin_dir.join("ocadm").exists() {
             exports.push_str(&format!("export PATH={}:$PATH\n", bin_dir.display()));
         }

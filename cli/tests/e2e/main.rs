@@ -1,0 +1,278 @@
+//! End to end, as a user would: `dm-local up` against the emulator, then `ocadm`
+//! creates, scales, protects and deletes a cluster, and at every step the
+//! emulator's Auto Scaling groups match what `ocadm` says.
+//!
+//! `dm-local` is the workspace's other binary: `cargo test --workspace` (what
+//! `tests/run` runs) builds it next to `ocadm`.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_autoscaling::Client;
+
+struct Dm {
+    child: Child,
+    dir: PathBuf,
+    env: Vec<(String, String)>,
+    account: String,
+}
+
+impl Drop for Dm {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn bin(name: &str) -> PathBuf {
+    let ocadm = PathBuf::from(env!("CARGO_BIN_EXE_ocadm"));
+    let path = ocadm.with_file_name(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build it with cargo build -p local",
+        path.display()
+    );
+    path
+}
+
+fn start_dm() -> Dm {
+    let emulator = emulator::shared();
+    let account = emulator::fresh_account();
+    let dir = std::env::temp_dir().join(format!("dm-e2e-{}-{account}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let child = Command::new(bin("dm-local"))
+        .args([
+            "up",
+            "--port",
+            "0",
+            "--reconcile-interval",
+            "2",
+            "--aws-endpoint",
+            emulator.endpoint(),
+        ])
+        .arg("--data-dir")
+        .arg(&dir)
+        .env("AWS_ACCESS_KEY_ID", &account)
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("OKERA_S3_STAGING_DIR", format!("s3://dm-e2e-{account}/staging"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("dm-local.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let env_file = dir.join("env");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !env_file.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "dm-local did not start; see {}",
+            dir.join("dm-local.log").display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let env = std::fs::read_to_string(&env_file)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.strip_prefix("export "))
+        .filter_map(|l| l.split_once('='))
+        .filter(|(k, _)| k.starts_with("OCADM_"))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    Dm {
+        child,
+        dir,
+        env,
+        account,
+    }
+}
+
+impl Dm {
+    fn ocadm(&self, args: &[&str]) -> Output {
+        let out = Command::new(bin("ocadm"))
+            .args(args)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("OCADM_POLL_MS", "200")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        eprintln!(
+            "$ ocadm {}\n{}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.ocadm(args);
+        assert!(
+            out.status.success(),
+            "ocadm {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn refused(&self, args: &[&str], status: &str) -> String {
+        let out = self.ocadm(args);
+        assert!(!out.status.success(), "ocadm {args:?} should fail");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(err.contains(&format!("(HTTP {status})")), "{err}");
+        err
+    }
+
+    async fn groups(&self) -> Vec<(String, i32, usize, bool)> {
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-west-2"))
+            .endpoint_url(emulator::shared().endpoint())
+            .credentials_provider(aws_sdk_autoscaling::config::Credentials::new(
+                &self.account,
+                "test",
+                None,
+                None,
+                "e2e",
+            ))
+            .load()
+            .await;
+        let out = Client::new(&config)
+            .describe_auto_scaling_groups()
+            .send()
+            .await
+            .unwrap();
+        out.auto_scaling_groups()
+            .iter()
+            .map(|g| {
+                let launched_by = g
+                    .tags()
+                    .iter()
+                    .any(|t| t.key() == Some("LaunchedBy") && t.value() == Some("Okera"));
+                (
+                    g.auto_scaling_group_name().unwrap().to_owned(),
+                    g.desired_capacity().unwrap(),
+                    g.instances().len(),
+                    launched_by,
+                )
+            })
+            .collect()
+    }
+}
+
+fn json(s: &str) -> serde_json::Value {
+    serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ocadm_creates_scales_protects_and_deletes_a_cluster_against_dm_local() {
+    let dm = start_dm();
+    assert_eq!(dm.ok(&["status"]).trim(), "Service available. Status: Running");
+
+    dm.ok(&[
+        "environments",
+        "create",
+        "--name",
+        "dev",
+        "--region",
+        "us-west-2",
+        "--admin-cidr",
+        "203.0.113.0/24",
+        "--create-security-group",
+        "--wait",
+    ]);
+    let envs = json(&dm.ok(&["--json", "environments", "list"]));
+    assert_eq!(envs["environments"][0]["statusCode"], "READY", "{envs}");
+
+    let out = dm.ok(&[
+        "clusters",
+        "create",
+        "--name",
+        "analytics",
+        "--numNodes",
+        "3",
+        "--type",
+        "STANDALONE_CLUSTER",
+        "--environmentid",
+        "1",
+        "--tag",
+        "team=data",
+        "--wait",
+    ]);
+    assert!(out.contains("SUCCEEDED"), "{out}");
+    let list = dm.ok(&["clusters", "list"]);
+    let header: Vec<&str> = list.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "id",
+            "name",
+            "type",
+            "numNodes",
+            "owner",
+            "statusCode",
+            "statusMessage"
+        ]
+    );
+    assert!(
+        list.contains("READY") && list.contains("All 3 nodes in service."),
+        "{list}"
+    );
+    assert_eq!(
+        dm.groups().await,
+        vec![("okera-1-analytics".to_owned(), 3, 3, true)]
+    );
+
+    dm.ok(&["clusters", "update", "--numNodes", "5", "1", "--wait"]);
+    assert_eq!(
+        dm.groups().await,
+        vec![("okera-1-analytics".to_owned(), 5, 5, true)]
+    );
+    let cluster = json(&dm.ok(&["--json", "clusters", "get", "1"]));
+    assert_eq!(cluster["nodes"].as_array().unwrap().len(), 5, "{cluster}");
+
+    dm.ok(&[
+        "clusters",
+        "update",
+        "--terminationProtectionEnabled",
+        "true",
+        "1",
+        "--wait",
+    ]);
+    let err = dm.refused(&["clusters", "delete", "1"], "409");
+    assert!(err.contains("termination protection"), "{err}");
+    dm.refused(&["clusters", "update", "--numNodes", "0", "1"], "409");
+    assert_eq!(
+        dm.groups().await,
+        vec![("okera-1-analytics".to_owned(), 5, 5, true)],
+        "refusals change nothing"
+    );
+
+    let viewer = dm
+        .env
+        .iter()
+        .find(|(k, _)| k == "OCADM_VIEWER_TOKEN")
+        .unwrap()
+        .1
+        .clone();
+    let out = Command::new(bin("ocadm"))
+        .args(["clusters", "delete", "1"])
+        .envs(dm.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env("OCADM_TOKEN", viewer)
+        .output()
+        .unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("(HTTP 403)"));
+
+    dm.ok(&[
+        "clusters",
+        "update",
+        "--terminationProtectionEnabled",
+        "false",
+        "1",
+        "--wait",
+    ]);
+    dm.ok(&["clusters", "delete", "1", "--wait"]);
+    assert_eq!(dm.groups().await, vec![], "delete leaves no group");
+    assert!(!dm.ok(&["clusters", "list"]).contains("analytics"));
+    dm.ok(&["environments", "delete", "1", "--wait"]);
+}
