@@ -87,7 +87,9 @@ impl Config {
             max_nodes,
             default_version: var_or("OKERA_DEFAULT_VERSION", "2.0.0"),
             node_ami: var("OKERA_NODE_AMI")?,
-            node_instance_profile: env::var("OKERA_NODE_INSTANCE_PROFILE").ok().filter(|s| !s.is_empty()),
+            node_instance_profile: env::var("OKERA_NODE_INSTANCE_PROFILE")
+                .ok()
+                .filter(|s| !s.is_empty()),
             aws_endpoint: env::var("AWS_ENDPOINT_URL").ok().filter(|s| !s.is_empty()),
         })
     }

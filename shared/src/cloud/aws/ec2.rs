@@ -1,9 +1,10 @@
 //! EC2 through the AWS SDK.
 
 use aws_sdk_ec2::types::{
-    Filter, InstanceStateName, LaunchTemplateIamInstanceProfileSpecificationRequest, InstanceType, IpPermission, IpRange, LaunchTemplateBlockDeviceMappingRequest,
-    LaunchTemplateEbsBlockDeviceRequest, LaunchTemplateTagSpecificationRequest, LocationType,
-    RequestLaunchTemplateData, ResourceType, Tag, TagSpecification, UserIdGroupPair, VolumeType,
+    Filter, InstanceStateName, InstanceType, IpPermission, IpRange, LaunchTemplateBlockDeviceMappingRequest,
+    LaunchTemplateEbsBlockDeviceRequest, LaunchTemplateIamInstanceProfileSpecificationRequest,
+    LaunchTemplateTagSpecificationRequest, LocationType, RequestLaunchTemplateData, ResourceType, Tag,
+    TagSpecification, UserIdGroupPair, VolumeType,
 };
 use aws_sdk_ec2::Client;
 use base64::Engine;
@@ -346,7 +347,9 @@ impl Compute for Ec2Adapter {
                     .build(),
             )
             .set_iam_instance_profile(spec.instance_profile.as_ref().map(|arn| {
-                LaunchTemplateIamInstanceProfileSpecificationRequest::builder().arn(arn).build()
+                LaunchTemplateIamInstanceProfileSpecificationRequest::builder()
+                    .arn(arn)
+                    .build()
             }))
             .set_security_group_ids(if spec.security_group_ids.is_empty() {
                 None

@@ -6,10 +6,10 @@ use std::collections::BTreeSet;
 use tracing::{info, instrument, warn};
 
 use super::{Outcome, ReconcileError, Reconciler, LEASE_MS};
-use crate::cloud::{CloudErrorKind, Compute, IngressRule, ObjectStore, Scaling};
+use crate::cloud::{CloudError, CloudErrorKind, Compute, IngressRule, ObjectStore, Scaling};
 use crate::domain::security_group::{self, Peer, RULES};
 use crate::domain::{tags, EnvironmentStatus};
-use crate::store::{EnvironmentObservation, EnvironmentRow, Step, StepState};
+use crate::store::{EnvironmentObservation, EnvironmentRow, Step, StepState, StoreError};
 
 fn done(name: &str, message: String) -> Step {
     Step {
@@ -19,8 +19,15 @@ fn done(name: &str, message: String) -> Step {
     }
 }
 
-/// A failure the environment cannot recover from by waiting.
-struct Permanent(String);
+/// Why a pass over an environment stopped.
+enum Stop {
+    /// The environment cannot become ready by waiting (a missing VPC, say).
+    Permanent(String),
+    /// AWS answered with an error; its kind says whether to try again.
+    Cloud(CloudError),
+    /// The store failed; the next run tries again.
+    Store(StoreError),
+}
 
 impl<C: Compute, S: Scaling, O: ObjectStore> Reconciler<C, S, O> {
     /// Converges one environment. Returns `Busy` when another run holds it.
@@ -36,48 +43,34 @@ impl<C: Compute, S: Scaling, O: ObjectStore> Reconciler<C, S, O> {
 
     async fn converge_environment(&self, id: i64) -> Result<(), ReconcileError> {
         let env = self.store.get_environment(id).await?;
+        let failed = |reason: String| {
+            warn!(%reason, "environment failed");
+            EnvironmentObservation {
+                vpc_id: env.vpc_id.clone(),
+                subnet_ids: env.subnet_ids.clone(),
+                vpc_cidr: env.vpc_cidr.clone(),
+                security_group_id: env.security_group_id.clone(),
+                status: EnvironmentStatus::Failed,
+                message: reason.clone(),
+                observed_generation: None,
+                steps: vec![],
+                failure: Some(reason),
+            }
+        };
         let obs = match self.environment_pass(&env).await {
             Ok(obs) => obs,
-            Err(Ok(Permanent(reason))) => {
-                warn!(%reason, "environment failed");
-                EnvironmentObservation {
-                    vpc_id: env.vpc_id.clone(),
-                    subnet_ids: env.subnet_ids.clone(),
-                    vpc_cidr: env.vpc_cidr.clone(),
-                    security_group_id: env.security_group_id.clone(),
-                    status: EnvironmentStatus::Failed,
-                    message: reason.clone(),
-                    observed_generation: None,
-                    steps: vec![],
-                    failure: Some(reason),
-                }
-            }
-            Err(Err(e)) if e.kind == CloudErrorKind::Permanent => {
-                let reason = e.to_string();
-                EnvironmentObservation {
-                    vpc_id: env.vpc_id.clone(),
-                    subnet_ids: env.subnet_ids.clone(),
-                    vpc_cidr: env.vpc_cidr.clone(),
-                    security_group_id: env.security_group_id.clone(),
-                    status: EnvironmentStatus::Failed,
-                    message: reason.clone(),
-                    observed_generation: None,
-                    steps: vec![],
-                    failure: Some(reason),
-                }
-            }
+            Err(Stop::Permanent(reason)) => failed(reason),
+            Err(Stop::Cloud(e)) if e.kind == CloudErrorKind::Permanent => failed(e.to_string()),
             // Transient: leave the operation running; the next run tries again.
-            Err(Err(e)) => return Err(e.into()),
+            Err(Stop::Cloud(e)) => return Err(e.into()),
+            Err(Stop::Store(e)) => return Err(e.into()),
         };
         self.store.record_environment(id, &self.owner, &obs).await?;
         info!(status = obs.status.as_str(), "environment reconciled");
         Ok(())
     }
 
-    async fn environment_pass(
-        &self,
-        env: &EnvironmentRow,
-    ) -> Result<EnvironmentObservation, Result<Permanent, crate::cloud::CloudError>> {
+    async fn environment_pass(&self, env: &EnvironmentRow) -> Result<EnvironmentObservation, Stop> {
         let region = env.region.as_str();
         let env_tag = env.id.to_string();
         if env.delete_requested {
@@ -86,12 +79,12 @@ impl<C: Compute, S: Scaling, O: ObjectStore> Reconciler<C, S, O> {
                     .compute
                     .security_groups_tagged(region, vpc, tags::ENVIRONMENT_ID, &env_tag)
                     .await
-                    .map_err(Err)?
+                    .map_err(Stop::Cloud)?
                 {
                     match self.compute.delete_security_group(region, &g.id).await {
                         Ok(()) => {}
                         Err(e) if e.kind == CloudErrorKind::NotFound => {}
-                        Err(e) => return Err(Err(e)),
+                        Err(e) => return Err(Stop::Cloud(e)),
                     }
                 }
             }
@@ -112,33 +105,33 @@ impl<C: Compute, S: Scaling, O: ObjectStore> Reconciler<C, S, O> {
                 .compute
                 .vpc(region, id)
                 .await
-                .map_err(Err)?
-                .ok_or_else(|| Ok(Permanent(format!("VPC {id} does not exist in {region}"))))?,
+                .map_err(Stop::Cloud)?
+                .ok_or_else(|| Stop::Permanent(format!("VPC {id} does not exist in {region}")))?,
             None => self
                 .compute
                 .default_vpc(region)
                 .await
-                .map_err(Err)?
+                .map_err(Stop::Cloud)?
                 .ok_or_else(|| {
-                    Ok(Permanent(format!(
+                    Stop::Permanent(format!(
                         "{region} has no default VPC; create the environment again with --vpc and --subnets"
-                    )))
+                    ))
                 })?,
         };
-        let available = self.compute.subnets(region, &vpc.id).await.map_err(Err)?;
+        let available = self.compute.subnets(region, &vpc.id).await.map_err(Stop::Cloud)?;
         let subnets = if env.subnet_ids.is_empty() {
             available
         } else {
             if let Some(missing) = env.subnet_ids.iter().find(|s| !available.contains(s)) {
-                return Err(Ok(Permanent(format!(
+                return Err(Stop::Permanent(format!(
                     "subnet {missing} is not in VPC {}",
                     vpc.id
-                ))));
+                )));
             }
             env.subnet_ids.clone()
         };
         if subnets.is_empty() {
-            return Err(Ok(Permanent(format!("VPC {} has no subnets", vpc.id))));
+            return Err(Stop::Permanent(format!("VPC {} has no subnets", vpc.id)));
         }
         let vpc_cidr = env.vpc_cidr.clone().unwrap_or(vpc.cidr.clone());
         let mut steps = vec![done(
@@ -146,17 +139,12 @@ impl<C: Compute, S: Scaling, O: ObjectStore> Reconciler<C, S, O> {
             format!("{} with {} subnet(s)", vpc.id, subnets.len()),
         )];
 
-        if !self
-            .store
-            .has_instance_types(region)
-            .await
-            .map_err(|e| Ok(Permanent(e.to_string())))?
-        {
-            let types = self.compute.instance_types(region).await.map_err(Err)?;
+        if !self.store.has_instance_types(region).await.map_err(Stop::Store)? {
+            let types = self.compute.instance_types(region).await.map_err(Stop::Cloud)?;
             self.store
                 .put_instance_types(region, &types)
                 .await
-                .map_err(|e| Ok(Permanent(e.to_string())))?;
+                .map_err(Stop::Store)?;
         }
         steps.push(done("instance types", format!("offered in {region} cached")));
 
@@ -190,7 +178,7 @@ impl<C: Compute, S: Scaling, O: ObjectStore> Reconciler<C, S, O> {
         vpc_id: &str,
         admin_cidr: &str,
         vpc_cidr: &str,
-    ) -> Result<String, Result<Permanent, crate::cloud::CloudError>> {
+    ) -> Result<String, Stop> {
         let region = env.region.as_str();
         let env_tag = env.id.to_string();
         let name = security_group::group_name(&env.name);
@@ -198,7 +186,7 @@ impl<C: Compute, S: Scaling, O: ObjectStore> Reconciler<C, S, O> {
             self.compute
                 .security_groups_tagged(region, vpc_id, tags::ENVIRONMENT_ID, &env_tag)
         };
-        let group = match find().await.map_err(Err)?.into_iter().next() {
+        let group = match find().await.map_err(Stop::Cloud)?.into_iter().next() {
             Some(g) => g,
             None => {
                 let description = format!("Okera ODAS services of DM environment {}", env.name);
@@ -215,12 +203,12 @@ impl<C: Compute, S: Scaling, O: ObjectStore> Reconciler<C, S, O> {
                 {
                     Ok(_) => {}
                     Err(e) if e.kind == CloudErrorKind::AlreadyExists => {}
-                    Err(e) => return Err(Err(e)),
+                    Err(e) => return Err(Stop::Cloud(e)),
                 }
-                find().await.map_err(Err)?.into_iter().next().ok_or_else(|| {
-                    Ok(Permanent(format!(
+                find().await.map_err(Stop::Cloud)?.into_iter().next().ok_or_else(|| {
+                    Stop::Permanent(format!(
                         "a security group named {name} exists in {vpc_id} but was not made by the DM; rename or remove it"
-                    )))
+                    ))
                 })?
             }
         };
@@ -242,11 +230,11 @@ impl<C: Compute, S: Scaling, O: ObjectStore> Reconciler<C, S, O> {
         let remove: Vec<(u16, Peer)> = observed.difference(&desired).cloned().collect();
         // A concurrent run may have added or removed the same rules first.
         match self.compute.authorize_ingress(region, &group.id, &add).await {
-            Err(e) if e.kind != CloudErrorKind::AlreadyExists => return Err(Err(e)),
+            Err(e) if e.kind != CloudErrorKind::AlreadyExists => return Err(Stop::Cloud(e)),
             _ => {}
         }
         match self.compute.revoke_ingress(region, &group.id, &remove).await {
-            Err(e) if e.kind != CloudErrorKind::NotFound => return Err(Err(e)),
+            Err(e) if e.kind != CloudErrorKind::NotFound => return Err(Stop::Cloud(e)),
             _ => {}
         }
         Ok(group.id)
