@@ -8,6 +8,9 @@
 //!   selects that account in the emulator).
 //! * [`Emulator::inject_fault`] / [`Emulator::request_count`] drive the
 //!   emulator's `/_dm/` control routes.
+//! * [`Emulator::create_function`] makes a stub Lambda function (no IAM or
+//!   zip needed) and [`Emulator::invocations`] lists the `Event` invocations
+//!   the emulator recorded instead of running them.
 //!
 //! The Python package and the requirements are embedded in this crate, so a
 //! binary using it (dm-local) is self-contained.
@@ -54,12 +57,18 @@ const PACKAGE_FILES: &[(&str, &str)] = &[
         "dm_emulator/plugins/autoscaling_unique_names.py",
         include_str!("../python/dm_emulator/plugins/autoscaling_unique_names.py"),
     ),
+    (
+        "dm_emulator/plugins/lambda_async_invoke.py",
+        include_str!("../python/dm_emulator/plugins/lambda_async_invoke.py"),
+    ),
 ];
 
 /// Marker in the venv: a copy of the requirements it was installed from.
 /// `tests/run` uses the same file name and compares the same way.
 const MARKER: &str = ".dm-requirements.txt";
 const PACKAGE_DIR: &str = "dm_emulator_src";
+/// Rewritten in a package directory whenever the package is written there.
+const LAST_USED: &str = ".last-used";
 const READY_PREFIX: &str = "DM_EMULATOR_READY ";
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -70,8 +79,10 @@ const SETUP_LOCK_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 /// * `python3 -m venv DIR` if there is no venv yet;
 /// * `pip install -r requirements.txt` unless the marker file shows exactly
 ///   these requirements are already installed;
-/// * writes the embedded `dm_emulator` package to `DIR/dm_emulator_src`
-///   (every call, so it always matches this binary).
+/// * writes the embedded `dm_emulator` package to `DIR/dm_emulator_src/<hash
+///   of its content>` (every call, so it always matches this binary, and
+///   binaries with other versions of it never overwrite its files), and
+///   removes other versions' directories unused for a day.
 ///
 /// Safe to call from several processes at once (a lock file `DIR.lock`
 /// serialises setup).  Progress goes to stderr.
@@ -89,8 +100,7 @@ pub fn ensure_venv(dir: &Path) -> Result<PathBuf> {
             dir.display()
         ));
         if !python.exists() {
-            let base =
-                std::env::var("DM_EMULATOR_BASE_PYTHON").unwrap_or_else(|_| "python3".into());
+            let base = std::env::var("DM_EMULATOR_BASE_PYTHON").unwrap_or_else(|_| "python3".into());
             run_to_stderr(
                 Command::new(&base).arg("-m").arg("venv").arg(dir),
                 &format!(
@@ -122,7 +132,9 @@ pub fn ensure_venv(dir: &Path) -> Result<PathBuf> {
         write_atomic(&marker, REQUIREMENTS.as_bytes())?;
         progress(&format!("AWS emulator ready in {}", dir.display()));
     }
-    write_package(&dir.join(PACKAGE_DIR))?;
+    let packages = dir.join(PACKAGE_DIR);
+    prune_old_packages(&packages, Duration::from_secs(24 * 3600));
+    write_package(&packages.join(package_hash()))?;
     Ok(python)
 }
 
@@ -161,8 +173,7 @@ impl Emulator {
         let stderr = match log_file {
             Some(path) => {
                 if let Some(parent) = path.parent() {
-                    fs::create_dir_all(parent)
-                        .with_context(|| format!("creating {}", parent.display()))?;
+                    fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
                 }
                 let file = fs::OpenOptions::new()
                     .create(true)
@@ -273,14 +284,57 @@ impl Emulator {
         parse_count(&body).with_context(|| format!("{path}: unexpected answer {body:?}"))
     }
 
-    /// Clears every pending fault and all request counts (of every account:
-    /// prefer account-scoped rules with a `count` in parallel tests).
+    /// Clears every pending fault, all request counts and all recorded Lambda
+    /// invocations (of every account: prefer account-scoped rules with a
+    /// `count` and [`fresh_account`]s in parallel tests).
     pub fn reset_faults(&self) -> Result<()> {
         let (status, body) = self.call("POST", "/_dm/reset", Some(""))?;
         if status != 200 {
             bail!("/_dm/reset: HTTP {status}: {body}");
         }
         Ok(())
+    }
+
+    /// Creates a stub Lambda function `name` in `account` (12 digits) and
+    /// `region`, with the IAM role it needs, and returns its ARN
+    /// (`arn:aws:lambda:REGION:ACCOUNT:function:NAME`).  A function of that
+    /// name that exists already is kept and its ARN returned.  The stub never
+    /// runs: an `Invoke` with `X-Amz-Invocation-Type: Event` answers 202 with
+    /// an empty body and is recorded (see [`Emulator::invocations`]).
+    pub fn create_function(&self, account: &str, region: &str, name: &str) -> Result<String> {
+        let body = format!(
+            "{{\"account\":{},\"region\":{},\"name\":{}}}",
+            json_string(account),
+            json_string(region),
+            json_string(name)
+        );
+        let (status, response) = self.call("POST", "/_dm/lambda/functions", Some(&body))?;
+        if status != 200 {
+            bail!("creating the stub function {name} in {account}/{region}: HTTP {status}: {response}");
+        }
+        let answer = parse_json(&response).with_context(|| format!("unexpected answer {response:?}"))?;
+        answer
+            .get("arn")
+            .and_then(Json::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow!("no arn in {response:?}"))
+    }
+
+    /// Payloads (the request bodies, as text) of the `Event` invocations of
+    /// `function` in `account`, oldest first, from every region.  `function`
+    /// matches the name or ARN the caller invoked, the function's name and
+    /// its unqualified ARN.  `POST /_dm/reset` clears them.
+    pub fn invocations(&self, account: &str, function: &str) -> Result<Vec<String>> {
+        let path = format!(
+            "/_dm/lambda/invocations?account={}&function={}",
+            percent_encode(account),
+            percent_encode(function)
+        );
+        let (status, body) = self.call("GET", &path, None)?;
+        if status != 200 {
+            bail!("{path}: HTTP {status}: {body}");
+        }
+        parse_invocation_payloads(&body).with_context(|| format!("{path}: unexpected answer {body:?}"))
     }
 
     fn call(&self, method: &str, path: &str, body: Option<&str>) -> Result<(u16, String)> {
@@ -375,27 +429,59 @@ fn lock_path(dir: &Path) -> PathBuf {
     dir.with_file_name(name)
 }
 
-/// Where `start` puts the package: inside the venv of `python` if it is one
-/// (`<venv>/dm_emulator_src`), else a per-content directory in the temp dir.
+/// Where `start` puts the package: a directory named after its content, so
+/// binaries embedding different versions (several test binaries of a
+/// workspace being rebuilt) never overwrite each other's files: inside the
+/// venv of `python` if it is one (`<venv>/dm_emulator_src/<hash>`), else in
+/// the temp dir.
 fn package_dir_for(python: &Path) -> PathBuf {
     if let Some(venv) = python.parent().and_then(Path::parent) {
         if venv.join("pyvenv.cfg").is_file() {
-            return venv.join(PACKAGE_DIR);
+            return venv.join(PACKAGE_DIR).join(package_hash());
         }
     }
+    let user = std::env::var("USER").unwrap_or_default();
+    std::env::temp_dir().join(format!("dm-emulator-src-{user}-{}", package_hash()))
+}
+
+/// 16 hex digits naming the embedded package's content.
+fn package_hash() -> String {
     let mut hash = Fnv::new();
     for (path, content) in PACKAGE_FILES {
         hash.write(path.as_bytes());
         hash.write(content.as_bytes());
     }
-    let user = std::env::var("USER").unwrap_or_default();
-    std::env::temp_dir().join(format!("dm-emulator-src-{user}-{:016x}", hash.finish()))
+    format!("{:016x}", hash.finish())
+}
+
+/// Removes package directories (`<16 hex digits>/`) of other versions not
+/// used (see [`LAST_USED`]) for `max_age`; a running emulator has imported its
+/// files long before.
+fn prune_old_packages(dir: &Path, max_age: Duration) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    let current = package_hash();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let versioned = name.len() == 16 && name.bytes().all(|b| b.is_ascii_hexdigit());
+        let marker = entry.path().join(LAST_USED);
+        let old = fs::metadata(&marker)
+            .or_else(|_| entry.metadata())
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > max_age);
+        if versioned && old && name != current {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// Writes the embedded package under `parent` (`parent/dm_emulator/...`).
 /// Files already identical are left alone; others are replaced atomically, so
 /// a concurrently starting emulator never reads half a file.  Stale `.py`
-/// files (e.g. a removed plugin) are deleted.
+/// files (e.g. a removed plugin) are deleted.  [`LAST_USED`] gets the time.
 fn write_package(parent: &Path) -> Result<()> {
     for (relative, content) in PACKAGE_FILES {
         let path = parent.join(relative);
@@ -419,6 +505,12 @@ fn write_package(parent: &Path) -> Result<()> {
             }
         }
     }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    // Best effort: only pruning reads it.
+    let _ = fs::write(parent.join(LAST_USED), format!("{now}\n"));
     Ok(())
 }
 
@@ -432,8 +524,7 @@ fn write_atomic(path: &Path, content: &[u8]) -> Result<()> {
     ));
     let tmp = path.with_file_name(tmp_name);
     fs::write(&tmp, content).with_context(|| format!("writing {}", tmp.display()))?;
-    fs::rename(&tmp, path)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+    fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
 }
 
 /// A progress line on the real stderr (not `eprintln!`, which the test
@@ -467,11 +558,7 @@ impl SetupLock {
         let started = Instant::now();
         let mut told = false;
         loop {
-            match fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(path)
-            {
+            match fs::OpenOptions::new().write(true).create_new(true).open(path) {
                 Ok(mut file) => {
                     let _ = write!(file, "{}", std::process::id());
                     return Ok(SetupLock {
@@ -498,9 +585,7 @@ impl SetupLock {
                     }
                     thread::sleep(Duration::from_millis(250));
                 }
-                Err(err) => {
-                    return Err(err).with_context(|| format!("creating {}", path.display()))
-                }
+                Err(err) => return Err(err).with_context(|| format!("creating {}", path.display())),
             }
         }
     }
@@ -525,9 +610,7 @@ fn lock_is_stale(path: &Path) -> bool {
         .ok()
         .and_then(|s| s.trim().parse::<u32>().ok());
     match pid {
-        Some(pid) if Path::new("/proc/self").exists() => {
-            !Path::new(&format!("/proc/{pid}")).exists()
-        }
+        Some(pid) if Path::new("/proc/self").exists() => !Path::new(&format!("/proc/{pid}")).exists(),
         // Being written right now, or no /proc: wait for the age limit.
         _ => false,
     }
@@ -576,12 +659,7 @@ fn parse_loopback_endpoint(endpoint: &str) -> Result<SocketAddr> {
     Ok(addr)
 }
 
-fn http_request(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    body: Option<&str>,
-) -> Result<(u16, String)> {
+fn http_request(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> Result<(u16, String)> {
     if !addr.ip().is_loopback() {
         bail!("refusing to talk to non-loopback {addr}");
     }
@@ -646,8 +724,8 @@ fn dechunk(mut raw: &[u8]) -> Result<Vec<u8>> {
             .ok_or_else(|| anyhow!("bad chunked body"))?;
         let size_text = String::from_utf8_lossy(&raw[..line_end]);
         let size_text = size_text.split(';').next().unwrap_or_default().trim();
-        let size = usize::from_str_radix(size_text, 16)
-            .with_context(|| format!("bad chunk size {size_text:?}"))?;
+        let size =
+            usize::from_str_radix(size_text, 16).with_context(|| format!("bad chunk size {size_text:?}"))?;
         raw = &raw[line_end + 2..];
         if size == 0 {
             return Ok(out);
@@ -722,6 +800,242 @@ fn parse_count(body: &str) -> Result<u64> {
         .take_while(char::is_ascii_digit)
         .collect();
     digits.parse().map_err(|_| anyhow!("no count"))
+}
+
+/// The `payload`s of `{"invocations": [{"payload": "...", ...}, ...]}`, in order.
+fn parse_invocation_payloads(body: &str) -> Result<Vec<String>> {
+    let answer = parse_json(body)?;
+    let Some(Json::Array(items)) = answer.get("invocations") else {
+        bail!("no invocations array");
+    };
+    items
+        .iter()
+        .map(|item| {
+            item.get("payload")
+                .and_then(Json::as_str)
+                .map(str::to_owned)
+                .ok_or_else(|| anyhow!("an invocation without a payload string"))
+        })
+        .collect()
+}
+
+/// Just enough JSON for the answers of the `/_dm/` routes.
+#[derive(Debug, Clone, PartialEq)]
+enum Json {
+    Null,
+    Bool(bool),
+    Number(f64),
+    String(String),
+    Array(Vec<Json>),
+    Object(Vec<(String, Json)>),
+}
+
+impl Json {
+    fn get(&self, key: &str) -> Option<&Json> {
+        match self {
+            Json::Object(members) => members.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    fn as_str(&self) -> Option<&str> {
+        match self {
+            Json::String(text) => Some(text),
+            _ => None,
+        }
+    }
+}
+
+fn parse_json(text: &str) -> Result<Json> {
+    let mut parser = JsonParser {
+        bytes: text.as_bytes(),
+        pos: 0,
+    };
+    let value = parser.value(0)?;
+    parser.skip_whitespace();
+    if parser.pos != parser.bytes.len() {
+        bail!("trailing characters at byte {}", parser.pos);
+    }
+    Ok(value)
+}
+
+struct JsonParser<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl JsonParser<'_> {
+    const MAX_DEPTH: usize = 64;
+
+    fn skip_whitespace(&mut self) {
+        while self
+            .bytes
+            .get(self.pos)
+            .is_some_and(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+        {
+            self.pos += 1;
+        }
+    }
+
+    fn peek(&mut self) -> Option<u8> {
+        self.skip_whitespace();
+        self.bytes.get(self.pos).copied()
+    }
+
+    fn expect(&mut self, byte: u8) -> Result<()> {
+        if self.peek() != Some(byte) {
+            bail!("expected {:?} at byte {}", byte as char, self.pos);
+        }
+        self.pos += 1;
+        Ok(())
+    }
+
+    fn literal(&mut self, word: &str, value: Json) -> Result<Json> {
+        if !self.bytes[self.pos..].starts_with(word.as_bytes()) {
+            bail!("bad literal at byte {}", self.pos);
+        }
+        self.pos += word.len();
+        Ok(value)
+    }
+
+    fn value(&mut self, depth: usize) -> Result<Json> {
+        if depth > Self::MAX_DEPTH {
+            bail!("JSON nested too deeply");
+        }
+        match self.peek() {
+            Some(b'{') => {
+                self.pos += 1;
+                let mut members = Vec::new();
+                if self.peek() == Some(b'}') {
+                    self.pos += 1;
+                    return Ok(Json::Object(members));
+                }
+                loop {
+                    if self.peek() != Some(b'"') {
+                        bail!("expected a key at byte {}", self.pos);
+                    }
+                    let key = self.string()?;
+                    self.expect(b':')?;
+                    members.push((key, self.value(depth + 1)?));
+                    match self.peek() {
+                        Some(b',') => self.pos += 1,
+                        Some(b'}') => {
+                            self.pos += 1;
+                            return Ok(Json::Object(members));
+                        }
+                        _ => bail!("expected ',' or '}}' at byte {}", self.pos),
+                    }
+                }
+            }
+            Some(b'[') => {
+                self.pos += 1;
+                let mut items = Vec::new();
+                if self.peek() == Some(b']') {
+                    self.pos += 1;
+                    return Ok(Json::Array(items));
+                }
+                loop {
+                    items.push(self.value(depth + 1)?);
+                    match self.peek() {
+                        Some(b',') => self.pos += 1,
+                        Some(b']') => {
+                            self.pos += 1;
+                            return Ok(Json::Array(items));
+                        }
+                        _ => bail!("expected ',' or ']' at byte {}", self.pos),
+                    }
+                }
+            }
+            Some(b'"') => Ok(Json::String(self.string()?)),
+            Some(b't') => self.literal("true", Json::Bool(true)),
+            Some(b'f') => self.literal("false", Json::Bool(false)),
+            Some(b'n') => self.literal("null", Json::Null),
+            Some(b'-' | b'0'..=b'9') => {
+                let start = self.pos;
+                while self
+                    .bytes
+                    .get(self.pos)
+                    .is_some_and(|b| matches!(b, b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9'))
+                {
+                    self.pos += 1;
+                }
+                let text = std::str::from_utf8(&self.bytes[start..self.pos])?;
+                let number = text
+                    .parse::<f64>()
+                    .map_err(|_| anyhow!("bad number {text:?} at byte {start}"))?;
+                Ok(Json::Number(number))
+            }
+            Some(_) => bail!("unexpected character at byte {}", self.pos),
+            None => bail!("unexpected end of JSON"),
+        }
+    }
+
+    /// A string; `self.pos` is at its opening quote.
+    fn string(&mut self) -> Result<String> {
+        self.pos += 1;
+        let mut out = Vec::new();
+        loop {
+            let Some(&byte) = self.bytes.get(self.pos) else {
+                bail!("unterminated string");
+            };
+            self.pos += 1;
+            match byte {
+                b'"' => return Ok(String::from_utf8(out)?),
+                b'\\' => {
+                    let Some(&escape) = self.bytes.get(self.pos) else {
+                        bail!("unterminated string");
+                    };
+                    self.pos += 1;
+                    let c = match escape {
+                        b'"' => '"',
+                        b'\\' => '\\',
+                        b'/' => '/',
+                        b'b' => '\u{8}',
+                        b'f' => '\u{c}',
+                        b'n' => '\n',
+                        b'r' => '\r',
+                        b't' => '\t',
+                        b'u' => self.unicode_escape()?,
+                        _ => bail!("bad escape at byte {}", self.pos - 1),
+                    };
+                    let mut buffer = [0u8; 4];
+                    out.extend_from_slice(c.encode_utf8(&mut buffer).as_bytes());
+                }
+                byte if byte < 0x20 => bail!("control character in a string at byte {}", self.pos - 1),
+                byte => out.push(byte),
+            }
+        }
+    }
+
+    /// After `\u`: four hex digits, and a low surrogate's escape after a high one.
+    fn unicode_escape(&mut self) -> Result<char> {
+        let first = self.hex4()?;
+        let code = if (0xd800..0xdc00).contains(&first) {
+            if !self.bytes[self.pos..].starts_with(b"\\u") {
+                bail!("lone high surrogate at byte {}", self.pos);
+            }
+            self.pos += 2;
+            let second = self.hex4()?;
+            if !(0xdc00..0xe000).contains(&second) {
+                bail!("bad low surrogate at byte {}", self.pos);
+            }
+            0x10000 + ((first - 0xd800) << 10) + (second - 0xdc00)
+        } else {
+            first
+        };
+        char::from_u32(code).ok_or_else(|| anyhow!("bad \\u escape before byte {}", self.pos))
+    }
+
+    fn hex4(&mut self) -> Result<u32> {
+        let digits = self
+            .bytes
+            .get(self.pos..self.pos + 4)
+            .ok_or_else(|| anyhow!("truncated \\u escape"))?;
+        let text = std::str::from_utf8(digits)?;
+        let code = u32::from_str_radix(text, 16).map_err(|_| anyhow!("bad \\u escape {text:?}"))?;
+        self.pos += 4;
+        Ok(code)
+    }
 }
 
 /// FNV-1a, 64 bit: stable across Rust versions (unlike `DefaultHasher`).
@@ -818,17 +1132,57 @@ mod tests {
 
     #[test]
     fn http_responses_parse() {
-        let raw = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 12\r\n\r\n{\"count\": 7}";
+        let raw =
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 12\r\n\r\n{\"count\": 7}";
         let (status, body) = parse_http_response(raw).unwrap();
         assert_eq!(status, 200);
         assert_eq!(parse_count(&body).unwrap(), 7);
         let chunked = b"HTTP/1.1 404 NOT FOUND\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n";
-        assert_eq!(
-            parse_http_response(chunked).unwrap(),
-            (404, "abcde".to_string())
-        );
+        assert_eq!(parse_http_response(chunked).unwrap(), (404, "abcde".to_string()));
         assert!(parse_http_response(b"HTTP/1.1 200 OK\r\n").is_err());
         assert!(parse_count("{\"ok\": true}").is_err());
+    }
+
+    #[test]
+    fn invocation_answers_parse() {
+        let body = r#"{"invocations": [{"account": "111122223333", "function": "fn", "payload": "{\"a\": \"\u00e9\\n\ud83d\ude00\"}", "qualifier": null, "time": 1.5e9, "ok": true}, {"payload": ""}]}"#;
+        assert_eq!(
+            parse_invocation_payloads(body).unwrap(),
+            vec!["{\"a\": \"\u{e9}\\n\u{1f600}\"}".to_string(), String::new()]
+        );
+        assert_eq!(
+            parse_invocation_payloads(r#"{"invocations": []}"#).unwrap(),
+            Vec::<String>::new()
+        );
+        assert!(parse_invocation_payloads(r#"{"invocations": [{"payload": 1}]}"#).is_err());
+        assert!(parse_invocation_payloads(r#"{"error": "x"}"#).is_err());
+        let arn =
+            parse_json(r#" {"arn":"arn:aws:lambda:us-west-2:111122223333:function:f","created":false} "#)
+                .unwrap();
+        assert_eq!(
+            arn.get("arn").and_then(Json::as_str),
+            Some("arn:aws:lambda:us-west-2:111122223333:function:f")
+        );
+        assert_eq!(arn.get("created"), Some(&Json::Bool(false)));
+        assert_eq!(
+            parse_json("[-1.25, null, {}]").unwrap(),
+            Json::Array(vec![Json::Number(-1.25), Json::Null, Json::Object(vec![])])
+        );
+        for bad in [
+            "",
+            "{",
+            "[1,]",
+            r#"{"a" 1}"#,
+            r#""\ud800""#,
+            r#""\x""#,
+            "nul",
+            "[1] 2",
+            "\"a\nb\"",
+        ] {
+            assert!(parse_json(bad).is_err(), "{bad:?}");
+        }
+        let deep = "[".repeat(100) + &"]".repeat(100);
+        assert!(parse_json(&deep).is_err());
     }
 
     #[test]
@@ -862,6 +1216,32 @@ mod tests {
         }
         assert!(!dir.join("dm_emulator/plugins/removed_plugin.py").exists());
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn package_directories_are_per_version_and_old_ones_pruned() {
+        let hash = package_hash();
+        assert_eq!(hash.len(), 16);
+        let root = std::env::temp_dir().join(format!("dm-emulator-prune-test-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let venv = root.join("venv");
+        fs::create_dir_all(venv.join("bin")).unwrap();
+        fs::write(venv.join("pyvenv.cfg"), "").unwrap();
+        let current = package_dir_for(&venv.join("bin/python"));
+        assert_eq!(current, venv.join(PACKAGE_DIR).join(&hash));
+        write_package(&current).unwrap();
+        assert!(current.join(LAST_USED).is_file());
+        let other = venv.join(PACKAGE_DIR).join("0123456789abcdef");
+        let unrelated = venv.join(PACKAGE_DIR).join("dm_emulator");
+        fs::create_dir_all(&other).unwrap();
+        fs::create_dir_all(&unrelated).unwrap();
+        prune_old_packages(&venv.join(PACKAGE_DIR), Duration::from_secs(3600));
+        assert!(other.exists(), "recently used");
+        prune_old_packages(&venv.join(PACKAGE_DIR), Duration::ZERO);
+        assert!(!other.exists());
+        assert!(current.exists(), "the current version stays");
+        assert!(unrelated.exists(), "not a version directory");
+        fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]

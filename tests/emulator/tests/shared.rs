@@ -6,15 +6,22 @@ use std::net::TcpStream;
 
 use emulator::{fresh_account, shared, FaultRule};
 
-/// Sends an awsQuery request as `account`; returns (status, body).
-fn query(service: &str, account: &str, body: &str) -> (u16, String) {
+/// Sends a request signed (in looks only) as `account` for `service` in
+/// `region`; returns (status, headers in lower case, body).
+fn send(
+    service: &str,
+    region: &str,
+    account: &str,
+    request_line: &str,
+    extra_headers: &str,
+    body: &str,
+) -> (u16, String, String) {
     let endpoint = shared().endpoint();
     let authority = endpoint.strip_prefix("http://").unwrap();
     let mut stream = TcpStream::connect(authority).unwrap();
     let request = format!(
-        "POST / HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\
-         Content-Type: application/x-www-form-urlencoded; charset=utf-8\r\n\
-         Authorization: AWS4-HMAC-SHA256 Credential={account}/20260101/us-east-1/{service}/aws4_request, SignedHeaders=host, Signature=x\r\n\
+        "{request_line} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n{extra_headers}\
+         Authorization: AWS4-HMAC-SHA256 Credential={account}/20260101/{region}/{service}/aws4_request, SignedHeaders=host, Signature=x\r\n\
          Content-Length: {}\r\n\r\n{body}",
         body.len()
     );
@@ -22,8 +29,35 @@ fn query(service: &str, account: &str, body: &str) -> (u16, String) {
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     let status = response.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = response.split_once("\r\n\r\n").unwrap().1.to_string();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    (status, head.to_ascii_lowercase(), body.to_string())
+}
+
+/// Sends an awsQuery request as `account`; returns (status, body).
+fn query(service: &str, account: &str, body: &str) -> (u16, String) {
+    let (status, _, body) = send(
+        service,
+        "us-east-1",
+        account,
+        "POST /",
+        "Content-Type: application/x-www-form-urlencoded; charset=utf-8\r\n",
+        body,
+    );
     (status, body)
+}
+
+/// Lambda `Invoke` with `X-Amz-Invocation-Type: Event`, as the SDKs send it
+/// (an ARN's colons percent-encoded in the path); returns (status, headers, body).
+fn invoke_event(region: &str, account: &str, function: &str, payload: &str) -> (u16, String, String) {
+    let function = function.replace(':', "%3A");
+    send(
+        "lambda",
+        region,
+        account,
+        &format!("POST /2015-03-31/functions/{function}/invocations"),
+        "X-Amz-Invocation-Type: Event\r\n",
+        payload,
+    )
 }
 
 fn describe_groups(account: &str) -> (u16, String) {
@@ -68,10 +102,7 @@ fn fault_then_pass_and_counts_round_trip() {
     }
     let (status, body) = describe_groups(&account);
     assert_eq!(status, 200, "{body}");
-    assert!(
-        body.contains("<DescribeAutoScalingGroupsResponse"),
-        "{body}"
-    );
+    assert!(body.contains("<DescribeAutoScalingGroupsResponse"), "{body}");
 
     let count = |account: Option<&str>| {
         emulator
@@ -122,16 +153,9 @@ fn faults_for_one_account_spare_another() {
 #[test]
 fn twelve_digit_keys_are_accounts() {
     let account = fresh_account();
-    let (status, body) = query(
-        "sts",
-        &account,
-        "Action=GetCallerIdentity&Version=2011-06-15",
-    );
+    let (status, body) = query("sts", &account, "Action=GetCallerIdentity&Version=2011-06-15");
     assert_eq!(status, 200, "{body}");
-    assert!(
-        body.contains(&format!("<Account>{account}</Account>")),
-        "{body}"
-    );
+    assert!(body.contains(&format!("<Account>{account}</Account>")), "{body}");
 }
 
 #[test]
@@ -147,6 +171,68 @@ fn bad_rules_are_reported() {
         })
         .unwrap_err();
     assert!(format!("{err:#}").contains("400"), "{err:#}");
+}
+
+#[test]
+fn event_invocations_of_a_stub_function_are_recorded_not_run() {
+    let emulator = shared();
+    let account = fresh_account();
+    let arn = emulator
+        .create_function(&account, "us-west-2", "okera-dm-reconciler")
+        .unwrap();
+    assert_eq!(
+        arn,
+        format!("arn:aws:lambda:us-west-2:{account}:function:okera-dm-reconciler")
+    );
+    assert_eq!(
+        emulator
+            .create_function(&account, "us-west-2", "okera-dm-reconciler")
+            .unwrap(),
+        arn,
+        "creating it again keeps it"
+    );
+
+    let first = r#"{"trigger":"schedule"}"#;
+    let second = r#"{"reason":"tick \"\u00e9\" é","n":[1,2]}"#;
+    for (function, payload) in [("okera-dm-reconciler", first), (arn.as_str(), second)] {
+        let (status, headers, body) = invoke_event("us-west-2", &account, function, payload);
+        assert_eq!(status, 202, "{headers}\n{body}");
+        assert_eq!(body, "", "{headers}");
+        assert!(headers.contains("\r\ncontent-length: 0"), "{headers}");
+    }
+    assert_eq!(
+        emulator.invocations(&account, "okera-dm-reconciler").unwrap(),
+        vec![first.to_string(), second.to_string()]
+    );
+    assert_eq!(emulator.invocations(&account, &arn).unwrap().len(), 2);
+    assert!(emulator.invocations(&account, "other").unwrap().is_empty());
+    assert!(emulator
+        .invocations(&fresh_account(), "okera-dm-reconciler")
+        .unwrap()
+        .is_empty());
+
+    // A missing function (other name, other region, other account) is a 404, as before.
+    for (region, account, function) in [
+        ("us-west-2", account.as_str(), "missing"),
+        ("us-east-1", account.as_str(), "okera-dm-reconciler"),
+        ("us-west-2", fresh_account().as_str(), "okera-dm-reconciler"),
+    ] {
+        let (status, _, body) = invoke_event(region, account, function, "{}");
+        assert_eq!(status, 404, "{body}");
+        assert!(body.contains("ResourceNotFoundException"), "{body}");
+    }
+    assert_eq!(emulator.invocations(&account, &arn).unwrap().len(), 2);
+}
+
+#[test]
+fn bad_stub_functions_are_reported() {
+    let emulator = shared();
+    let err = emulator.create_function("12", "us-west-2", "fn").unwrap_err();
+    assert!(format!("{err:#}").contains("HTTP 400"), "{err:#}");
+    let err = emulator
+        .create_function(&fresh_account(), "us-west-2", "bad name")
+        .unwrap_err();
+    assert!(format!("{err:#}").contains("HTTP 400"), "{err:#}");
 }
 
 /// A private emulator (reset is global, so not on the shared one).
@@ -171,10 +257,7 @@ fn own_emulator_resets_and_dies_on_drop() {
         account: None,
     })
     .unwrap();
-    assert_eq!(
-        own.request_count(None, "sts", "GetCallerIdentity").unwrap(),
-        0
-    );
+    assert_eq!(own.request_count(None, "sts", "GetCallerIdentity").unwrap(), 0);
     own.reset_faults().unwrap();
     drop(own);
     assert!(

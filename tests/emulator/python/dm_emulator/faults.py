@@ -18,9 +18,15 @@ Control routes (same server, JSON):
 ``GET /_dm/count?service=S&action=X[&account=A]``
     ``{"count": n}`` for one ``service:action``.
 ``POST /_dm/reset[?account=A]``
-    Clears faults and counts (only that account's, if given).
+    Clears faults and counts (only that account's, if given), and whatever
+    the plugins registered with ``add_reset_hook`` clears (e.g. recorded
+    Lambda invocations).
 ``GET /_dm/health``
     ``{"ok": true}``.
+
+Plugins add their own routes with ``add_control_route`` (e.g.
+``/_dm/lambda/...`` from ``plugins.lambda_async_invoke``); they are listed in
+the plugin's docstring.
 
 The service is the SigV4 credential scope's service
 (``Credential=AKID/date/region/SERVICE/aws4_request``); the action is the
@@ -55,6 +61,23 @@ _SCOPE = re.compile(r"Credential=[^/,\s]*/[^/,\s]*/[^/,\s]*/([^/,\s]+)/")
 _REST_XML = {"s3", "s3-control", "route53", "cloudfront"}
 _DEFAULT_MESSAGE = "Fault injected by dm_emulator"
 _PARAMS_KEY = "dm_emulator.params"
+
+# (params of the query string, request body) -> (HTTP status, JSON payload).
+# A ValueError means a bad request (400, its text as the error).
+ControlHandler = Callable[[dict[str, str], bytes], tuple[int, Any]]
+_EXTRA_ROUTES: dict[tuple[str, str], ControlHandler] = {}
+# name -> hook(account or None), run by POST /_dm/reset after the faults' reset.
+_RESET_HOOKS: dict[str, Callable[[str | None], None]] = {}
+
+
+def add_control_route(method: str, route: str, handler: ControlHandler) -> None:
+    """Serves ``METHOD /_dm/<route>`` with ``handler``; registering again replaces it."""
+    _EXTRA_ROUTES[(method.upper(), route.strip("/"))] = handler
+
+
+def add_reset_hook(name: str, hook: Callable[[str | None], None]) -> None:
+    """Runs ``hook(account)`` on every ``POST /_dm/reset`` (``None``: all accounts)."""
+    _RESET_HOOKS[name] = hook
 
 
 @dataclass
@@ -363,9 +386,19 @@ class FaultsMiddleware:
             if route == "reset" and method == "POST":
                 _read_body(environ)
                 self.state.reset(account)
+                for hook in list(_RESET_HOOKS.values()):
+                    hook(account)
                 if self.log:
                     sys.stderr.write(f"{time.strftime('%H:%M:%S')} reset (account {account or 'all'})\n")
                 return _json(start_response, 200, {"ok": True})
+            handler = _EXTRA_ROUTES.get((method, route.strip("/")))
+            if handler is not None:
+                body = _read_body(environ)
+                try:
+                    status, payload = handler(params, body)
+                except ValueError as err:  # includes bad JSON and bad UTF-8
+                    return _json(start_response, 400, {"error": str(err)})
+                return _json(start_response, status, payload)
         except Exception as err:  # noqa: BLE001 - report, never kill the server thread
             return _json(start_response, 500, {"error": repr(err)})
         return _json(start_response, 404, {"error": f"no route {method} {CONTROL_PREFIX}{route}"})

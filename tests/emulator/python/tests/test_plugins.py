@@ -342,3 +342,168 @@ def test_exits_when_stdin_closes() -> None:
         proc.kill()
         pytest.fail("emulator kept running after stdin closed")
     assert proc.returncode == 0
+
+
+# ---------------------------------------------------------------------------
+# lambda_async_invoke
+
+
+def make_function(endpoint: str, account: str, name: str, region: str = "us-east-1") -> str:
+    status, body = control(endpoint, "POST", "lambda/functions", {"account": account, "region": region, "name": name})
+    assert status == 200, body
+    assert isinstance(body, dict)
+    return str(body["arn"])
+
+
+def recorded(endpoint: str, query: str) -> list[dict]:  # type: ignore[type-arg]
+    status, body = control(endpoint, "GET", f"lambda/invocations?{query}")
+    assert status == 200, body
+    assert isinstance(body, dict)
+    return list(body["invocations"])
+
+
+def test_stub_function_is_created_once_with_its_role(endpoint: str) -> None:
+    account = fresh_account()
+    arn = make_function(endpoint, account, "okera-dm-reconciler", region="us-west-2")
+    assert arn == f"arn:aws:lambda:us-west-2:{account}:function:okera-dm-reconciler"
+    again = control(
+        endpoint,
+        "POST",
+        "lambda/functions",
+        {"account": account, "region": "us-west-2", "name": "okera-dm-reconciler"},
+    )
+    assert again == (200, {"arn": arn, "created": False})
+    make_function(endpoint, account, "second", region="us-west-2")  # the role exists by now
+
+    lam = boto3.client(
+        "lambda",
+        endpoint_url=endpoint,
+        region_name="us-west-2",
+        aws_access_key_id=account,
+        aws_secret_access_key="secret",
+    )
+    config = lam.get_function(FunctionName="okera-dm-reconciler")["Configuration"]
+    assert config["FunctionArn"] == arn
+    assert config["Role"] == f"arn:aws:iam::{account}:role/dm-emulator-lambda-stub"
+    role = client(endpoint, "iam", account).get_role(RoleName="dm-emulator-lambda-stub")["Role"]
+    assert role["Arn"] == config["Role"]
+    # Only in that account and region.
+    with pytest.raises(ClientError):
+        client(endpoint, "lambda", account).get_function(FunctionName="okera-dm-reconciler")
+    with pytest.raises(ClientError):
+        client(endpoint, "lambda", fresh_account()).get_function(FunctionName="okera-dm-reconciler")
+
+
+def test_event_invoke_answers_202_empty_and_is_recorded(endpoint: str) -> None:
+    account = fresh_account()
+    arn = make_function(endpoint, account, "fn")
+    lam = client(endpoint, "lambda", account)
+    first = lam.invoke(FunctionName="fn", InvocationType="Event", Payload=b'{"run": 1}')
+    assert first["StatusCode"] == 202
+    assert first["Payload"].read() == b""
+    assert "FunctionError" not in first
+    second = lam.invoke(FunctionName=arn, InvocationType="Event", Payload='{"run": "\u00e9"}'.encode())
+    assert second["StatusCode"] == 202
+    assert second["Payload"].read() == b""
+
+    found = recorded(endpoint, f"account={account}&function=fn")
+    assert [(i["function"], i["payload"], i["region"]) for i in found] == [
+        ("fn", '{"run": 1}', "us-east-1"),
+        (arn, '{"run": "\u00e9"}', "us-east-1"),
+    ]
+    assert all(i["account"] == account and i["function_arn"] == arn for i in found)
+    assert found[0]["time"] <= found[1]["time"]
+    assert recorded(endpoint, f"account={account}&function={arn}") == found
+    assert recorded(endpoint, f"account={account}&function=other") == []
+    assert recorded(endpoint, f"account={fresh_account()}") == []
+
+
+def test_event_invoke_of_a_missing_function_is_404_and_not_recorded(endpoint: str) -> None:
+    account = fresh_account()
+    make_function(endpoint, account, "exists")
+    with pytest.raises(ClientError) as caught:
+        client(endpoint, "lambda", account).invoke(FunctionName="missing", InvocationType="Event", Payload=b"{}")
+    assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+    assert caught.value.response["Error"]["Code"] == "ResourceNotFoundException"
+    # A function of another account is missing too.
+    with pytest.raises(ClientError) as caught:
+        client(endpoint, "lambda", fresh_account()).invoke(FunctionName="exists", InvocationType="Event", Payload=b"{}")
+    assert caught.value.response["Error"]["Code"] == "ResourceNotFoundException"
+    assert recorded(endpoint, f"account={account}") == []
+
+
+def test_event_invoke_with_a_payload_that_is_not_json_is_rejected(endpoint: str) -> None:
+    account = fresh_account()
+    make_function(endpoint, account, "fn")
+    with pytest.raises(ClientError) as caught:
+        client(endpoint, "lambda", account).invoke(FunctionName="fn", InvocationType="Event", Payload=b"not json")
+    assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert caught.value.response["Error"]["Code"] == "InvalidRequestContentException"
+    assert recorded(endpoint, f"account={account}") == []
+
+
+def test_request_response_invoke_keeps_moto_behaviour(endpoint: str) -> None:
+    account = fresh_account()
+    make_function(endpoint, account, "fn")
+    lam = client(endpoint, "lambda", account)
+    # moto runs the function in Docker (absent here: an error as the result),
+    # in any case not an empty 202, and nothing is recorded.
+    result = lam.invoke(FunctionName="fn", InvocationType="RequestResponse", Payload=b"{}")
+    assert result["StatusCode"] == 200
+    dry = lam.invoke(FunctionName="fn", InvocationType="DryRun", Payload=b"{}")
+    assert dry["StatusCode"] == 204
+    with pytest.raises(ClientError) as caught:
+        lam.invoke(FunctionName="missing", InvocationType="RequestResponse", Payload=b"{}")
+    assert caught.value.response["Error"]["Code"] == "ResourceNotFoundException"
+    assert recorded(endpoint, f"account={account}") == []
+
+
+def test_lambda_faults_use_the_http_method_as_action(endpoint: str) -> None:
+    account = fresh_account()
+    make_function(endpoint, account, "fn")
+    rule = {"service": "lambda", "action": "POST", "status": 429, "code": "TooManyRequestsException"}
+    control(endpoint, "POST", "faults", {**rule, "count": 1, "account": account})
+    lam = client(endpoint, "lambda", account)
+    with pytest.raises(ClientError) as caught:
+        lam.invoke(FunctionName="fn", InvocationType="Event", Payload=b"{}")
+    assert caught.value.response["Error"]["Code"] == "TooManyRequestsException"
+    assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 429
+    assert recorded(endpoint, f"account={account}") == []
+    assert lam.invoke(FunctionName="fn", InvocationType="Event", Payload=b"{}")["StatusCode"] == 202
+    assert len(recorded(endpoint, f"account={account}")) == 1
+
+
+def test_bad_stub_function_requests_are_rejected(endpoint: str) -> None:
+    good = {"account": fresh_account(), "region": "us-east-1", "name": "fn"}
+    for bad in (
+        {**good, "account": "12"},
+        {**good, "region": "mars-north-1"},
+        {**good, "name": "bad name"},
+        {**good, "extra": 1},
+        {"account": good["account"]},
+        [],
+    ):
+        status, body = control(endpoint, "POST", "lambda/functions", bad)
+        assert status == 400, bad
+        assert "error" in body  # type: ignore[operator]
+
+
+def test_reset_clears_recorded_invocations_per_account_or_all() -> None:
+    proc, url = start_emulator()  # own server: reset is global
+    try:
+        a, b = fresh_account(), fresh_account()
+        for account in (a, b):
+            make_function(url, account, "fn")
+            client(url, "lambda", account).invoke(FunctionName="fn", InvocationType="Event", Payload=b"{}")
+        assert len(recorded(url, "function=fn")) == 2
+        assert control(url, "POST", f"reset?account={a}", {}) == (200, {"ok": True})
+        assert recorded(url, f"account={a}") == []
+        assert len(recorded(url, f"account={b}")) == 1
+        assert control(url, "POST", "reset", {}) == (200, {"ok": True})
+        assert recorded(url, "") == []
+        # The functions themselves stay.
+        client(url, "lambda", a).invoke(FunctionName="fn", InvocationType="Event", Payload=b"{}")
+        assert len(recorded(url, f"account={a}")) == 1
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
