@@ -19,11 +19,26 @@ pub struct ApiError {
 
 impl ApiError {
     fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, field: None, message: message.into() }
+        ApiError {
+            status,
+            code,
+            field: None,
+            message: message.into(),
+        }
     }
 
-    pub fn field(status: StatusCode, code: &'static str, field: impl Into<String>, message: impl Into<String>) -> Self {
-        ApiError { status, code, field: Some(field.into()), message: message.into() }
+    pub fn field(
+        status: StatusCode,
+        code: &'static str,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        ApiError {
+            status,
+            code,
+            field: Some(field.into()),
+            message: message.into(),
+        }
     }
 
     pub fn unauthenticated(message: impl Into<String>) -> Self {
@@ -47,7 +62,11 @@ impl ApiError {
     }
 
     pub fn unsupported_media_type(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "UNSUPPORTED_MEDIA_TYPE", message)
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UNSUPPORTED_MEDIA_TYPE",
+            message,
+        )
     }
 
     pub fn malformed(message: impl Into<String>) -> Self {
@@ -64,7 +83,11 @@ impl ApiError {
             source = s.source();
         }
         tracing::error!(error = %chain, "internal error");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "internal error; the DM's log has the cause")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL",
+            "internal error; the DM's log has the cause",
+        )
     }
 }
 

@@ -28,15 +28,21 @@ pub struct JsonBody<T> {
 
 impl<T> JsonBody<T> {
     pub fn write_ctx(&self, caller: &Caller) -> WriteCtx {
-        WriteCtx { principal: caller.name.clone(), idempotency: self.idempotency.clone() }
+        WriteCtx {
+            principal: caller.name.clone(),
+            idempotency: self.idempotency.clone(),
+        }
     }
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    let Some(raw) = headers.get("idempotency-key") else { return Ok(None) };
-    let key = raw.to_str().ok().filter(|k| {
-        !k.is_empty() && k.len() <= MAX_KEY && k.bytes().all(|b| b.is_ascii_graphic())
-    });
+    let Some(raw) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = raw
+        .to_str()
+        .ok()
+        .filter(|k| !k.is_empty() && k.len() <= MAX_KEY && k.bytes().all(|b| b.is_ascii_graphic()));
     match key {
         Some(k) => Ok(Some(k.to_owned())),
         None => Err(ApiError::field(
@@ -49,25 +55,56 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 }
 
 /// The write context of a request that has no body (DELETE).
-pub fn write_ctx_without_body(caller: &Caller, headers: &HeaderMap, method: &str, path: &str) -> Result<WriteCtx, ApiError> {
-    let idempotency = idempotency_key(headers)?
-        .map(|k| (k, request_fingerprint(method, path, &serde_json::Value::Null)));
-    Ok(WriteCtx { principal: caller.name.clone(), idempotency })
+pub fn write_ctx_without_body(
+    caller: &Caller,
+    headers: &HeaderMap,
+    method: &str,
+    path: &str,
+) -> Result<WriteCtx, ApiError> {
+    let idempotency =
+        idempotency_key(headers)?.map(|k| (k, request_fingerprint(method, path, &serde_json::Value::Null)));
+    Ok(WriteCtx {
+        principal: caller.name.clone(),
+        idempotency,
+    })
 }
 
 /// Turns serde's message into the field at fault and our error code.
 fn shape_error(path: &str, message: &str) -> ApiError {
     let quoted = message.split('`').nth(1).map(str::to_owned);
-    let prefix = if path == "." || path.is_empty() { String::new() } else { format!("{path}.") };
+    let prefix = if path == "." || path.is_empty() {
+        String::new()
+    } else {
+        format!("{path}.")
+    };
     if message.starts_with("unknown field") {
         let field = format!("{prefix}{}", quoted.unwrap_or_default());
-        ApiError::field(StatusCode::BAD_REQUEST, "UNKNOWN_FIELD", field.clone(), format!("{field} is not a field of this request; {message}"))
+        ApiError::field(
+            StatusCode::BAD_REQUEST,
+            "UNKNOWN_FIELD",
+            field.clone(),
+            format!("{field} is not a field of this request; {message}"),
+        )
     } else if message.starts_with("missing field") {
         let field = format!("{prefix}{}", quoted.unwrap_or_default());
-        ApiError::field(StatusCode::BAD_REQUEST, "MISSING_FIELD", field.clone(), format!("{field} is required"))
+        ApiError::field(
+            StatusCode::BAD_REQUEST,
+            "MISSING_FIELD",
+            field.clone(),
+            format!("{field} is required"),
+        )
     } else {
-        let field = if path == "." { String::new() } else { path.to_owned() };
-        ApiError::field(StatusCode::BAD_REQUEST, "INVALID_FIELD", field.clone(), format!("{field}: {message}"))
+        let field = if path == "." {
+            String::new()
+        } else {
+            path.to_owned()
+        };
+        ApiError::field(
+            StatusCode::BAD_REQUEST,
+            "INVALID_FIELD",
+            field.clone(),
+            format!("{field}: {message}"),
+        )
     }
 }
 
@@ -76,8 +113,17 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
         let (parts, body) = req.into_parts();
-        let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-        let mime = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        let content_type = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let mime = content_type
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
         if mime != "application/json" {
             return Err(ApiError::unsupported_media_type(format!(
                 "the body must be JSON with Content-Type: application/json, got {:?}",
@@ -94,8 +140,16 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
             let path = e.path().to_string();
             shape_error(&path, &e.inner().to_string())
         })?;
-        let idempotency = key.map(|k| (k, request_fingerprint(parts.method.as_str(), parts.uri.path(), &value)));
-        Ok(JsonBody { value: parsed, idempotency })
+        let idempotency = key.map(|k| {
+            (
+                k,
+                request_fingerprint(parts.method.as_str(), parts.uri.path(), &value),
+            )
+        });
+        Ok(JsonBody {
+            value: parsed,
+            idempotency,
+        })
     }
 }
 
@@ -106,6 +160,11 @@ pub fn parse_id(raw: &str) -> Result<i64, ApiError> {
 
 pub fn parse_id_field(field: &str, raw: &str) -> Result<i64, ApiError> {
     raw.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| {
-        ApiError::field(StatusCode::BAD_REQUEST, "INVALID_FIELD", field, format!("{field} must be a positive whole number, got {raw:?}"))
+        ApiError::field(
+            StatusCode::BAD_REQUEST,
+            "INVALID_FIELD",
+            field,
+            format!("{field} must be a positive whole number, got {raw:?}"),
+        )
     })
 }

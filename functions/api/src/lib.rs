@@ -16,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
 use serde_json::json;
+use shared::cloud::Functions;
 use shared::domain::{ClusterUpdate, ProposedCluster, ProposedEnvironment};
 use shared::store::{Role, Store, Submitted};
 use shared::workflows::commands::{self, Limits};
@@ -33,6 +34,21 @@ pub type Kick = Arc<dyn Fn(Target) -> BoxFuture + Send + Sync>;
 /// The future a [`Kick`] returns.
 pub type BoxFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
+/// The kick of the Lambda deployment: an asynchronous invoke of the reconciler
+/// function with the target's event. A lost wake-up only delays the change until
+/// the next scheduled run, so a failure is logged, not returned.
+pub fn wake_by_invoke<F: Functions + 'static>(functions: Arc<F>, reconciler: String) -> Kick {
+    Arc::new(move |target: Target| {
+        let (functions, reconciler) = (functions.clone(), reconciler.clone());
+        Box::pin(async move {
+            let payload = target.event().to_string().into_bytes();
+            if let Err(e) = functions.invoke_async(&reconciler, payload).await {
+                tracing::warn!(error = %e, ?target, "could not wake the reconciler; the schedule will");
+            }
+        })
+    })
+}
+
 /// What every handler shares.
 #[derive(Clone)]
 pub struct AppState {
@@ -46,9 +62,15 @@ pub fn router(state: AppState) -> Router {
     let v1 = Router::new()
         .route("/status", get(status))
         .route("/environments", get(list_environments).post(create_environment))
-        .route("/environments/{id}", get(get_environment).delete(delete_environment))
+        .route(
+            "/environments/{id}",
+            get(get_environment).delete(delete_environment),
+        )
         .route("/clusters", get(list_clusters).post(create_cluster))
-        .route("/clusters/{id}", get(get_cluster).patch(update_cluster).delete(delete_cluster))
+        .route(
+            "/clusters/{id}",
+            get(get_cluster).patch(update_cluster).delete(delete_cluster),
+        )
         .route("/operations/{id}", get(get_operation));
     Router::new()
         .nest("/v1", v1)
@@ -58,7 +80,11 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Every request needs a bearer token; the token's role decides what it may do.
-async fn authenticate(State(state): State<AppState>, mut req: axum::extract::Request, next: Next) -> Response {
+async fn authenticate(
+    State(state): State<AppState>,
+    mut req: axum::extract::Request,
+    next: Next,
+) -> Response {
     let token = req
         .headers()
         .get(axum::http::header::AUTHORIZATION)
@@ -67,8 +93,10 @@ async fn authenticate(State(state): State<AppState>, mut req: axum::extract::Req
         .map(str::trim)
         .filter(|t| !t.is_empty());
     let Some(token) = token else {
-        return ApiError::unauthenticated("a bearer token is required: set OCADM_TOKEN (dm-local up prints one)")
-            .into_response();
+        return ApiError::unauthenticated(
+            "a bearer token is required: set OCADM_TOKEN (dm-local up prints one)",
+        )
+        .into_response();
     };
     let caller = match state.store.authenticate(token).await {
         Ok(Some((name, role))) => Caller { name, role },
@@ -133,10 +161,15 @@ async fn create_environment(
 
 async fn list_environments(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     let envs = state.store.list_environments().await?;
-    Ok(Json(json!({ "environments": envs.iter().map(views::environment).collect::<Vec<_>>() })))
+    Ok(Json(
+        json!({ "environments": envs.iter().map(views::environment).collect::<Vec<_>>() }),
+    ))
 }
 
-async fn get_environment(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn get_environment(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let env = state.store.get_environment(parse_id(&id)?).await?;
     Ok(Json(views::environment(&env)))
 }
@@ -147,7 +180,8 @@ async fn delete_environment(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let ctx = extract::write_ctx_without_body(&caller, &headers, "DELETE", &format!("/v1/environments/{id}"))?;
+    let ctx =
+        extract::write_ctx_without_body(&caller, &headers, "DELETE", &format!("/v1/environments/{id}"))?;
     let submitted = commands::delete_environment(&state.store, &ctx, parse_id(&id)?).await?;
     let env = state.store.get_environment(submitted.target_id).await?;
     Ok(accepted(&state, submitted, "environment", views::environment(&env)).await)
@@ -181,10 +215,15 @@ async fn list_clusters(
         .map(|raw| extract::parse_id_field("environmentId", raw))
         .transpose()?;
     let clusters = state.store.list_clusters(env).await?;
-    Ok(Json(json!({ "clusters": clusters.iter().map(|c| views::cluster(c, None)).collect::<Vec<_>>() })))
+    Ok(Json(
+        json!({ "clusters": clusters.iter().map(|c| views::cluster(c, None)).collect::<Vec<_>>() }),
+    ))
 }
 
-async fn get_cluster(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn get_cluster(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let id = parse_id(&id)?;
     let cluster = state.store.get_cluster(id).await?;
     let nodes = state.store.nodes_of(id).await?;
@@ -217,7 +256,10 @@ async fn delete_cluster(
     Ok(accepted(&state, submitted, "cluster", views::cluster(&cluster, None)).await)
 }
 
-async fn get_operation(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn get_operation(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let op = state.store.get_operation(parse_id(&id)?).await?;
     Ok(Json(views::operation(&op)))
 }

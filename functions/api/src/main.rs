@@ -6,39 +6,40 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use shared::cloud::aws::{AwsSettings, LambdaAdapter};
-use shared::cloud::Functions;
 use shared::config::Config;
 use shared::store::Store;
 use shared::workflows::commands::Limits;
-use shared::workflows::reconcile::Target;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     tracing_subscriber::fmt()
         .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .with_current_span(false)
         .without_time()
         .init();
-    let config = Config::from_env().map_err(anyhow::Error::msg).context("reading configuration")?;
-    let store = Store::connect(&config.db_url).await.context("connecting to the state store")?;
-    let reconciler = std::env::var("OKERA_RECONCILER_FUNCTION").context("OKERA_RECONCILER_FUNCTION is not set")?;
+    let config = Config::from_env()
+        .map_err(anyhow::Error::msg)
+        .context("reading configuration")?;
+    let store = Store::connect(&config.db_url)
+        .await
+        .context("connecting to the state store")?;
+    let reconciler =
+        std::env::var("OKERA_RECONCILER_FUNCTION").context("OKERA_RECONCILER_FUNCTION is not set")?;
     let region = std::env::var("AWS_REGION").context("AWS_REGION is not set")?;
-    let settings = AwsSettings { endpoint: config.aws_endpoint.clone(), ..Default::default() };
-    let lambda = Arc::new(LambdaAdapter::new(settings, &region));
-    let kick: api::Kick = Arc::new(move |target: Target| {
-        let (lambda, reconciler) = (lambda.clone(), reconciler.clone());
-        Box::pin(async move {
-            let payload = target.event().to_string().into_bytes();
-            // A lost wake-up only delays the change until the next scheduled run.
-            if let Err(e) = lambda.invoke_async(&reconciler, payload).await {
-                tracing::warn!(error = %e, ?target, "could not wake the reconciler; the schedule will");
-            }
-        })
-    });
+    let settings = AwsSettings {
+        endpoint: config.aws_endpoint.clone(),
+        ..Default::default()
+    };
+    let kick = api::wake_by_invoke(Arc::new(LambdaAdapter::new(settings, &region)), reconciler);
     let state = api::AppState {
         store,
-        limits: Limits { max_nodes: config.max_nodes, default_version: config.default_version },
+        limits: Limits {
+            max_nodes: config.max_nodes,
+            default_version: config.default_version,
+        },
         kick,
     };
     lambda_http::run(api::router(state)).await

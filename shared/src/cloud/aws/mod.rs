@@ -26,6 +26,9 @@ use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 use super::{CloudError, CloudErrorKind};
 
@@ -55,7 +58,7 @@ impl AwsSettings {
             loader = loader.endpoint_url(endpoint);
         }
         if let Some((id, secret)) = &self.credentials {
-            loader = loader.credentials_provider(aws_sdk_error::Credentials::new(
+            loader = loader.credentials_provider(aws_credential_types::Credentials::new(
                 id.clone(),
                 secret.clone(),
                 None,
@@ -126,11 +129,10 @@ const THROTTLING: &[&str] = &[
 ];
 
 /// Classes an SDK error by its code and HTTP status.
-pub(crate) fn classify<E>(op: &'static str, err: aws_sdk_error::SdkError<E>) -> CloudError
+pub(crate) fn classify<E>(op: &'static str, err: SdkError<E, HttpResponse>) -> CloudError
 where
-    E: aws_sdk_error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    use aws_sdk_error::{ProvideErrorMetadata, SdkError};
     let status = err.raw_response().map(|r| r.status().as_u16());
     let code = err.code().unwrap_or_default().to_owned();
     let message = err.message().map(str::to_owned).unwrap_or_else(|| match &err {
@@ -168,31 +170,8 @@ where
     }
 }
 
-/// The SDK error and credential types every service crate re-exports identically;
-/// taken from whichever service crate is compiled in.
-pub(crate) mod aws_sdk_error {
-    #[cfg(feature = "aws-autoscaling")]
-    pub use aws_sdk_autoscaling::{
-        config::Credentials,
-        error::{ProvideErrorMetadata, SdkError},
-    };
-    #[cfg(all(not(feature = "aws-autoscaling"), feature = "aws-ec2"))]
-    pub use aws_sdk_ec2::{
-        config::Credentials,
-        error::{ProvideErrorMetadata, SdkError},
-    };
-    #[cfg(all(
-        not(feature = "aws-autoscaling"),
-        not(feature = "aws-ec2"),
-        feature = "aws-s3"
-    ))]
-    pub use aws_sdk_s3::{
-        config::Credentials,
-        error::{ProvideErrorMetadata, SdkError},
-    };
-}
-
 /// Tags with one key and value, as a filter pair.
+#[cfg(any(feature = "aws-ec2", feature = "aws-autoscaling"))]
 pub(crate) fn tag_filter_name(key: &str) -> String {
     format!("tag:{key}")
 }
