@@ -1,8 +1,9 @@
 //! Request parsing at the edge: the caller, JSON bodies (content type, size, shape)
 //! and ids. Every failure names what is wrong; nothing is written on any of them.
 
-use axum::extract::{FromRequest, Request};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use serde::de::DeserializeOwned;
 use shared::store::{Role, WriteCtx};
 use shared::workflows::commands::request_fingerprint;
@@ -57,28 +58,35 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 /// The write context of a request that has no body (DELETE).
 pub fn write_ctx_without_body(
     caller: &Caller,
+    method: &Method,
+    uri: &Uri,
     headers: &HeaderMap,
-    method: &str,
-    path: &str,
 ) -> Result<WriteCtx, ApiError> {
-    let idempotency =
-        idempotency_key(headers)?.map(|k| (k, request_fingerprint(method, path, &serde_json::Value::Null)));
+    let fingerprint = |k| {
+        (
+            k,
+            request_fingerprint(method.as_str(), uri.path(), &serde_json::Value::Null),
+        )
+    };
     Ok(WriteCtx {
         principal: caller.name.clone(),
-        idempotency,
+        idempotency: idempotency_key(headers)?.map(fingerprint),
     })
 }
 
-/// Turns serde's message into the field at fault and our error code.
+/// Turns serde's message into the field at fault and our error code. For a
+/// missing field the path is the object that lacks it.
 fn shape_error(path: &str, message: &str) -> ApiError {
     let quoted = message.split('`').nth(1).map(str::to_owned);
-    let prefix = if path == "." || path.is_empty() {
-        String::new()
-    } else {
-        format!("{path}.")
-    };
+    let root = path == "." || path.is_empty();
+    let prefix = if root { String::new() } else { format!("{path}.") };
     if message.starts_with("unknown field") {
-        let field = format!("{prefix}{}", quoted.unwrap_or_default());
+        // The path already ends with the unknown field's name.
+        let field = if root {
+            quoted.unwrap_or_default()
+        } else {
+            path.to_owned()
+        };
         ApiError::field(
             StatusCode::BAD_REQUEST,
             "UNKNOWN_FIELD",
@@ -136,6 +144,13 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
             .map_err(|_| ApiError::too_large(format!("the body is larger than {MAX_BODY} bytes")))?;
         let value: serde_json::Value = serde_json::from_slice(&bytes)
             .map_err(|e| ApiError::malformed(format!("the body is not valid JSON: {e}")))?;
+        // serde would fill a struct from an array by position; only objects name
+        // their fields.
+        if !value.is_object() {
+            return Err(ApiError::malformed(
+                "the body must be a JSON object with named fields",
+            ));
+        }
         let parsed: T = serde_path_to_error::deserialize(value.clone()).map_err(|e| {
             let path = e.path().to_string();
             shape_error(&path, &e.inner().to_string())
@@ -153,9 +168,24 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     }
 }
 
-/// A numeric id from a path segment.
-pub fn parse_id(raw: &str) -> Result<i64, ApiError> {
-    parse_id_field("id", raw)
+/// The numeric `{id}` of a route. Anything else, even bytes that are not UTF-8,
+/// is a 400 that names `id`.
+pub struct Id(pub i64);
+
+impl<S: Send + Sync> FromRequestParts<S> for Id {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Path::<String>::from_request_parts(parts, state).await {
+            Ok(Path(raw)) => parse_id_field("id", &raw).map(Id),
+            Err(_) => Err(ApiError::field(
+                StatusCode::BAD_REQUEST,
+                "INVALID_FIELD",
+                "id",
+                "id must be a positive whole number",
+            )),
+        }
+    }
 }
 
 pub fn parse_id_field(field: &str, raw: &str) -> Result<i64, ApiError> {

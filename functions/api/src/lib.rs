@@ -9,8 +9,8 @@ mod views;
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -23,7 +23,7 @@ use shared::workflows::commands::{self, Limits};
 use shared::workflows::reconcile::Target;
 
 pub use error::ApiError;
-use extract::{parse_id, Caller, JsonBody};
+use extract::{Caller, Id, JsonBody};
 
 /// Tells the reconciler that a target's desired state changed. In Lambda it invokes
 /// the reconciler function asynchronously; locally it wakes the in-process
@@ -71,7 +71,8 @@ pub fn router(state: AppState) -> Router {
             "/clusters/{id}",
             get(get_cluster).patch(update_cluster).delete(delete_cluster),
         )
-        .route("/operations/{id}", get(get_operation));
+        .route("/operations/{id}", get(get_operation))
+        .method_not_allowed_fallback(method_not_allowed);
     Router::new()
         .nest("/v1", v1)
         .fallback(not_found)
@@ -89,8 +90,9 @@ async fn authenticate(
         .headers()
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
         .filter(|t| !t.is_empty());
     let Some(token) = token else {
         return ApiError::unauthenticated(
@@ -103,7 +105,7 @@ async fn authenticate(
         Ok(None) => return ApiError::unauthenticated("the bearer token is not known").into_response(),
         Err(e) => return ApiError::internal(e).into_response(),
     };
-    let write = !matches!(*req.method(), axum::http::Method::GET | axum::http::Method::HEAD);
+    let write = !matches!(*req.method(), Method::GET | Method::HEAD);
     if write && caller.role < Role::Operator {
         return ApiError::forbidden(format!(
             "{} has the {} role, which may only read; writes need an operator token",
@@ -116,8 +118,12 @@ async fn authenticate(
     next.run(req).await
 }
 
-async fn not_found(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+async fn not_found(method: Method, uri: Uri) -> ApiError {
     ApiError::not_found(format!("no route {method} {}; see docs/api.md", uri.path()))
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::method_not_allowed(format!("{} does not take {method}; see docs/api.md", uri.path()))
 }
 
 async fn status(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
@@ -168,21 +174,22 @@ async fn list_environments(State(state): State<AppState>) -> Result<Json<serde_j
 
 async fn get_environment(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    Id(id): Id,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let env = state.store.get_environment(parse_id(&id)?).await?;
+    let env = state.store.get_environment(id).await?;
     Ok(Json(views::environment(&env)))
 }
 
 async fn delete_environment(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
+    Id(id): Id,
+    method: Method,
+    uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let ctx =
-        extract::write_ctx_without_body(&caller, &headers, "DELETE", &format!("/v1/environments/{id}"))?;
-    let submitted = commands::delete_environment(&state.store, &ctx, parse_id(&id)?).await?;
+    let ctx = extract::write_ctx_without_body(&caller, &method, &uri, &headers)?;
+    let submitted = commands::delete_environment(&state.store, &ctx, id).await?;
     let env = state.store.get_environment(submitted.target_id).await?;
     Ok(accepted(&state, submitted, "environment", views::environment(&env)).await)
 }
@@ -220,11 +227,7 @@ async fn list_clusters(
     ))
 }
 
-async fn get_cluster(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let id = parse_id(&id)?;
+async fn get_cluster(State(state): State<AppState>, Id(id): Id) -> Result<Json<serde_json::Value>, ApiError> {
     let cluster = state.store.get_cluster(id).await?;
     let nodes = state.store.nodes_of(id).await?;
     Ok(Json(views::cluster(&cluster, Some(&nodes))))
@@ -233,10 +236,9 @@ async fn get_cluster(
 async fn update_cluster(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
+    Id(id): Id,
     body: JsonBody<ClusterUpdate>,
 ) -> Result<Response, ApiError> {
-    let id = parse_id(&id)?;
     let ctx = body.write_ctx(&caller);
     let submitted = commands::update_cluster(&state.store, &state.limits, &ctx, id, body.value).await?;
     let cluster = state.store.get_cluster(id).await?;
@@ -246,11 +248,12 @@ async fn update_cluster(
 async fn delete_cluster(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
+    Id(id): Id,
+    method: Method,
+    uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let ctx = extract::write_ctx_without_body(&caller, &headers, "DELETE", &format!("/v1/clusters/{id}"))?;
-    let id = parse_id(&id)?;
+    let ctx = extract::write_ctx_without_body(&caller, &method, &uri, &headers)?;
     let submitted = commands::delete_cluster(&state.store, &ctx, id).await?;
     let cluster = state.store.get_cluster(id).await?;
     Ok(accepted(&state, submitted, "cluster", views::cluster(&cluster, None)).await)
@@ -258,8 +261,8 @@ async fn delete_cluster(
 
 async fn get_operation(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    Id(id): Id,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let op = state.store.get_operation(parse_id(&id)?).await?;
+    let op = state.store.get_operation(id).await?;
     Ok(Json(views::operation(&op)))
 }

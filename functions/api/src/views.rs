@@ -24,7 +24,6 @@ pub fn environment(e: &EnvironmentRow) -> Value {
 }
 
 pub fn cluster(c: &ClusterRow, nodes: Option<&[NodeRow]>) -> Value {
-    let running = nodes.map(|n| n.iter().filter(|n| n.lifecycle_state == "InService").count());
     let mut v = json!({
         "id": c.id,
         "name": c.name,
@@ -40,15 +39,16 @@ pub fn cluster(c: &ClusterRow, nodes: Option<&[NodeRow]>) -> Value {
         "terminationProtectionEnabled": c.termination_protection,
         "statusCode": c.status_code,
         "statusMessage": c.status_message,
+        "numRunningNodes": c.running_nodes,
         "resources": {
             "autoScalingGroup": c.asg_name,
-            "launchTemplateId": c.launch_template_id,
+            "launchTemplate": c.launch_template_id,
+            "configUri": c.config_uri,
         },
         "createdAt": format_ms(c.created_at),
         "updatedAt": format_ms(c.updated_at),
     });
     if let Some(nodes) = nodes {
-        v["numRunningNodes"] = json!(running.unwrap_or(0));
         v["nodes"] = nodes
             .iter()
             .map(|n| json!({ "instanceId": n.instance_id, "state": n.lifecycle_state, "availabilityZone": n.availability_zone }))

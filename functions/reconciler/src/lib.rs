@@ -145,7 +145,10 @@ mod tests {
         .unwrap();
         check(&scheduled, Ok(Request::All));
         check(r#"{"clusterId": 3}"#, Ok(Request::One(Target::Cluster(3))));
-        check(r#"{"environmentId": 2}"#, Ok(Request::One(Target::Environment(2))));
+        check(
+            r#"{"environmentId": 2}"#,
+            Ok(Request::One(Target::Environment(2))),
+        );
         check(r#"{"clusterId": 0}"#, Err("clusterId must be a positive"));
         check(r#"{"clusterId": "3"}"#, Err("clusterId must be a positive"));
         check(r#"{"clusterId": 1, "environmentId": 1}"#, Err("not both"));

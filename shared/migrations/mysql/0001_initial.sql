@@ -46,6 +46,7 @@ CREATE TABLE clusters (
     observed_generation BIGINT NOT NULL DEFAULT 0,
     asg_name VARCHAR(255) NULL,
     launch_template_id VARCHAR(64) NULL,
+    config_uri VARCHAR(1024) NULL,
     row_version BIGINT NOT NULL DEFAULT 1,
     lease_owner VARCHAR(128) NULL,
     lease_until BIGINT NOT NULL DEFAULT 0,

@@ -48,6 +48,7 @@ CREATE TABLE clusters (
     observed_generation INTEGER NOT NULL DEFAULT 0,
     asg_name TEXT,
     launch_template_id TEXT,
+    config_uri TEXT,
     row_version INTEGER NOT NULL DEFAULT 1,
     lease_owner TEXT,
     lease_until INTEGER NOT NULL DEFAULT 0,

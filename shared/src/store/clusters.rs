@@ -24,6 +24,7 @@ pub struct ClusterObservation {
     pub message: String,
     pub asg_name: Option<String>,
     pub launch_template_id: Option<String>,
+    pub config_uri: Option<String>,
     pub nodes: Vec<NewNode>,
     /// Set when desired state was reached at this generation.
     pub observed_generation: Option<i64>,
@@ -328,7 +329,7 @@ impl Store {
         let terminated = obs.status == ClusterStatus::Terminated;
         let now = now_ms();
         let updated = sqlx::query(
-            "UPDATE clusters SET status_code = ?, status_message = ?, asg_name = ?, launch_template_id = ?, \
+            "UPDATE clusters SET status_code = ?, status_message = ?, asg_name = ?, launch_template_id = ?, config_uri = ?, \
              observed_generation = COALESCE(?, observed_generation), \
              live_key = CASE WHEN ? = 1 THEN NULL ELSE live_key END, \
              row_version = row_version + 1, updated_at = ? WHERE id = ? AND lease_owner = ?",
@@ -337,6 +338,7 @@ impl Store {
         .bind(&obs.message)
         .bind(obs.asg_name.clone())
         .bind(obs.launch_template_id.clone())
+        .bind(obs.config_uri.clone())
         .bind(obs.observed_generation)
         .bind(terminated as i64)
         .bind(now)

@@ -127,6 +127,10 @@ pub struct ClusterRow {
     pub observed_generation: i64,
     pub asg_name: Option<String>,
     pub launch_template_id: Option<String>,
+    /// Where the cluster's staged configuration is, once written.
+    pub config_uri: Option<String>,
+    /// Nodes in service, as last observed.
+    pub running_nodes: i64,
     pub row_version: i64,
     pub created_at: i64,
     pub updated_at: i64,
@@ -135,7 +139,8 @@ pub struct ClusterRow {
 pub(crate) const CLUSTER_COLUMNS: &str = "id, environment_id, name, description, cluster_type, num_nodes, \
     instance_type, storage_gb, odas_version, owner, tags, termination_protection, delete_requested, \
     config_generation, status_code, status_message, generation, observed_generation, asg_name, \
-    launch_template_id, row_version, created_at, updated_at";
+    launch_template_id, config_uri, row_version, created_at, updated_at, \
+    (SELECT COUNT(*) FROM nodes n WHERE n.cluster_id = clusters.id AND n.lifecycle_state = 'InService') AS running_nodes";
 
 impl ClusterRow {
     pub(crate) fn from_row(r: &AnyRow) -> Result<Self, StoreError> {
@@ -160,6 +165,8 @@ impl ClusterRow {
             observed_generation: col(r, "observed_generation")?,
             asg_name: opt_text(r, "asg_name")?,
             launch_template_id: opt_text(r, "launch_template_id")?,
+            config_uri: opt_text(r, "config_uri")?,
+            running_nodes: col(r, "running_nodes")?,
             row_version: col(r, "row_version")?,
             created_at: col(r, "created_at")?,
             updated_at: col(r, "updated_at")?,

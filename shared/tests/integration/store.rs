@@ -158,6 +158,7 @@ fn terminated() -> ClusterObservation {
         message: "gone".into(),
         asg_name: None,
         launch_template_id: None,
+        config_uri: None,
         nodes: vec![],
         observed_generation: Some(99),
         steps: vec![],

@@ -28,7 +28,10 @@ fn unique(prefix: &str) -> String {
 pub fn sqlite_url() -> String {
     let dir = std::env::temp_dir().join("dm-tests");
     std::fs::create_dir_all(&dir).expect("temp dir");
-    format!("sqlite://{}", dir.join(format!("{}.sqlite", unique("dm"))).display())
+    format!(
+        "sqlite://{}",
+        dir.join(format!("{}.sqlite", unique("dm"))).display()
+    )
 }
 
 /// The MySQL server the tests use.

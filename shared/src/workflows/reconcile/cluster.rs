@@ -185,6 +185,10 @@ impl<C: Compute, S: Scaling, O: ObjectStore> Reconciler<C, S, O> {
                 .iter()
                 .find(|t| t.name == desired.template.name)
                 .map(|t| t.id.clone()),
+            config_uri: observed
+                .config_keys
+                .contains(&desired.config_key)
+                .then(|| format!("s3://{}/{}", self.staging.bucket, desired.config_key)),
             nodes: group
                 .map(|g| {
                     g.instances
