@@ -3,7 +3,7 @@
 //! observed (`observed_generation`, status, resource names, nodes).
 
 use super::environments::{claim, lock_environment, release};
-use super::operations::{begin, finish, progress, with_key_retry, Begun, Change, Step};
+use super::operations::{begin, finish, latest_operation, progress, with_key_retry, Begun, Change, Step};
 use super::rows::{ClusterRow, NodeRow, CLUSTER_COLUMNS};
 use super::{inserted_id, is_unique_violation, q, Store, StoreError, Submitted, WriteCtx};
 use crate::domain::{ClusterSpec, ClusterStatus, ClusterUpdate, EnvironmentStatus};
@@ -203,20 +203,8 @@ impl Store {
             )));
         }
         if current.delete_requested {
-            // A second delete answers with the first one's operation.
-            let op: Option<i64> = sqlx::query_scalar(
-                "SELECT MAX(id) FROM operations WHERE target_kind = 'cluster' AND target_id = ? AND kind = 'DELETE_CLUSTER'",
-            )
-            .bind(id)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(q("find delete operation"))?;
-            if let Some(operation_id) = op {
-                return Ok(Submitted {
-                    operation_id,
-                    target_id: id,
-                    replayed: true,
-                });
+            if let Some(first) = latest_operation(&mut tx, "DELETE_CLUSTER", "cluster", id).await? {
+                return Ok(first);
             }
         }
         let generation = current.generation + 1;

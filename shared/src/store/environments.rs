@@ -1,7 +1,7 @@
 //! Environments: where clusters live (a region, a VPC and its subnets, and the
 //! optional `OkeraOdasServices` security group).
 
-use super::operations::{begin, finish, progress, with_key_retry, Begun, Change, Step};
+use super::operations::{begin, finish, latest_operation, progress, with_key_retry, Begun, Change, Step};
 use super::rows::{EnvironmentRow, ENVIRONMENT_COLUMNS};
 use super::{inserted_id, is_unique_violation, q, Store, StoreError, Submitted, WriteCtx};
 use crate::domain::{EnvironmentSpec, EnvironmentStatus};
@@ -101,19 +101,8 @@ impl Store {
         let env = lock_environment(&mut tx, id).await?;
         if env.delete_requested {
             // Deleting twice is not an error: answer with the delete in flight.
-            let open: Option<i64> = sqlx::query_scalar(
-                "SELECT MAX(id) FROM operations WHERE target_kind = 'environment' AND target_id = ? AND kind = 'DELETE_ENVIRONMENT'",
-            )
-            .bind(id)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(q("find delete operation"))?;
-            if let Some(op) = open {
-                return Ok(Submitted {
-                    operation_id: op,
-                    target_id: id,
-                    replayed: true,
-                });
+            if let Some(first) = latest_operation(&mut tx, "DELETE_ENVIRONMENT", "environment", id).await? {
+                return Ok(first);
             }
         }
         let live: i64 = sqlx::query_scalar(

@@ -104,6 +104,30 @@ pub(crate) async fn begin(tx: &mut Transaction<'static, Any>, ctx: &WriteCtx) ->
     }
 }
 
+/// The latest operation of `kind` on a target, inside a write's transaction: a
+/// second delete answers with the first one's operation instead of making another.
+pub(crate) async fn latest_operation(
+    tx: &mut Transaction<'static, Any>,
+    kind: &str,
+    target_kind: &str,
+    target_id: i64,
+) -> Result<Option<Submitted>, StoreError> {
+    let op: Option<i64> = sqlx::query_scalar(
+        "SELECT MAX(id) FROM operations WHERE target_kind = ? AND target_id = ? AND kind = ?",
+    )
+    .bind(target_kind)
+    .bind(target_id)
+    .bind(kind)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(q("find latest operation"))?;
+    Ok(op.map(|operation_id| Submitted {
+        operation_id,
+        target_id,
+        replayed: true,
+    }))
+}
+
 /// What a write did, for its operation and audit records.
 pub(crate) struct Change<'a> {
     pub kind: &'static str,

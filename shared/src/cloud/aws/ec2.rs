@@ -67,14 +67,15 @@ fn permission(port: u16, peer: &Peer, description: Option<&str>) -> IpPermission
     }
 }
 
-impl Compute for Ec2Adapter {
-    async fn default_vpc(&self, region: &str) -> CloudResult<Option<Vpc>> {
+impl Ec2Adapter {
+    /// The first VPC that matches `by`.
+    async fn first_vpc(&self, region: &str, by: Filter) -> CloudResult<Option<Vpc>> {
         let out = self
             .clients
             .get(region)
             .await
             .describe_vpcs()
-            .filters(filter("isDefault", &["true"]))
+            .filters(by)
             .send()
             .await
             .map_err(|e| classify("DescribeVpcs", e))?;
@@ -83,21 +84,15 @@ impl Compute for Ec2Adapter {
             cidr: v.cidr_block().unwrap_or_default().to_owned(),
         }))
     }
+}
+
+impl Compute for Ec2Adapter {
+    async fn default_vpc(&self, region: &str) -> CloudResult<Option<Vpc>> {
+        self.first_vpc(region, filter("isDefault", &["true"])).await
+    }
 
     async fn vpc(&self, region: &str, vpc_id: &str) -> CloudResult<Option<Vpc>> {
-        let out = self
-            .clients
-            .get(region)
-            .await
-            .describe_vpcs()
-            .filters(filter("vpc-id", &[vpc_id]))
-            .send()
-            .await
-            .map_err(|e| classify("DescribeVpcs", e))?;
-        Ok(out.vpcs().first().map(|v| Vpc {
-            id: v.vpc_id().unwrap_or_default().to_owned(),
-            cidr: v.cidr_block().unwrap_or_default().to_owned(),
-        }))
+        self.first_vpc(region, filter("vpc-id", &[vpc_id])).await
     }
 
     async fn subnets(&self, region: &str, vpc_id: &str) -> CloudResult<Vec<String>> {
