@@ -11,6 +11,12 @@
 //! * [`Emulator::create_function`] makes a stub Lambda function (no IAM or
 //!   zip needed) and [`Emulator::invocations`] lists the `Event` invocations
 //!   the emulator recorded instead of running them.
+//! * [`Emulator::lifecycle_events`] lists the Auto Scaling lifecycle action
+//!   events the emulator recorded, and [`Emulator::advance_clock`] moves its
+//!   clock so lifecycle hook timeouts expire without waiting.
+//! * [`Emulator::alarm_events`] lists the CloudWatch alarm state-change events
+//!   (the emulator evaluates metric alarms; CloudWatch also speaks the Smithy
+//!   rpcv2 CBOR protocol of the current AWS SDKs).
 //!
 //! The Python package and the requirements are embedded in this crate, so a
 //! binary using it (dm-local) is self-contained.
@@ -42,6 +48,10 @@ const PACKAGE_FILES: &[(&str, &str)] = &[
         include_str!("../python/dm_emulator/__main__.py"),
     ),
     (
+        "dm_emulator/cbor.py",
+        include_str!("../python/dm_emulator/cbor.py"),
+    ),
+    (
         "dm_emulator/faults.py",
         include_str!("../python/dm_emulator/faults.py"),
     ),
@@ -58,8 +68,24 @@ const PACKAGE_FILES: &[(&str, &str)] = &[
         include_str!("../python/dm_emulator/plugins/autoscaling_unique_names.py"),
     ),
     (
+        "dm_emulator/plugins/cloudwatch_alarms.py",
+        include_str!("../python/dm_emulator/plugins/cloudwatch_alarms.py"),
+    ),
+    (
+        "dm_emulator/plugins/cloudwatch_cbor.py",
+        include_str!("../python/dm_emulator/plugins/cloudwatch_cbor.py"),
+    ),
+    (
+        "dm_emulator/plugins/cloudwatch_list_metrics.py",
+        include_str!("../python/dm_emulator/plugins/cloudwatch_list_metrics.py"),
+    ),
+    (
         "dm_emulator/plugins/lambda_async_invoke.py",
         include_str!("../python/dm_emulator/plugins/lambda_async_invoke.py"),
+    ),
+    (
+        "dm_emulator/plugins/lifecycle_hooks.py",
+        include_str!("../python/dm_emulator/plugins/lifecycle_hooks.py"),
     ),
 ];
 
@@ -335,6 +361,70 @@ impl Emulator {
             bail!("{path}: HTTP {status}: {body}");
         }
         parse_invocation_payloads(&body).with_context(|| format!("{path}: unexpected answer {body:?}"))
+    }
+
+    /// The Auto Scaling lifecycle action events (`EC2 Instance-launch
+    /// Lifecycle Action` / `EC2 Instance-terminate Lifecycle Action`) the
+    /// emulator recorded for `account` with a sequence number above `since`
+    /// (0: all), oldest first, as `(seq, event JSON)`: the event exactly as
+    /// EventBridge would deliver it to a target.  Sequence numbers count per
+    /// account from 1; pass the last one seen to get only newer events.
+    /// Expired lifecycle actions are settled first (see [`Emulator::advance_clock`]).
+    pub fn lifecycle_events(&self, account: &str, since: u64) -> Result<Vec<(u64, String)>> {
+        let path = format!(
+            "/_dm/lifecycle-events?account={}&since={since}",
+            percent_encode(account)
+        );
+        let (status, body) = self.call("GET", &path, None)?;
+        if status != 200 {
+            bail!("{path}: HTTP {status}: {body}");
+        }
+        parse_lifecycle_events(&body).with_context(|| format!("{path}: unexpected answer {body:?}"))
+    }
+
+    /// Moves the emulator's clock forward by `seconds` for every account:
+    /// lifecycle actions whose `HeartbeatTimeout` (or global timeout) has
+    /// passed then get their hook's `DefaultResult`.  The clock never goes
+    /// back.  In tests running in parallel prefer
+    /// [`Emulator::advance_account_clock`].
+    pub fn advance_clock(&self, seconds: u64) -> Result<()> {
+        self.post_clock(&format!("{{\"advance_seconds\":{seconds}}}"))
+    }
+
+    /// [`Emulator::advance_clock`] for one account only.
+    pub fn advance_account_clock(&self, account: &str, seconds: u64) -> Result<()> {
+        self.post_clock(&format!(
+            "{{\"advance_seconds\":{seconds},\"account\":{}}}",
+            json_string(account)
+        ))
+    }
+
+    fn post_clock(&self, body: &str) -> Result<()> {
+        let (status, response) = self.call("POST", "/_dm/clock", Some(body))?;
+        if status != 200 {
+            bail!("advancing the emulator's clock ({body}): HTTP {status}: {response}");
+        }
+        Ok(())
+    }
+
+    /// The CloudWatch alarm state-change events (`CloudWatch Alarm State
+    /// Change`, source `aws.cloudwatch`) the emulator recorded for `account`
+    /// with a sequence number above `since` (0: all), oldest first, as
+    /// `(seq, event JSON)`: the event as EventBridge would deliver it.
+    /// Sequence numbers count per account from 1 and are never reused; pass
+    /// the last one seen to get only newer events.  Alarms are evaluated
+    /// first (as when they are described), so a state change due by now
+    /// is included.
+    pub fn alarm_events(&self, account: &str, since: u64) -> anyhow::Result<Vec<(u64, String)>> {
+        let path = format!(
+            "/_dm/alarm-events?account={}&since={since}",
+            percent_encode(account)
+        );
+        let (status, body) = self.call("GET", &path, None)?;
+        if status != 200 {
+            bail!("{path}: HTTP {status}: {body}");
+        }
+        parse_alarm_events(&body).with_context(|| format!("{path}: unexpected answer {body:?}"))
     }
 
     fn call(&self, method: &str, path: &str, body: Option<&str>) -> Result<(u16, String)> {
@@ -819,6 +909,49 @@ fn parse_invocation_payloads(body: &str) -> Result<Vec<String>> {
         .collect()
 }
 
+/// `(seq, json)` of `{"events": [{"seq": N, "json": "...", ...}, ...]}`, in order.
+fn parse_lifecycle_events(body: &str) -> Result<Vec<(u64, String)>> {
+    let answer = parse_json(body)?;
+    let Some(Json::Array(items)) = answer.get("events") else {
+        bail!("no events array");
+    };
+    items
+        .iter()
+        .map(|item| {
+            let seq = match item.get("seq") {
+                Some(Json::Number(n)) if *n >= 0.0 && n.fract() == 0.0 && *n < 9.0e15 => *n as u64,
+                _ => bail!("an event without a sequence number"),
+            };
+            let json = item
+                .get("json")
+                .and_then(Json::as_str)
+                .ok_or_else(|| anyhow!("an event without its json text"))?;
+            Ok((seq, json.to_owned()))
+        })
+        .collect()
+}
+
+/// `(seq, json)` of the alarm events answer `{"events": [{"seq": N, "json": "...", ...}, ...]}`.
+fn parse_alarm_events(body: &str) -> Result<Vec<(u64, String)>> {
+    let answer = parse_json(body)?;
+    let Some(Json::Array(items)) = answer.get("events") else {
+        bail!("no events array");
+    };
+    let mut events = Vec::with_capacity(items.len());
+    for item in items {
+        let seq = match item.get("seq") {
+            Some(Json::Number(n)) if *n >= 1.0 && n.fract() == 0.0 && *n < 9.0e15 => *n as u64,
+            _ => bail!("an alarm event without a sequence number"),
+        };
+        let json = item
+            .get("json")
+            .and_then(Json::as_str)
+            .ok_or_else(|| anyhow!("alarm event {seq} without its json text"))?;
+        events.push((seq, json.to_owned()));
+    }
+    Ok(events)
+}
+
 /// Just enough JSON for the answers of the `/_dm/` routes.
 #[derive(Debug, Clone, PartialEq)]
 enum Json {
@@ -1183,6 +1316,50 @@ mod tests {
         }
         let deep = "[".repeat(100) + &"]".repeat(100);
         assert!(parse_json(&deep).is_err());
+    }
+
+    #[test]
+    fn alarm_event_answers_parse() {
+        let body = r#"{"events": [{"seq": 1, "account": "111122223333", "event": {"source": "aws.cloudwatch"}, "json": "{\"source\":\"aws.cloudwatch\"}"}, {"seq": 4, "json": "{}"}], "last_seq": 4}"#;
+        assert_eq!(
+            parse_alarm_events(body).unwrap(),
+            vec![
+                (1, r#"{"source":"aws.cloudwatch"}"#.to_string()),
+                (4, "{}".to_string())
+            ]
+        );
+        assert!(parse_alarm_events(r#"{"events": [], "last_seq": 0}"#)
+            .unwrap()
+            .is_empty());
+        for bad in [
+            r#"{"events": [{"seq": 0, "json": "{}"}]}"#,
+            r#"{"events": [{"seq": 2.5, "json": "{}"}]}"#,
+            r#"{"events": [{"json": "{}"}]}"#,
+            r#"{"events": [{"seq": 1, "json": {}}]}"#,
+            r#"{"error": "account is required"}"#,
+        ] {
+            assert!(parse_alarm_events(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn lifecycle_event_answers_parse() {
+        let body =
+            r#"{"events": [{"seq": 1, "event": {"a": 1}, "json": "{\"a\":1}"}, {"seq": 7, "json": ""}]}"#;
+        assert_eq!(
+            parse_lifecycle_events(body).unwrap(),
+            vec![(1, "{\"a\":1}".to_string()), (7, String::new())]
+        );
+        assert!(parse_lifecycle_events(r#"{"events": []}"#).unwrap().is_empty());
+        for bad in [
+            r#"{"events": [{"seq": -1, "json": ""}]}"#,
+            r#"{"events": [{"seq": 1.5, "json": ""}]}"#,
+            r#"{"events": [{"json": ""}]}"#,
+            r#"{"events": [{"seq": 1}]}"#,
+            r#"{"error": "account is required"}"#,
+        ] {
+            assert!(parse_lifecycle_events(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

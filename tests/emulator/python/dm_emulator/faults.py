@@ -32,7 +32,8 @@ The service is the SigV4 credential scope's service
 (``Credential=AKID/date/region/SERVICE/aws4_request``); the action is the
 form body's (or query string's) ``Action=``, else the part of ``X-Amz-Target``
 after the last dot, else (S3 and other REST services) the HTTP method, e.g.
-``s3:PUT``.
+``s3:PUT``.  A Smithy rpcv2 CBOR request's action is the operation in its path
+(``monitoring:PutMetricData``), and its injected errors are CBOR.
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ from urllib.parse import parse_qs
 from xml.sax.saxutils import escape
 
 from .plugins.accounts import resolve_account
+from .plugins.cloudwatch_cbor import fault_response as rpc_v2_cbor_fault
+from .plugins.cloudwatch_cbor import rpc_operation
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -212,6 +215,9 @@ def classify(environ: dict[str, Any]) -> tuple[str, str]:
     method = str(environ.get("REQUEST_METHOD", "GET")).upper()
     if service in _REST_XML:
         return service, method
+    rpc_action = rpc_operation(environ)  # Smithy rpcv2 CBOR: /service/S/operation/ACTION
+    if rpc_action:
+        return service, rpc_action
 
     params = parse_qs(query)
     content_type = str(environ.get("CONTENT_TYPE") or "")
@@ -231,6 +237,8 @@ def classify(environ: dict[str, Any]) -> tuple[str, str]:
 
 
 def _protocol(environ: dict[str, Any], service: str) -> str:
+    if rpc_operation(environ) is not None:
+        return "rpc-v2-cbor"
     if service == "ec2":
         return "ec2"
     if service in _REST_XML:
@@ -252,6 +260,8 @@ def error_response(environ: dict[str, Any], service: str, rule: FaultRule) -> tu
     message = escape(rule.message or _DEFAULT_MESSAGE)
     fault_type = "Sender" if rule.status < 500 else "Receiver"
     protocol = _protocol(environ, service)
+    if protocol == "rpc-v2-cbor":
+        return rpc_v2_cbor_fault(environ, rule.status, rule.code, rule.message or _DEFAULT_MESSAGE)
     if protocol == "ec2":
         body = (
             '<?xml version="1.0" encoding="UTF-8"?>\n'

@@ -265,3 +265,104 @@ fn own_emulator_resets_and_dies_on_drop() {
         "still listening after drop"
     );
 }
+
+/// The string value of `"key":"..."` (first occurrence) in compact JSON.
+fn json_field<'a>(json: &'a str, key: &str) -> &'a str {
+    let pattern = format!("\"{key}\":\"");
+    let start = json
+        .find(&pattern)
+        .unwrap_or_else(|| panic!("no {key} in {json}"))
+        + pattern.len();
+    let end = start + json[start..].find('"').unwrap();
+    &json[start..end]
+}
+
+#[test]
+fn launch_lifecycle_hook_waits_for_heartbeats_and_the_clock() {
+    let emulator = shared();
+    let account = fresh_account();
+    let ok = |service: &str, body: &str| {
+        let (status, response) = query(service, &account, body);
+        assert_eq!(status, 200, "{body}\n{response}");
+        response
+    };
+    ok(
+        "ec2",
+        "Action=CreateLaunchTemplate&Version=2016-11-15&LaunchTemplateName=dm-lt\
+         &LaunchTemplateData.ImageId=ami-12c6146b&LaunchTemplateData.InstanceType=t3.micro",
+    );
+    ok(
+        "autoscaling",
+        "Action=CreateAutoScalingGroup&Version=2011-01-01&AutoScalingGroupName=g&MinSize=0&MaxSize=2\
+         &DesiredCapacity=0&LaunchTemplate.LaunchTemplateName=dm-lt&LaunchTemplate.Version=%24Latest\
+         &AvailabilityZones.member.1=us-east-1a",
+    );
+    ok(
+        "autoscaling",
+        "Action=PutLifecycleHook&Version=2011-01-01&AutoScalingGroupName=g&LifecycleHookName=boot\
+         &LifecycleTransition=autoscaling%3AEC2_INSTANCE_LAUNCHING&HeartbeatTimeout=60&DefaultResult=CONTINUE",
+    );
+    ok(
+        "autoscaling",
+        "Action=SetDesiredCapacity&Version=2011-01-01&AutoScalingGroupName=g&DesiredCapacity=1",
+    );
+
+    let events = emulator.lifecycle_events(&account, 0).unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    let (seq, event) = &events[0];
+    assert_eq!(*seq, 1);
+    assert!(
+        event.contains(r#""detail-type":"EC2 Instance-launch Lifecycle Action""#),
+        "{event}"
+    );
+    assert_eq!(json_field(event, "source"), "aws.autoscaling");
+    assert_eq!(json_field(event, "account"), account);
+    assert_eq!(json_field(event, "LifecycleHookName"), "boot");
+    let instance = json_field(event, "EC2InstanceId");
+    let token = json_field(event, "LifecycleActionToken");
+
+    let describe = "Action=DescribeAutoScalingInstances&Version=2011-01-01";
+    let state = |expected: &str| {
+        let body = ok("autoscaling", describe);
+        assert!(body.contains(instance), "{body}");
+        assert!(
+            body.contains(&format!("<LifecycleState>{expected}</LifecycleState>")),
+            "expected {expected}: {body}"
+        );
+    };
+    state("Pending:Wait");
+    // A heartbeat at 40 s restarts the 60 s timeout: still waiting at 80 s.
+    emulator.advance_account_clock(&account, 40).unwrap();
+    ok(
+        "autoscaling",
+        &format!(
+            "Action=RecordLifecycleActionHeartbeat&Version=2011-01-01&AutoScalingGroupName=g\
+             &LifecycleHookName=boot&LifecycleActionToken={token}"
+        ),
+    );
+    emulator.advance_account_clock(&account, 40).unwrap();
+    state("Pending:Wait");
+    // 101 s: the heartbeat timed out, DefaultResult CONTINUE applies.
+    emulator.advance_clock(21).unwrap();
+    state("InService");
+    assert!(emulator.lifecycle_events(&account, *seq).unwrap().is_empty());
+
+    let (status, body) = query(
+        "autoscaling",
+        &account,
+        &format!(
+            "Action=CompleteLifecycleAction&Version=2011-01-01&AutoScalingGroupName=g\
+             &LifecycleHookName=boot&LifecycleActionToken={token}&LifecycleActionResult=CONTINUE"
+        ),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("<Code>ValidationError</Code>"), "{body}");
+    assert!(
+        body.contains(&format!("No active Lifecycle Action found with token {token}")),
+        "{body}"
+    );
+    assert!(
+        emulator.lifecycle_events("12", 0).is_err(),
+        "a bad account is reported"
+    );
+}
