@@ -30,7 +30,7 @@ use wait::Outcome;
     about = "Manage ODAS environments and clusters through the Deployment Manager"
 )]
 struct Cli {
-    /// Base URL of the DM REST API, such as http://127.0.0.1:8085
+    /// Base URL of the DM REST API, such as http://127.0.0.1:8080
     #[arg(
         long,
         env = "OCADM_ENDPOINT",
