@@ -71,7 +71,7 @@ pub struct Client {
 }
 
 impl Client {
-    /// `endpoint` is the base URL, such as `http://127.0.0.1:8085`; routes are
+    /// `endpoint` is the base URL, such as `http://127.0.0.1:8080`; routes are
     /// appended to it.
     pub fn new(endpoint: &str, token: Option<String>) -> Result<Self> {
         let endpoint = endpoint.trim().trim_end_matches('/').to_owned();
