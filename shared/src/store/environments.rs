@@ -272,7 +272,8 @@ pub(crate) async fn lock_environment(
     EnvironmentRow::from_row(&row)
 }
 
-/// Takes the reconcile lease of a row in `table` (`environments` or `clusters`).
+/// Takes the reconcile lease of a row in `table` (`environments` or `clusters`):
+/// `Ok(false)` when another run holds it, `NotFound` when there is no such row.
 pub(crate) async fn claim(
     table: &'static str,
     store: &Store,
@@ -294,7 +295,28 @@ pub(crate) async fn claim(
         .execute(store.pool())
         .await
         .map_err(q("claim lease"))?;
-    Ok(r.rows_affected() == 1)
+    if r.rows_affected() == 1 {
+        return Ok(true);
+    }
+    // MySQL counts changed rows, not matched ones: a holder renewing within the
+    // same millisecond changes nothing. Read who holds it.
+    let holder: Option<Option<String>> =
+        sqlx::query_scalar(&format!("SELECT lease_owner FROM {table} WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(store.pool())
+            .await
+            .map_err(q("find leased row"))?;
+    match holder {
+        Some(holder) => Ok(holder.as_deref() == Some(owner)),
+        None => Err(StoreError::NotFound {
+            kind: if table == "clusters" {
+                "cluster"
+            } else {
+                "environment"
+            },
+            id,
+        }),
+    }
 }
 
 pub(crate) async fn release(
