@@ -17,6 +17,11 @@
 //! * [`Emulator::alarm_events`] lists the CloudWatch alarm state-change events
 //!   (the emulator evaluates metric alarms; CloudWatch also speaks the Smithy
 //!   rpcv2 CBOR protocol of the current AWS SDKs).
+//! * [`Emulator::set_replication_lag`] / [`Emulator::replication_lag`] set and
+//!   read the replication lag of an Aurora global database's secondary
+//!   cluster (also put into CloudWatch as `AuroraGlobalDBReplicationLag`), and
+//!   [`Emulator::set_global_failover_duration`] makes the emulator's
+//!   `SwitchoverGlobalCluster` / `FailoverGlobalCluster` take time on its clock.
 //!
 //! The Python package and the requirements are embedded in this crate, so a
 //! binary using it (dm-local) is self-contained.
@@ -86,6 +91,10 @@ const PACKAGE_FILES: &[(&str, &str)] = &[
     (
         "dm_emulator/plugins/lifecycle_hooks.py",
         include_str!("../python/dm_emulator/plugins/lifecycle_hooks.py"),
+    ),
+    (
+        "dm_emulator/plugins/rds_global_clusters.py",
+        include_str!("../python/dm_emulator/plugins/rds_global_clusters.py"),
     ),
 ];
 
@@ -425,6 +434,70 @@ impl Emulator {
             bail!("{path}: HTTP {status}: {body}");
         }
         parse_alarm_events(&body).with_context(|| format!("{path}: unexpected answer {body:?}"))
+    }
+
+    /// Records `lag_ms` milliseconds as the replication lag of the Aurora DB
+    /// cluster `db_cluster` (identifier or ARN; it must exist in `account` and
+    /// `region`), and puts it into the emulator's CloudWatch there as AWS
+    /// does: `AuroraGlobalDBReplicationLag`, namespace `AWS/RDS`, dimension
+    /// `DBClusterIdentifier`, unit `Milliseconds`.  `lag_ms` must be finite
+    /// and not negative.  `POST /_dm/reset` forgets it (not the datapoint).
+    pub fn set_replication_lag(
+        &self,
+        account: &str,
+        region: &str,
+        db_cluster: &str,
+        lag_ms: f64,
+    ) -> Result<()> {
+        if !lag_ms.is_finite() || lag_ms < 0.0 {
+            bail!("lag_ms must be a finite number >= 0, not {lag_ms}");
+        }
+        let body = format!(
+            "{{\"account\":{},\"region\":{},\"db_cluster\":{},\"lag_ms\":{lag_ms}}}",
+            json_string(account),
+            json_string(region),
+            json_string(db_cluster)
+        );
+        let (status, response) = self.call("POST", "/_dm/rds/replication-lag", Some(&body))?;
+        if status != 200 {
+            bail!("setting the replication lag of {db_cluster} in {account}/{region}: HTTP {status}: {response}");
+        }
+        Ok(())
+    }
+
+    /// The replication lag (milliseconds) last recorded with
+    /// [`Emulator::set_replication_lag`] for `db_cluster` (identifier or ARN)
+    /// in `account` and `region`, or `None`.
+    pub fn replication_lag(&self, account: &str, region: &str, db_cluster: &str) -> Result<Option<f64>> {
+        let path = format!(
+            "/_dm/rds/replication-lag?account={}&region={}&db_cluster={}",
+            percent_encode(account),
+            percent_encode(region),
+            percent_encode(db_cluster)
+        );
+        let (status, body) = self.call("GET", &path, None)?;
+        if status != 200 {
+            bail!("{path}: HTTP {status}: {body}");
+        }
+        let lags =
+            parse_replication_lags(&body).with_context(|| format!("{path}: unexpected answer {body:?}"))?;
+        Ok(lags.first().map(|(_, lag)| *lag))
+    }
+
+    /// Makes the `SwitchoverGlobalCluster` / `FailoverGlobalCluster` calls of
+    /// `account` take `seconds` on the emulator's clock (default 0: done by
+    /// the next RDS request).  Until then `DescribeGlobalClusters` shows the
+    /// operation in progress (`FailoverState`) and the old roles; move the
+    /// clock with [`Emulator::advance_account_clock`] to finish it.  After a
+    /// failover with `AllowDataLoss`, the old primary is a secondary with
+    /// `SynchronizationStatus` `pending-resync` for another `seconds`.
+    pub fn set_global_failover_duration(&self, account: &str, seconds: u64) -> Result<()> {
+        let body = format!("{{\"account\":{},\"seconds\":{seconds}}}", json_string(account));
+        let (status, response) = self.call("POST", "/_dm/rds/failover-duration", Some(&body))?;
+        if status != 200 {
+            bail!("setting the global failover duration of {account}: HTTP {status}: {response}");
+        }
+        Ok(())
     }
 
     fn call(&self, method: &str, path: &str, body: Option<&str>) -> Result<(u16, String)> {
@@ -952,6 +1025,28 @@ fn parse_alarm_events(body: &str) -> Result<Vec<(u64, String)>> {
     Ok(events)
 }
 
+/// `(db_cluster, lag_ms)` of `{"lags": [{"db_cluster": "...", "lag_ms": N, ...}, ...]}`, in order.
+fn parse_replication_lags(body: &str) -> Result<Vec<(String, f64)>> {
+    let answer = parse_json(body)?;
+    let Some(Json::Array(items)) = answer.get("lags") else {
+        bail!("no lags array");
+    };
+    items
+        .iter()
+        .map(|item| {
+            let cluster = item
+                .get("db_cluster")
+                .and_then(Json::as_str)
+                .ok_or_else(|| anyhow!("a lag without its db_cluster"))?;
+            let lag = match item.get("lag_ms") {
+                Some(Json::Number(n)) if *n >= 0.0 => *n,
+                _ => bail!("the lag of {cluster} is not a number >= 0"),
+            };
+            Ok((cluster.to_owned(), lag))
+        })
+        .collect()
+}
+
 /// Just enough JSON for the answers of the `/_dm/` routes.
 #[derive(Debug, Clone, PartialEq)]
 enum Json {
@@ -1339,6 +1434,24 @@ mod tests {
             r#"{"error": "account is required"}"#,
         ] {
             assert!(parse_alarm_events(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn replication_lag_answers_parse() {
+        let body = r#"{"lags": [{"account": "111122223333", "region": "eu-west-1", "db_cluster": "secondary", "db_cluster_arn": "arn:aws:rds:eu-west-1:111122223333:cluster:secondary", "lag_ms": 1200.5, "time": 1.7e9}, {"db_cluster": "b", "lag_ms": 0}]}"#;
+        assert_eq!(
+            parse_replication_lags(body).unwrap(),
+            vec![("secondary".to_string(), 1200.5), ("b".to_string(), 0.0)]
+        );
+        assert!(parse_replication_lags(r#"{"lags": []}"#).unwrap().is_empty());
+        for bad in [
+            r#"{"lags": [{"db_cluster": "a", "lag_ms": -1}]}"#,
+            r#"{"lags": [{"db_cluster": "a", "lag_ms": "5"}]}"#,
+            r#"{"lags": [{"lag_ms": 5}]}"#,
+            r#"{"error": "account (12 digits) is required"}"#,
+        ] {
+            assert!(parse_replication_lags(bad).is_err(), "{bad}");
         }
     }
 

@@ -1,5 +1,7 @@
 //! The emulator crate's integration tests, one binary: the control routes and
-//! plugins over plain HTTP, and CloudWatch over rpcv2 CBOR.
+//! plugins over plain HTTP, CloudWatch over rpcv2 CBOR, and Aurora global
+//! database switchovers over RDS's Query protocol.
 
 mod cloudwatch_alarms;
+mod rds_global;
 mod routes;
