@@ -22,9 +22,7 @@ import struct
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -34,21 +32,13 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from botocore.parsers import RpcV2CBORParser
 
-from test_plugins import client, control, fresh_account, start_emulator
+from conftest import PACKAGE_ROOT, client, control, fresh_account
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(PACKAGE_ROOT))
 from dm_emulator import cbor  # noqa: E402  (only for the codec's own unit tests)
 
 SERVICE_PATH = "/service/GraniteServiceVersion20100801/operation/"
 NAMESPACE = "DM/Test"
-
-
-@pytest.fixture(scope="module")
-def endpoint() -> Iterator[str]:
-    proc, url = start_emulator()
-    yield url
-    proc.kill()
-    proc.wait(timeout=10)
 
 
 # ---------------------------------------------------------------------------

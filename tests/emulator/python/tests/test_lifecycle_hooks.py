@@ -2,81 +2,18 @@
 
 from __future__ import annotations
 
-import itertools
 import json
-import os
 import re
-import subprocess
-import sys
-import threading
-import urllib.error
-import urllib.request
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
-PACKAGE_ROOT = Path(__file__).resolve().parents[1]
-READY = "DM_EMULATOR_READY "
+from conftest import client, control, fresh_account
+
 LAUNCHING = "autoscaling:EC2_INSTANCE_LAUNCHING"
 TERMINATING = "autoscaling:EC2_INSTANCE_TERMINATING"
-_accounts = itertools.count(1)
-
-
-@pytest.fixture(scope="module")
-def endpoint() -> Iterator[str]:
-    env = dict(os.environ, PYTHONPATH=str(PACKAGE_ROOT))
-    env.pop("MOTO_ACCOUNT_ID", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dm_emulator", "--host", "127.0.0.1", "--port", "0", "--quiet"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.append(proc.stdout.readline()), daemon=True)  # type: ignore[union-attr]
-    reader.start()
-    reader.join(60)
-    if not lines or not lines[0].startswith(READY):
-        proc.kill()
-        _, err = proc.communicate(timeout=10)
-        raise AssertionError(f"no READY line: {lines!r}\nstderr:\n{err}")
-    threading.Thread(target=lambda: proc.stderr and proc.stderr.read(), daemon=True).start()
-    yield lines[0][len(READY) :].strip()
-    proc.kill()
-    proc.wait(timeout=10)
-
-
-def fresh_account() -> str:
-    return f"8{os.getpid() % 100000:05d}{next(_accounts):06d}"
-
-
-def client(endpoint: str, service: str, account: str):  # type: ignore[no-untyped-def]
-    return boto3.client(
-        service,
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id=account,
-        aws_secret_access_key="secret",
-        config=Config(retries={"total_max_attempts": 1, "mode": "standard"}),
-    )
-
-
-def control(endpoint: str, method: str, route: str, payload: object | None = None) -> tuple[int, Any]:
-    data = None if payload is None else json.dumps(payload).encode()
-    request = urllib.request.Request(f"{endpoint}/_dm/{route}", data=data, method=method)
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.load(response)
-    except urllib.error.HTTPError as err:
-        return err.code, json.load(err)
 
 
 class Cloud:

@@ -2,88 +2,17 @@
 
 from __future__ import annotations
 
-import itertools
-import json
 import os
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
-from collections.abc import Iterator
-from pathlib import Path
 
 import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
-PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # holds dm_emulator/
-READY = "DM_EMULATOR_READY "
-_accounts = itertools.count(1)
-
-
-def start_emulator(*extra: str) -> tuple[subprocess.Popen[str], str]:
-    env = dict(os.environ, PYTHONPATH=str(PACKAGE_ROOT))
-    env.pop("MOTO_ACCOUNT_ID", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dm_emulator", "--host", "127.0.0.1", "--port", "0", "--quiet", *extra],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    lines: list[str] = []
-
-    def read() -> None:
-        assert proc.stdout is not None
-        lines.append(proc.stdout.readline())
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    reader.join(60)
-    if not lines or not lines[0].startswith(READY):
-        proc.kill()
-        _, err = proc.communicate(timeout=10)
-        raise AssertionError(f"no READY line: {lines!r}\nstderr:\n{err}")
-    # Drain stderr so the child never blocks on a full pipe.
-    threading.Thread(target=lambda: proc.stderr and proc.stderr.read(), daemon=True).start()
-    return proc, lines[0][len(READY) :].strip()
-
-
-@pytest.fixture(scope="module")
-def endpoint() -> Iterator[str]:
-    proc, url = start_emulator()
-    yield url
-    proc.kill()
-    proc.wait(timeout=10)
-
-
-def fresh_account() -> str:
-    # Unique per test; the pid keeps concurrent pytest runs apart too.
-    return f"9{os.getpid() % 100000:05d}{next(_accounts):06d}"
-
-
-def client(endpoint: str, service: str, account: str, retries: int = 1):  # type: ignore[no-untyped-def]
-    return boto3.client(
-        service,
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id=account,
-        aws_secret_access_key="secret",
-        config=Config(retries={"total_max_attempts": retries, "mode": "standard"}),
-    )
-
-
-def control(endpoint: str, method: str, route: str, payload: object | None = None) -> tuple[int, object]:
-    data = None if payload is None else json.dumps(payload).encode()
-    request = urllib.request.Request(f"{endpoint}/_dm/{route}", data=data, method=method)
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.load(response)
-    except urllib.error.HTTPError as err:
-        return err.code, json.load(err)
+from conftest import PACKAGE_ROOT, client, control, fresh_account, start_emulator
 
 
 def make_group(endpoint: str, account: str, name: str, max_size: int = 2) -> None:
@@ -296,7 +225,7 @@ def test_bad_fault_rules_are_rejected(endpoint: str) -> None:
     for bad in ({**good, "count": 0}, {**good, "status": 200}, {**good, "bogus": 1}, {"service": "ec2"}):
         status, body = control(endpoint, "POST", "faults", bad)
         assert status == 400, bad
-        assert "error" in body  # type: ignore[operator]
+        assert "error" in body
     assert control(endpoint, "GET", "nope")[0] == 404
 
 
@@ -485,7 +414,7 @@ def test_bad_stub_function_requests_are_rejected(endpoint: str) -> None:
     ):
         status, body = control(endpoint, "POST", "lambda/functions", bad)
         assert status == 400, bad
-        assert "error" in body  # type: ignore[operator]
+        assert "error" in body
 
 
 def test_reset_clears_recorded_invocations_per_account_or_all() -> None:

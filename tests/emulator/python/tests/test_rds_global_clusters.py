@@ -2,87 +2,19 @@
 
 from __future__ import annotations
 
-import itertools
-import json
-import os
-import subprocess
-import sys
-import threading
-import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
-PACKAGE_ROOT = Path(__file__).resolve().parents[1]
-READY = "DM_EMULATOR_READY "
+from conftest import client, control, fresh_account
+
 PRIMARY_REGION = "us-east-1"
 SECONDARY_REGION = "eu-west-1"
 THIRD_REGION = "ap-southeast-2"
-_accounts = itertools.count(1)
-
-
-def start_emulator() -> tuple[subprocess.Popen[str], str]:
-    env = dict(os.environ, PYTHONPATH=str(PACKAGE_ROOT))
-    env.pop("MOTO_ACCOUNT_ID", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dm_emulator", "--host", "127.0.0.1", "--port", "0", "--quiet"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.append(proc.stdout.readline()), daemon=True)  # type: ignore[union-attr]
-    reader.start()
-    reader.join(60)
-    if not lines or not lines[0].startswith(READY):
-        proc.kill()
-        _, err = proc.communicate(timeout=10)
-        raise AssertionError(f"no READY line: {lines!r}\nstderr:\n{err}")
-    threading.Thread(target=lambda: proc.stderr and proc.stderr.read(), daemon=True).start()
-    return proc, lines[0][len(READY) :].strip()
-
-
-@pytest.fixture(scope="module")
-def endpoint() -> Iterator[str]:
-    proc, url = start_emulator()
-    yield url
-    proc.kill()
-    proc.wait(timeout=10)
-
-
-def fresh_account() -> str:
-    return f"7{os.getpid() % 100000:05d}{next(_accounts):06d}"
-
-
-def client(endpoint: str, service: str, account: str, region: str):  # type: ignore[no-untyped-def]
-    return boto3.client(
-        service,
-        endpoint_url=endpoint,
-        region_name=region,
-        aws_access_key_id=account,
-        aws_secret_access_key="secret",
-        config=Config(retries={"total_max_attempts": 1, "mode": "standard"}),
-    )
-
-
-def control(endpoint: str, method: str, route: str, payload: object | None = None) -> tuple[int, Any]:
-    data = None if payload is None else json.dumps(payload).encode()
-    request = urllib.request.Request(f"{endpoint}/_dm/{route}", data=data, method=method)
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.load(response)
-    except urllib.error.HTTPError as err:
-        return err.code, json.load(err)
 
 
 def error_of(caught: pytest.ExceptionInfo[ClientError], status: int, code: str) -> str:
