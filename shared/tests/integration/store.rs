@@ -152,6 +152,17 @@ async fn cluster_names_are_unique_per_environment_until_the_cluster_is_gone() {
     .await;
 }
 
+/// An environment named "e", marked READY as the reconciler would.
+async fn ready_environment(store: &Store) -> i64 {
+    let env = store
+        .create_environment(&ctx(), &environment_spec("e", false))
+        .await
+        .unwrap()
+        .target_id;
+    mark_ready(store, env).await;
+    env
+}
+
 fn terminated() -> ClusterObservation {
     ClusterObservation {
         status: ClusterStatus::Terminated,
@@ -203,12 +214,7 @@ async fn a_lease_has_one_holder_until_it_expires() {
 #[tokio::test]
 async fn only_the_lease_holder_may_record_an_observation() {
     each_backend(|backend, store| async move {
-        let env = store
-            .create_environment(&ctx(), &environment_spec("e", false))
-            .await
-            .unwrap()
-            .target_id;
-        mark_ready(&store, env).await;
+        let env = ready_environment(&store).await;
         let c = store
             .create_cluster(&ctx(), &cluster_spec(env, "a", 1))
             .await
@@ -231,12 +237,7 @@ async fn only_the_lease_holder_may_record_an_observation() {
 #[tokio::test]
 async fn concurrent_updates_of_one_cluster_never_lose_a_write() {
     each_backend(|backend, store| async move {
-        let env = store
-            .create_environment(&ctx(), &environment_spec("e", false))
-            .await
-            .unwrap()
-            .target_id;
-        mark_ready(&store, env).await;
+        let env = ready_environment(&store).await;
         let c = store
             .create_cluster(&ctx(), &cluster_spec(env, "a", 1))
             .await
@@ -270,12 +271,7 @@ async fn concurrent_updates_of_one_cluster_never_lose_a_write() {
 #[tokio::test]
 async fn protection_refuses_delete_and_scale_to_zero_but_not_other_sizes() {
     each_backend(|backend, store| async move {
-        let env = store
-            .create_environment(&ctx(), &environment_spec("e", false))
-            .await
-            .unwrap()
-            .target_id;
-        mark_ready(&store, env).await;
+        let env = ready_environment(&store).await;
         let mut spec = cluster_spec(env, "a", 2);
         spec.termination_protection = true;
         let c = store.create_cluster(&ctx(), &spec).await.unwrap().target_id;
@@ -308,12 +304,7 @@ async fn protection_refuses_delete_and_scale_to_zero_but_not_other_sizes() {
 #[tokio::test]
 async fn an_environment_with_clusters_cannot_be_deleted() {
     each_backend(|backend, store| async move {
-        let env = store
-            .create_environment(&ctx(), &environment_spec("e", false))
-            .await
-            .unwrap()
-            .target_id;
-        mark_ready(&store, env).await;
+        let env = ready_environment(&store).await;
         store
             .create_cluster(&ctx(), &cluster_spec(env, "a", 1))
             .await

@@ -46,15 +46,8 @@ fn ctx() -> WriteCtx {
     }
 }
 
-fn sample(name: &str) -> Value {
-    let path = format!("{}/../../events/{name}", env!("CARGO_MANIFEST_DIR"));
-    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
-}
-
-#[tokio::test]
-async fn the_scheduled_event_converges_environments_then_clusters() {
-    let (r, store) = setup().await;
-    let env = EnvironmentSpec::parse(ProposedEnvironment {
+fn dev_environment() -> EnvironmentSpec {
+    EnvironmentSpec::parse(ProposedEnvironment {
         name: "dev".into(),
         region: REGION.into(),
         vpc_id: None,
@@ -63,8 +56,22 @@ async fn the_scheduled_event_converges_environments_then_clusters() {
         admin_cidr: None,
         create_security_group: false,
     })
-    .unwrap();
-    let env_id = store.create_environment(&ctx(), &env).await.unwrap().target_id;
+    .unwrap()
+}
+
+fn sample(name: &str) -> Value {
+    let path = format!("{}/../../events/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn the_scheduled_event_converges_environments_then_clusters() {
+    let (r, store) = setup().await;
+    let env_id = store
+        .create_environment(&ctx(), &dev_environment())
+        .await
+        .unwrap()
+        .target_id;
 
     let out = reconciler::handle(&r, &sample("schedule-reconcile.json"))
         .await
@@ -117,17 +124,11 @@ async fn the_scheduled_event_converges_environments_then_clusters() {
 #[tokio::test]
 async fn malformed_events_are_refused_with_a_reason_and_change_nothing() {
     let (r, store) = setup().await;
-    let env = EnvironmentSpec::parse(ProposedEnvironment {
-        name: "dev".into(),
-        region: REGION.into(),
-        vpc_id: None,
-        subnet_ids: None,
-        vpc_cidr: None,
-        admin_cidr: None,
-        create_security_group: false,
-    })
-    .unwrap();
-    let env_id = store.create_environment(&ctx(), &env).await.unwrap().target_id;
+    let env_id = store
+        .create_environment(&ctx(), &dev_environment())
+        .await
+        .unwrap()
+        .target_id;
     let mut wrong_source = sample("schedule-reconcile.json");
     wrong_source["source"] = json!("aws.ec2");
     for (event, reason) in [
