@@ -45,6 +45,18 @@ struct Leftovers {
     objects: Vec<String>,
 }
 
+impl Leftovers {
+    /// Exactly one group and one template, with `instances` nodes: what a cluster
+    /// has however many runs made it.
+    fn assert_one_set(&self, instances: usize, context: &str) {
+        assert_eq!(
+            (self.groups.len(), self.templates.len(), self.instances.len()),
+            (1, 1, instances),
+            "{context}: {self:?}"
+        );
+    }
+}
+
 async fn leftovers(r: &AwsReconciler, aws: &Aws, cluster: i64) -> Leftovers {
     let id = cluster.to_string();
     let groups = aws
@@ -431,12 +443,7 @@ async fn a_reconciler_killed_between_creating_the_group_and_recording_it_is_adop
         let row = store.get_cluster(id).await.unwrap();
         assert_eq!(row.status_code, "READY", "{backend}: {}", row.status_message);
         assert_eq!(row.asg_name, Some(format!("okera-{id}-a")), "{backend}");
-        let left = leftovers(&survivor, &aws, id).await;
-        assert_eq!(
-            (left.groups.len(), left.templates.len(), left.instances.len()),
-            (1, 1, 2),
-            "{backend}: {left:?}"
-        );
+        leftovers(&survivor, &aws, id).await.assert_one_set(2, backend);
     }
 }
 
@@ -456,12 +463,7 @@ async fn two_concurrent_reconciles_make_one_group() {
     let (ra, rb) = tokio::join!(a.reconcile_cluster(id), b.reconcile_cluster(id));
     let outcomes = [ra.unwrap(), rb.unwrap()];
     assert!(outcomes.contains(&Outcome::Reconciled), "{outcomes:?}");
-    let left = leftovers(&a, &aws, id).await;
-    assert_eq!(
-        (left.groups.len(), left.templates.len(), left.instances.len()),
-        (1, 1, 2),
-        "{left:?}"
-    );
+    leftovers(&a, &aws, id).await.assert_one_set(2, "");
 }
 
 #[tokio::test]
@@ -491,12 +493,7 @@ async fn two_runs_that_both_miss_the_lease_still_make_one_group() {
         ra.unwrap();
         rb.unwrap();
     }
-    let left = leftovers(&a, &aws, id).await;
-    assert_eq!(
-        (left.groups.len(), left.templates.len(), left.instances.len()),
-        (1, 1, 2),
-        "{left:?}"
-    );
+    leftovers(&a, &aws, id).await.assert_one_set(2, "");
 }
 
 async fn apply_all(r: &AwsReconciler, changes: &[Change]) -> Result<(), shared::cloud::CloudError> {
