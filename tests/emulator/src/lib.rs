@@ -69,6 +69,10 @@ const PACKAGE_FILES: &[(&str, &str)] = &[
         include_str!("../python/dm_emulator/plugins/accounts.py"),
     ),
     (
+        "dm_emulator/plugins/asg_instance_health.py",
+        include_str!("../python/dm_emulator/plugins/asg_instance_health.py"),
+    ),
+    (
         "dm_emulator/plugins/autoscaling_unique_names.py",
         include_str!("../python/dm_emulator/plugins/autoscaling_unique_names.py"),
     ),
@@ -83,6 +87,10 @@ const PACKAGE_FILES: &[(&str, &str)] = &[
     (
         "dm_emulator/plugins/cloudwatch_list_metrics.py",
         include_str!("../python/dm_emulator/plugins/cloudwatch_list_metrics.py"),
+    ),
+    (
+        "dm_emulator/plugins/ec2_instance_pages.py",
+        include_str!("../python/dm_emulator/plugins/ec2_instance_pages.py"),
     ),
     (
         "dm_emulator/plugins/lambda_async_invoke.py",

@@ -1,4 +1,4 @@
-"""Lifecycle hooks (plugin ``lifecycle_hooks``), driven with boto3 against the emulator."""
+"""Lifecycle hooks (plugin ``lifecycle_hooks``) and SetInstanceHealth (plugin ``asg_instance_health``), driven with boto3 against the emulator."""
 
 from __future__ import annotations
 
@@ -57,6 +57,13 @@ class Cloud:
 
     def desired(self, group: str = "g") -> int:
         return int(self.asg.describe_auto_scaling_groups(AutoScalingGroupNames=[group])["AutoScalingGroups"][0]["DesiredCapacity"])
+
+    def health(self, group: str = "g") -> dict[str, str]:
+        found = self.asg.describe_auto_scaling_groups(AutoScalingGroupNames=[group])["AutoScalingGroups"]
+        return {i["InstanceId"]: i["HealthStatus"] for i in found[0]["Instances"]}
+
+    def set_health(self, instance_id: str, status: str) -> None:
+        self.asg.set_instance_health(InstanceId=instance_id, HealthStatus=status)
 
     def instance_states(self) -> dict[str, str]:
         found = self.asg.describe_auto_scaling_instances()["AutoScalingInstances"]
@@ -561,3 +568,112 @@ def test_events_have_the_eventbridge_shape_and_sequence(cloud: Cloud) -> None:
     # Other accounts see nothing of it.
     status, body = control(cloud.endpoint, "GET", f"lifecycle-events?account={fresh_account()}")
     assert (status, body) == (200, {"events": []})
+
+
+# ---------------------------------------------------------------------------
+# SetInstanceHealth (plugin ``asg_instance_health``)
+
+
+def test_unhealthy_instance_waits_to_terminate_and_its_replacement_waits_to_launch(cloud: Cloud) -> None:
+    cloud.create_group(desired=2)
+    cloud.hook(LAUNCHING, name="boot")
+    cloud.hook(TERMINATING, name="drain")
+    victim, keeper = sorted(cloud.states())
+    cloud.set_health(victim, "Unhealthy")
+    states = cloud.states()
+    (new,) = set(states) - {victim, keeper}
+    assert states == {victim: "Terminating:Wait", keeper: "InService", new: "Pending:Wait"}
+    assert cloud.health() == {victim: "Unhealthy", keeper: "Healthy", new: "Healthy"}
+    assert cloud.desired() == 2
+    assert cloud.ec2_state(victim) == "running"
+    assert cloud.ec2_state(new) == "running"
+    events = [e["event"] for e in cloud.events()]
+    assert [(e["detail-type"], e["detail"]["LifecycleHookName"], e["detail"]["EC2InstanceId"]) for e in events] == [
+        ("EC2 Instance-terminate Lifecycle Action", "drain", victim),
+        ("EC2 Instance-launch Lifecycle Action", "boot", new),
+    ]
+    assert [e["detail"]["LifecycleTransition"] for e in events] == [TERMINATING, LAUNCHING]
+    # CONTINUE finishes both.
+    cloud.complete("CONTINUE", hook="drain", LifecycleActionToken=events[0]["detail"]["LifecycleActionToken"])
+    cloud.complete("CONTINUE", hook="boot", LifecycleActionToken=events[1]["detail"]["LifecycleActionToken"])
+    assert cloud.states() == {keeper: "InService", new: "InService"}
+    assert cloud.health() == {keeper: "Healthy", new: "Healthy"}
+    assert cloud.ec2_state(victim) == "terminated"
+    assert cloud.desired() == 2
+    assert len(cloud.events()) == 2  # nothing launched or held again
+    with pytest.raises(ClientError) as caught:
+        cloud.complete("CONTINUE", hook="drain", InstanceId=victim)
+    validation_error(caught)
+
+
+def test_unhealthy_instance_of_a_group_without_hooks_is_replaced_at_once(cloud: Cloud) -> None:
+    cloud.create_group(desired=2)
+    victim, keeper = sorted(cloud.states())
+    cloud.set_health(keeper, "Healthy")  # only stores the flag
+    assert cloud.health() == {victim: "Healthy", keeper: "Healthy"}
+    cloud.set_health(victim, "Unhealthy")
+    states = cloud.states()
+    assert victim not in states and keeper in states
+    assert len(states) == 2 and set(states.values()) == {"InService"}
+    assert set(cloud.health().values()) == {"Healthy"}
+    assert cloud.desired() == 2
+    assert cloud.ec2_state(victim) == "terminated"
+    assert cloud.events() == []
+    with pytest.raises(ClientError) as caught:
+        cloud.set_health(victim, "Unhealthy")  # no longer in the group
+    validation_error(caught)
+
+
+def test_unhealthy_instance_with_only_a_launch_hook_terminates_at_once(cloud: Cloud) -> None:
+    cloud.create_group(desired=1)
+    cloud.hook(LAUNCHING)
+    victim = only(cloud.states())
+    cloud.set_health(victim, "Unhealthy")
+    new = only(cloud.states())
+    assert new != victim and cloud.states() == {new: "Pending:Wait"}
+    assert cloud.ec2_state(victim) == "terminated"
+    assert [e["event"]["detail"]["EC2InstanceId"] for e in cloud.events()] == [new]
+    # A waiting instance marked unhealthy is replaced too (its launch action ends).
+    cloud.set_health(new, "Unhealthy")
+    newer = only(cloud.states())
+    assert newer not in (victim, new) and cloud.states() == {newer: "Pending:Wait"}
+    with pytest.raises(ClientError):
+        cloud.complete("CONTINUE", InstanceId=new)
+    assert cloud.desired() == 1
+
+
+def test_set_instance_health_again_while_terminating_is_a_no_op(cloud: Cloud) -> None:
+    cloud.create_group(desired=1)
+    cloud.hook(TERMINATING, timeout=60, default="CONTINUE")
+    victim = only(cloud.states())
+    cloud.set_health(victim, "Unhealthy")
+    states = cloud.states()
+    (replacement,) = set(states) - {victim}
+    assert states == {victim: "Terminating:Wait", replacement: "InService"}
+    for status in ("Unhealthy", "Unhealthy", "Healthy"):
+        cloud.set_health(victim, status)
+        assert cloud.states() == states
+        assert cloud.health() == {victim: "Unhealthy", replacement: "Healthy"}
+    assert len(cloud.events()) == 1
+    assert cloud.desired() == 1
+    cloud.advance(61)  # the hook's default result: CONTINUE
+    assert cloud.states() == {replacement: "InService"}
+    assert cloud.ec2_state(victim) == "terminated"
+
+
+def test_set_instance_health_of_an_unknown_instance_is_a_validation_error(cloud: Cloud) -> None:
+    cloud.create_group(desired=1)
+    member = only(cloud.states())
+    loose = cloud.ec2.run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
+    for instance_id in ("i-0123456789abcdef0", loose):  # unknown to EC2; in no group
+        for status in ("Unhealthy", "Healthy"):
+            with pytest.raises(ClientError) as caught:
+                cloud.set_health(instance_id, status)
+            assert validation_error(caught) == (
+                f"Instance Id not found - No managed instance found for instance ID: {instance_id}"
+            )
+    with pytest.raises(ClientError) as caught:
+        cloud.set_health(member, "Broken")
+    assert validation_error(caught) == "Valid instance health states are: [Healthy, Unhealthy]"
+    assert cloud.states() == {member: "InService"}
+    assert cloud.ec2_state(loose) == "running"

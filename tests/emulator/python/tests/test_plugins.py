@@ -436,3 +436,70 @@ def test_reset_clears_recorded_invocations_per_account_or_all() -> None:
     finally:
         proc.kill()
         proc.wait(timeout=10)
+
+
+# ---------------------------------------------------------------------------
+# Pages of DescribeAutoScalingGroups (moto's) and DescribeInstances (plugin ``ec2_instance_pages``)
+
+
+def test_fifty_named_groups_come_in_one_page_of_max_records_100(endpoint: str) -> None:
+    account = fresh_account()
+    asg = client(endpoint, "autoscaling", account)
+    names = [f"dm-page-{i:02d}" for i in range(50)]
+    for name in names:
+        make_group(endpoint, account, name)
+    make_group(endpoint, account, "dm-not-asked")
+    page = asg.describe_auto_scaling_groups(AutoScalingGroupNames=names, MaxRecords=100)
+    assert sorted(g["AutoScalingGroupName"] for g in page["AutoScalingGroups"]) == names
+    assert "NextToken" not in page
+
+
+def tagged_instances(ec2, **kwargs):  # type: ignore[no-untyped-def]
+    pages = []
+    token = None
+    while True:
+        page = ec2.describe_instances(
+            Filters=[{"Name": "tag:LaunchedBy", "Values": ["dm"]}], **kwargs, **({"NextToken": token} if token else {})
+        )
+        pages.append([(r["ReservationId"], i["InstanceId"]) for r in page["Reservations"] for i in r["Instances"]])
+        token = page.get("NextToken")
+        if not token:
+            return pages
+
+
+def test_describe_instances_pages_count_instances_not_reservations(endpoint: str) -> None:
+    account = fresh_account()
+    ec2 = client(endpoint, "ec2", account)
+    tagged = {"ResourceType": "instance", "Tags": [{"Key": "LaunchedBy", "Value": "dm"}]}
+    launched: list[str] = []
+    for count, tags in ((7, [tagged]), (2, []), (3, [tagged]), (1, []), (1, [tagged]), (1, [tagged])):
+        found = ec2.run_instances(ImageId="ami-12c6146b", MinCount=count, MaxCount=count, TagSpecifications=tags)
+        if tags:
+            launched += [i["InstanceId"] for i in found["Instances"]]
+    assert len(launched) == 12
+    pages = tagged_instances(ec2, MaxResults=5)
+    assert [len(p) for p in pages] == [5, 5, 2]
+    ids = [instance_id for p in pages for _, instance_id in p]
+    assert ids == launched  # all, in launch order, no duplicates
+    # A reservation that does not fit goes on over the next page, under the same id.
+    assert pages[0][0][0] == pages[1][0][0]
+    # Without MaxResults: one page; the paginator sees the same.
+    assert tagged_instances(ec2) == [[pair for p in pages for pair in p]]
+    paginated = [
+        i["InstanceId"]
+        for page in ec2.get_paginator("describe_instances").paginate(
+            Filters=[{"Name": "tag:LaunchedBy", "Values": ["dm"]}], PaginationConfig={"PageSize": 5}
+        )
+        for r in page["Reservations"]
+        for i in r["Instances"]
+    ]
+    assert paginated == launched
+    # Tokens the emulator did not issue and MaxResults outside 5..1000 are refused.
+    for kwargs in ({"MaxResults": 5, "NextToken": "bogus"}, {"MaxResults": 4}, {"MaxResults": 1001}):
+        with pytest.raises(ClientError) as caught:
+            ec2.describe_instances(**kwargs)
+        assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+        assert caught.value.response["Error"]["Code"] == "InvalidParameterValue"
+    # With InstanceIds, moto's code: the instances asked for.
+    found = ec2.describe_instances(InstanceIds=launched[:2])["Reservations"]
+    assert [i["InstanceId"] for r in found for i in r["Instances"]] == launched[:2]

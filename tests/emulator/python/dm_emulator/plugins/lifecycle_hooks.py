@@ -14,7 +14,8 @@ plugin:
   hook puts it ``InService``; ``ABANDON`` from any terminates it, removes it
   from the group and launches a replacement (``Pending:Wait`` again).
 * **Terminate hooks** (``autoscaling:EC2_INSTANCE_TERMINATING``): an instance
-  the group removes (scale-in, ``TerminateInstanceInAutoScalingGroup``) is
+  the group removes (scale-in, ``TerminateInstanceInAutoScalingGroup``, and
+  ``SetInstanceHealth`` ``Unhealthy`` through ``asg_instance_health``) is
   ``Terminating:Wait``: it stays in the group's ``Instances``, keeps running in
   EC2 and its ``aws:autoscaling:groupName`` tag, and no longer counts toward
   capacity (a replacement is launched at once unless the desired capacity was
