@@ -1,10 +1,13 @@
 //! `dm-local`: the whole Deployment Manager on one machine. `dm-local up` runs the
 //! API (the same router as the Lambda function) on loopback, the reconciler after
 //! every write and on a timer, and, unless told otherwise, the AWS emulator it sets
-//! up itself. State is SQLite under `--data-dir`.
+//! up itself. State is SQLite under `--data-dir`. With the emulator, it also
+//! simulates a node agent for every instance (see [`sim`]); `dm-local sim` makes
+//! those agents fail and recover.
 
 #![recursion_limit = "256"]
 
+mod sim;
 mod tokens;
 
 use std::net::SocketAddr;
@@ -14,8 +17,10 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+use shared::cloud::agents::{HttpAgents, Resolver};
 use shared::cloud::aws::{AwsSettings, S3Adapter};
 use shared::config::{Config, S3Location};
+use shared::domain::health::AGENT_PORT;
 use shared::store::Store;
 use shared::workflows::commands::Limits;
 use tokio::sync::Notify;
@@ -33,7 +38,12 @@ struct Cli {
 enum Command {
     /// Start the API, the reconciler and the schedules (and the AWS emulator).
     Up(UpArgs),
+    /// Fail, slow down or restore the simulated node agents of a running `up`.
+    Sim(sim::cli::SimArgs),
 }
+
+/// Where `up` keeps its state, and where `sim` looks for it.
+const DEFAULT_DATA_DIR: &str = ".dm-local";
 
 #[derive(clap::Args)]
 struct UpArgs {
@@ -41,7 +51,7 @@ struct UpArgs {
     #[arg(long, default_value_t = 8080)]
     port: u16,
     /// Where state, tokens, logs and the emulator's virtual environment live.
-    #[arg(long, default_value = ".dm-local")]
+    #[arg(long, default_value = DEFAULT_DATA_DIR)]
     data_dir: PathBuf,
     /// Use an AWS endpoint that is already running (an emulator on loopback)
     /// instead of starting one.
@@ -60,6 +70,9 @@ struct UpArgs {
     /// The largest numNodes accepted.
     #[arg(long, default_value_t = 100)]
     max_nodes: i64,
+    /// Milliseconds a simulated node agent takes to bring all its services up.
+    #[arg(long, default_value_t = sim::DEFAULT_STARTUP.as_millis() as u64)]
+    agent_startup_ms: u64,
 }
 
 /// A machine image the emulator knows; real AWS needs OKERA_NODE_AMI.
@@ -78,6 +91,16 @@ fn main() -> Result<()> {
         .init();
     match cli.command {
         Command::Up(args) => tokio::runtime::Runtime::new()?.block_on(up(args)),
+        Command::Sim(args) => match sim::cli::run(&args) {
+            Ok(line) => {
+                println!("{line}");
+                Ok(())
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                std::process::exit(1)
+            }
+        },
     }
 }
 
@@ -152,6 +175,26 @@ async fn up(args: UpArgs) -> Result<()> {
     }
     let tokens = tokens::load_or_create(&data_dir, &store).await?;
 
+    // Node agents: simulated on loopback when dm-local drives the emulator.
+    let simulation = if args.real_aws {
+        None
+    } else {
+        let startup = Duration::from_millis(args.agent_startup_ms);
+        let regions = sim::Regions {
+            store: store.clone(),
+            default: args.region.clone(),
+        };
+        Some(sim::Simulation::start(&settings, &config, regions, startup, &data_dir).await?)
+    };
+    // The prober of the node agents. The health sweep and the lifecycle handler
+    // will take it; nothing probes yet. Locally it finds the simulated agents in
+    // the directory; with --real-aws it would use the nodes' private IPs, which
+    // it refuses to contact outside AWS.
+    let _agents = match &simulation {
+        Some(s) => HttpAgents::new(Resolver::Directory(s.directory.clone())),
+        None => HttpAgents::new(Resolver::PrivateIp { port: AGENT_PORT }),
+    };
+
     let reconciler = Arc::new(reconciler::build(
         store.clone(),
         &config,
@@ -219,6 +262,7 @@ async fn up(args: UpArgs) -> Result<()> {
         .await
         .context("serving the API")?;
     info!("stopped");
+    drop(simulation);
     drop(emulator);
     Ok(())
 }

@@ -2,6 +2,10 @@
 //! or malformed variable fails fast with an error that names it.
 
 use std::env;
+use std::time::Duration;
+
+use crate::workflows::lifecycle::Timing;
+use crate::workflows::sweep::SweepSettings;
 
 /// An `s3://bucket/prefix` location.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,6 +95,69 @@ impl Config {
                 .ok()
                 .filter(|s| !s.is_empty()),
             aws_endpoint: env::var("AWS_ENDPOINT_URL").ok().filter(|s| !s.is_empty()),
+        })
+    }
+}
+
+/// Health settings: the lifecycle function's timings, the sweep's, and the
+/// probes'. Every variable is optional.
+#[derive(Debug, Clone, Copy)]
+pub struct HealthConfig {
+    pub sweep: SweepSettings,
+    pub timing: Timing,
+    /// `OKERA_PROBE_TIMEOUT_MS` (default 2000): the most one agent probe may take.
+    pub probe_timeout: Duration,
+}
+
+fn number<T: std::str::FromStr>(name: &str, default: T, ok: impl Fn(&T) -> bool, rule: &str) -> Result<T, String> {
+    match env::var(name) {
+        Err(_) => Ok(default),
+        Ok(raw) => raw
+            .trim()
+            .parse::<T>()
+            .ok()
+            .filter(|v| ok(v))
+            .ok_or_else(|| format!("{name} must be {rule}, got {raw:?}")),
+    }
+}
+
+impl HealthConfig {
+    /// Reads `OKERA_REPAIR_AFTER_SECONDS` (300), `OKERA_REPAIR_MAX_SHARE` (0.34),
+    /// `OKERA_BOOTSTRAP_TIMEOUT_SECONDS` (900), `OKERA_PROBE_CONCURRENCY` (64),
+    /// `OKERA_PROBE_TIMEOUT_MS` (2000) and `OKERA_FLUSH_TIMEOUT_SECONDS` (60).
+    pub fn from_env() -> Result<HealthConfig, String> {
+        let positive = |v: &u64| *v >= 1;
+        let repair_after = number("OKERA_REPAIR_AFTER_SECONDS", 300u64, positive, "a whole number of seconds, at least 1")?;
+        let share = number(
+            "OKERA_REPAIR_MAX_SHARE",
+            0.34f64,
+            |v| *v > 0.0 && *v <= 1.0,
+            "a fraction above 0 and at most 1",
+        )?;
+        let bootstrap = number(
+            "OKERA_BOOTSTRAP_TIMEOUT_SECONDS",
+            900u64,
+            positive,
+            "a whole number of seconds, at least 1",
+        )?;
+        let concurrency = number("OKERA_PROBE_CONCURRENCY", 64usize, |v| (1..=1024).contains(v), "between 1 and 1024")?;
+        let probe_ms = number("OKERA_PROBE_TIMEOUT_MS", 2000u64, |v| (50..=60_000).contains(v), "between 50 and 60000")?;
+        let flush = number("OKERA_FLUSH_TIMEOUT_SECONDS", 60u64, |v| (1..=600).contains(v), "between 1 and 600")?;
+        let bootstrap_ms = (bootstrap * 1000) as i64;
+        Ok(HealthConfig {
+            sweep: SweepSettings {
+                concurrency,
+                repair_after_ms: (repair_after * 1000) as i64,
+                repair_max_share: share,
+                bootstrap_timeout_ms: bootstrap_ms,
+                ..SweepSettings::default()
+            },
+            timing: Timing {
+                bootstrap_timeout_ms: bootstrap_ms,
+                flush_timeout: Duration::from_secs(flush),
+                ..Timing::default()
+            },
+            probe_timeout: Duration::from_millis(probe_ms),
         })
     }
 }

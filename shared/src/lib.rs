@@ -10,10 +10,14 @@
 //! - [`workflows`]: plain functions over the store and the ports. The API's
 //!   commands and the reconciler live here; handlers only parse and call them.
 //! - [`config`]: typed settings read once from the environment.
+//! - [`runtime`]: what every function's `main` does first (logging, lease owner).
+//! - [`metrics`]: CloudWatch metrics as EMF log lines, and the cluster health alarm.
 
 pub mod cloud;
 pub mod config;
 pub mod domain;
+pub mod metrics;
+pub mod runtime;
 pub mod store;
 pub mod time;
 pub mod workflows;

@@ -1,15 +1,19 @@
-//! Ports to AWS: one trait per system the DM drives (EC2 [`Compute`], Auto
-//! Scaling [`Scaling`], S3 [`ObjectStore`], Lambda [`Functions`]). Workflows are written against these
-//! traits; the real adapters in [`aws`] (behind the `aws-*` cargo features) use the
-//! AWS SDK, and integration tests run them against the emulator.
+//! Ports to the systems the DM drives: EC2 [`Compute`], Auto Scaling [`Scaling`],
+//! S3 [`ObjectStore`], Lambda [`Functions`], CloudWatch [`Metrics`] and the node
+//! agents [`Agents`]. Workflows are written against these traits; the real
+//! adapters in [`aws`] (behind the `aws-*` cargo features) use the AWS SDK, and
+//! integration tests run them against the emulator. [`agents`] holds the HTTP
+//! prober of the node agents.
 //!
 //! Every call names its region, because a DM manages environments in several.
 
+pub mod agents;
 #[cfg(feature = "aws")]
 pub mod aws;
 
 use std::future::Future;
 
+use crate::domain::health::AgentReport;
 use crate::domain::security_group::Peer;
 use crate::domain::InstanceSize;
 
@@ -84,20 +88,27 @@ pub struct LaunchTemplateSpec {
     pub tags: Vec<(String, String)>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Instance {
     pub id: String,
     /// EC2 state name: `pending`, `running`, `shutting-down`, `terminated`, ...
     pub state: String,
     pub availability_zone: String,
+    pub private_ip: Option<String>,
+    /// The `okera:cluster-id` tag, when it holds a number.
+    pub cluster_id: Option<i64>,
+    /// Epoch milliseconds.
+    pub launched_at: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GroupInstance {
     pub id: String,
     /// Auto Scaling lifecycle state: `Pending`, `InService`, `Terminating`, ...
     pub lifecycle_state: String,
     pub availability_zone: String,
+    /// `Healthy` or `Unhealthy`, as Auto Scaling sees it.
+    pub health_status: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,7 +133,66 @@ pub struct GroupSpec {
     pub subnet_ids: Vec<String>,
     /// Propagated to the instances the group launches.
     pub tags: Vec<(String, String)>,
+    /// Created with the group, so that no instance launches before them.
+    pub hooks: Vec<HookSpec>,
 }
+
+/// Which transition a lifecycle hook holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    Launching,
+    Terminating,
+}
+
+impl Transition {
+    pub fn as_aws(self) -> &'static str {
+        match self {
+            Transition::Launching => "autoscaling:EC2_INSTANCE_LAUNCHING",
+            Transition::Terminating => "autoscaling:EC2_INSTANCE_TERMINATING",
+        }
+    }
+}
+
+/// A lifecycle hook on a group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookSpec {
+    pub name: String,
+    pub transition: Transition,
+    /// Seconds before `default_result` applies, unless a heartbeat restarts it.
+    pub heartbeat_timeout_s: i32,
+    /// `CONTINUE` or `ABANDON`.
+    pub default_result: &'static str,
+}
+
+/// One instance held at a lifecycle hook, as the lifecycle event names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LifecycleAction {
+    pub group: String,
+    pub hook: String,
+    pub token: String,
+    pub instance_id: String,
+}
+
+/// How to end a lifecycle action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActionResult {
+    Continue,
+    Abandon,
+}
+
+impl ActionResult {
+    pub fn as_aws(self) -> &'static str {
+        match self {
+            ActionResult::Continue => "CONTINUE",
+            ActionResult::Abandon => "ABANDON",
+        }
+    }
+}
+
+/// The most group names one `DescribeAutoScalingGroups` call takes.
+pub const GROUPS_PER_DESCRIBE: usize = 50;
+/// The most instances one `DescribeInstances` page returns.
+pub const INSTANCES_PER_PAGE: i32 = 1000;
 
 /// EC2: networks, security groups, launch templates and instances.
 pub trait Compute: Send + Sync {
@@ -193,6 +263,11 @@ pub trait Compute: Send + Sync {
         region: &str,
         ids: &[String],
     ) -> impl Future<Output = CloudResult<()>> + Send;
+    /// Every instance the DM launched (`LaunchedBy=Okera`) that is not yet
+    /// terminated, in pages of [`INSTANCES_PER_PAGE`]: one call per page.
+    fn managed_instances(&self, region: &str) -> impl Future<Output = CloudResult<Vec<Instance>>> + Send;
+    /// One instance by id, `None` once it is gone.
+    fn instance(&self, region: &str, id: &str) -> impl Future<Output = CloudResult<Option<Instance>>> + Send;
 }
 
 /// Auto Scaling groups.
@@ -216,6 +291,29 @@ pub trait Scaling: Send + Sync {
     ) -> impl Future<Output = CloudResult<()>> + Send;
     /// Deletes a group and terminates its instances.
     fn delete_group(&self, region: &str, name: &str) -> impl Future<Output = CloudResult<()>> + Send;
+    /// The named groups that exist, [`GROUPS_PER_DESCRIBE`] names per call.
+    fn groups_named(
+        &self,
+        region: &str,
+        names: &[String],
+    ) -> impl Future<Output = CloudResult<Vec<Group>>> + Send;
+    /// The names of a group's lifecycle hooks.
+    fn hooks(&self, region: &str, group: &str) -> impl Future<Output = CloudResult<Vec<String>>> + Send;
+    /// Creates or updates a lifecycle hook.
+    fn put_hook(&self, region: &str, group: &str, hook: &HookSpec)
+        -> impl Future<Output = CloudResult<()>> + Send;
+    /// Ends a lifecycle action. An action that is no longer active (completed
+    /// already, or timed out) is `NotFound`.
+    fn complete_action(
+        &self,
+        region: &str,
+        action: &LifecycleAction,
+        result: ActionResult,
+    ) -> impl Future<Output = CloudResult<()>> + Send;
+    /// Restarts a lifecycle action's heartbeat timeout; `NotFound` as above.
+    fn heartbeat(&self, region: &str, action: &LifecycleAction) -> impl Future<Output = CloudResult<()>> + Send;
+    /// Marks an instance `Unhealthy`, so that its group replaces it.
+    fn set_unhealthy(&self, region: &str, instance_id: &str) -> impl Future<Output = CloudResult<()>> + Send;
 }
 
 /// S3: the staging bucket.
@@ -226,6 +324,74 @@ pub trait ObjectStore: Send + Sync {
     fn list(&self, bucket: &str, prefix: &str) -> impl Future<Output = CloudResult<Vec<String>>> + Send;
     /// Deletes keys, up to 1000 per request.
     fn delete(&self, bucket: &str, keys: &[String]) -> impl Future<Output = CloudResult<()>> + Send;
+}
+
+/// A per-cluster CloudWatch alarm.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlarmSpec {
+    pub name: String,
+    pub description: String,
+    pub namespace: String,
+    pub metric: String,
+    pub dimensions: Vec<(String, String)>,
+    /// `Minimum`, `Average`, ...
+    pub statistic: String,
+    pub period_s: i32,
+    pub evaluation_periods: i32,
+    /// `LessThanThreshold`, ...
+    pub comparison: String,
+    pub threshold: f64,
+    /// `breaching`, `notBreaching`, `missing` or `ignore`.
+    pub treat_missing_data: String,
+    pub tags: Vec<(String, String)>,
+}
+
+/// CloudWatch: the alarms the DM owns. Metrics themselves are written as
+/// Embedded Metric Format log lines, which need no API call.
+pub trait Metrics: Send + Sync {
+    /// Creates or replaces an alarm.
+    fn put_alarm(&self, region: &str, alarm: &AlarmSpec) -> impl Future<Output = CloudResult<()>> + Send;
+    /// The names of the alarms whose name starts with `prefix`.
+    fn alarms_with_prefix(
+        &self,
+        region: &str,
+        prefix: &str,
+    ) -> impl Future<Output = CloudResult<Vec<String>>> + Send;
+    /// Deletes alarms; names that do not exist are ignored.
+    fn delete_alarms(&self, region: &str, names: &[String]) -> impl Future<Output = CloudResult<()>> + Send;
+}
+
+/// Where a node's agent is, as the DM knows the node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentTarget {
+    pub instance_id: String,
+    pub private_ip: Option<String>,
+}
+
+/// Why an agent could not be asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProbeError {
+    /// The address is not one this process may contact (DESIGN.md §4).
+    #[error("refused to contact {0}: outside AWS, agents are only contacted on loopback")]
+    Refused(String),
+    #[error("no address is known for the agent")]
+    NoAddress,
+    #[error("timed out after {0} ms")]
+    Timeout(u64),
+    #[error("{0}")]
+    Unreachable(String),
+    /// It answered, but not with what the contract says.
+    #[error("bad answer: {0}")]
+    BadAnswer(String),
+}
+
+/// The node agents (`docs/agent.md`).
+pub trait Agents: Send + Sync {
+    /// `GET /v1/health`, bounded in time and size.
+    fn health(&self, node: &AgentTarget) -> impl Future<Output = Result<AgentReport, ProbeError>> + Send;
+    /// `POST /v1/logs/flush`: the agent uploads what it has not yet uploaded to
+    /// the staging bucket, and answers when done.
+    fn flush_logs(&self, node: &AgentTarget) -> impl Future<Output = Result<(), ProbeError>> + Send;
 }
 
 /// Lambda: waking another DM function.

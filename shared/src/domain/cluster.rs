@@ -76,6 +76,9 @@ pub struct ProposedCluster {
     pub description: Option<String>,
     #[serde(default)]
     pub termination_protection_enabled: bool,
+    /// Whether the health sweep may replace broken nodes (default true).
+    #[serde(default)]
+    pub auto_repair_enabled: Option<bool>,
     #[serde(default)]
     pub version: Option<String>,
 }
@@ -92,6 +95,7 @@ pub struct ClusterSpec {
     pub tags: BTreeMap<String, String>,
     pub description: String,
     pub termination_protection: bool,
+    pub auto_repair: bool,
     pub version: String,
 }
 
@@ -181,6 +185,7 @@ impl ClusterSpec {
             tags: tags::parse_user_tags(p.tags)?,
             description,
             termination_protection: p.termination_protection_enabled,
+            auto_repair: p.auto_repair_enabled.unwrap_or(true),
             version,
         })
     }
@@ -194,16 +199,21 @@ pub struct ClusterUpdate {
     pub num_nodes: Option<i64>,
     #[serde(default)]
     pub termination_protection_enabled: Option<bool>,
+    #[serde(default)]
+    pub auto_repair_enabled: Option<bool>,
 }
 
 impl ClusterUpdate {
     /// Checks the update on its own; protection rules need the stored cluster and
     /// are checked by the workflow.
     pub fn validate(&self, max_nodes: i64) -> Result<(), FieldError> {
-        if self.num_nodes.is_none() && self.termination_protection_enabled.is_none() {
+        if self.num_nodes.is_none()
+            && self.termination_protection_enabled.is_none()
+            && self.auto_repair_enabled.is_none()
+        {
             return Err(FieldError::new(
                 "numNodes",
-                "an update needs numNodes or terminationProtectionEnabled",
+                "an update needs numNodes, terminationProtectionEnabled or autoRepairEnabled",
             ));
         }
         if let Some(n) = self.num_nodes {
@@ -222,6 +232,9 @@ impl ClusterUpdate {
 pub enum ClusterStatus {
     Provisioning,
     Ready,
+    Concerning,
+    Degraded,
+    Down,
     Updating,
     Terminating,
     Terminated,
@@ -233,10 +246,25 @@ impl ClusterStatus {
         match self {
             ClusterStatus::Provisioning => "PROVISIONING",
             ClusterStatus::Ready => "READY",
+            ClusterStatus::Concerning => "CONCERNING",
+            ClusterStatus::Degraded => "DEGRADED",
+            ClusterStatus::Down => "DOWN",
             ClusterStatus::Updating => "UPDATING",
             ClusterStatus::Terminating => "TERMINATING",
             ClusterStatus::Terminated => "TERMINATED",
             ClusterStatus::Failed => "FAILED",
+        }
+    }
+}
+
+impl From<super::health::HealthCode> for ClusterStatus {
+    fn from(code: super::health::HealthCode) -> Self {
+        use super::health::HealthCode;
+        match code {
+            HealthCode::Ready => ClusterStatus::Ready,
+            HealthCode::Concerning => ClusterStatus::Concerning,
+            HealthCode::Degraded => ClusterStatus::Degraded,
+            HealthCode::Down => ClusterStatus::Down,
         }
     }
 }
@@ -256,6 +284,7 @@ mod tests {
             tags: BTreeMap::new(),
             description: None,
             termination_protection_enabled: false,
+            auto_repair_enabled: None,
             version: None,
         }
     }

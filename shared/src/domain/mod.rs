@@ -4,6 +4,7 @@
 
 mod cluster;
 mod environment;
+pub mod health;
 mod names;
 pub mod security_group;
 pub mod tags;

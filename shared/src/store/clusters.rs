@@ -4,8 +4,8 @@
 
 use super::environments::{claim, lock_environment, release};
 use super::operations::{begin, finish, latest_operation, progress, with_key_retry, Begun, Change, Step};
-use super::rows::{ClusterRow, NodeRow, CLUSTER_COLUMNS};
-use super::{inserted_id, is_unique_violation, q, Store, StoreError, Submitted, WriteCtx};
+use super::rows::{text, ClusterRow, NodeRow, CLUSTER_COLUMNS, NODE_COLUMNS};
+use super::{inserted_id, is_unique_violation, q, Backend, Store, StoreError, Submitted, WriteCtx};
 use crate::domain::{ClusterSpec, ClusterStatus, ClusterUpdate, EnvironmentStatus};
 use crate::time::now_ms;
 
@@ -26,6 +26,8 @@ pub struct ClusterObservation {
     pub launch_template_id: Option<String>,
     pub config_uri: Option<String>,
     pub nodes: Vec<NewNode>,
+    /// Services running on every node, when the status is a health code.
+    pub running_services: Option<i64>,
     /// Set when desired state was reached at this generation.
     pub observed_generation: Option<i64>,
     pub steps: Vec<Step>,
@@ -53,8 +55,8 @@ impl Store {
         let now = now_ms();
         let inserted = sqlx::query(
             "INSERT INTO clusters (environment_id, name, live_key, description, cluster_type, num_nodes, instance_type, \
-             storage_gb, odas_version, owner, tags, termination_protection, status_code, status_message, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             storage_gb, odas_version, owner, tags, termination_protection, auto_repair, status_code, status_message, created_at, updated_at, \
+             status_since) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(spec.environment_id)
         .bind(spec.name.as_str())
@@ -68,8 +70,10 @@ impl Store {
         .bind(&ctx.principal)
         .bind(serde_json::to_string(&spec.tags).expect("tags serialise"))
         .bind(spec.termination_protection as i64)
+        .bind(spec.auto_repair as i64)
         .bind(ClusterStatus::Provisioning.as_str())
         .bind("Waiting for the reconciler.")
+        .bind(now)
         .bind(now)
         .bind(now)
         .execute(&mut *tx)
@@ -145,17 +149,23 @@ impl Store {
         let protection = update
             .termination_protection_enabled
             .unwrap_or(current.termination_protection);
+        let auto_repair = update.auto_repair_enabled.unwrap_or(current.auto_repair);
         let generation = current.generation + 1;
+        let now = now_ms();
         let changed = sqlx::query(
-            "UPDATE clusters SET num_nodes = ?, termination_protection = ?, generation = ?, status_code = ?, \
+            "UPDATE clusters SET status_since = CASE WHEN status_code = ? THEN status_since ELSE ? END, \
+             num_nodes = ?, termination_protection = ?, auto_repair = ?, generation = ?, status_code = ?, \
              status_message = ?, row_version = row_version + 1, updated_at = ? WHERE id = ? AND row_version = ?",
         )
+        .bind(ClusterStatus::Updating.as_str())
+        .bind(now)
         .bind(num_nodes)
         .bind(protection as i64)
+        .bind(auto_repair as i64)
         .bind(generation)
         .bind(ClusterStatus::Updating.as_str())
         .bind("Waiting for the reconciler.")
-        .bind(now_ms())
+        .bind(now)
         .bind(id)
         .bind(current.row_version)
         .execute(&mut *tx)
@@ -167,8 +177,9 @@ impl Store {
             )));
         }
         let detail = format!(
-            "update cluster {}: numNodes {} -> {num_nodes}, terminationProtection {} -> {protection}",
-            current.name, current.num_nodes, current.termination_protection
+            "update cluster {}: numNodes {} -> {num_nodes}, terminationProtection {} -> {protection}, \
+             autoRepair {} -> {auto_repair}",
+            current.name, current.num_nodes, current.termination_protection, current.auto_repair
         );
         finish(
             tx,
@@ -287,9 +298,9 @@ impl Store {
     }
 
     pub async fn nodes_of(&self, cluster_id: i64) -> Result<Vec<NodeRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT instance_id, cluster_id, lifecycle_state, availability_zone, updated_at FROM nodes WHERE cluster_id = ? ORDER BY instance_id",
-        )
+        let sql =
+            format!("SELECT {NODE_COLUMNS} FROM nodes WHERE cluster_id = ? ORDER BY launched_at, instance_id");
+        let rows = sqlx::query(&sql)
         .bind(cluster_id)
         .fetch_all(self.pool())
         .await
@@ -305,8 +316,10 @@ impl Store {
         release("clusters", self, id, owner).await
     }
 
-    /// Records what the reconciler saw, in one transaction: the cluster's status,
-    /// its nodes (replaced as a set, in one statement) and its operations' progress.
+    /// Records what the reconciler saw, in one transaction: the cluster's status
+    /// (with a history row when it changed), its nodes (what the reconciler knows
+    /// of them: the set and their lifecycle states; their health stays) and its
+    /// operations' progress.
     pub async fn record_cluster(
         &self,
         id: i64,
@@ -316,17 +329,32 @@ impl Store {
         let mut tx = self.begin_tx().await?;
         let terminated = obs.status == ClusterStatus::Terminated;
         let now = now_ms();
+        let before: Option<(String, String)> = {
+            let row = sqlx::query("SELECT status_code, status_message FROM clusters WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(q("read cluster status"))?;
+            row.map(|r| Ok::<_, StoreError>((text(&r, "status_code")?, text(&r, "status_message")?)))
+                .transpose()?
+        };
+        // status_since first: MySQL evaluates SET left to right.
         let updated = sqlx::query(
-            "UPDATE clusters SET status_code = ?, status_message = ?, asg_name = ?, launch_template_id = ?, config_uri = ?, \
+            "UPDATE clusters SET status_since = CASE WHEN status_code = ? THEN status_since ELSE ? END, \
+             status_code = ?, status_message = ?, asg_name = ?, launch_template_id = ?, config_uri = ?, \
+             running_services = COALESCE(?, running_services), \
              observed_generation = COALESCE(?, observed_generation), \
              live_key = CASE WHEN ? = 1 THEN NULL ELSE live_key END, \
              row_version = row_version + 1, updated_at = ? WHERE id = ? AND lease_owner = ?",
         )
         .bind(obs.status.as_str())
+        .bind(now)
+        .bind(obs.status.as_str())
         .bind(&obs.message)
         .bind(obs.asg_name.clone())
         .bind(obs.launch_template_id.clone())
         .bind(obs.config_uri.clone())
+        .bind(obs.running_services)
         .bind(obs.observed_generation)
         .bind(terminated as i64)
         .bind(now)
@@ -338,15 +366,40 @@ impl Store {
         if updated.rows_affected() == 0 {
             return Err(StoreError::Conflict(format!("lost the lease on cluster {id}")));
         }
-        sqlx::query("DELETE FROM nodes WHERE cluster_id = ?")
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(q("clear nodes"))?;
+        if before.as_ref().is_some_and(|(c, m)| c != obs.status.as_str() || m != &obs.message) {
+            sqlx::query("INSERT INTO cluster_status_history (cluster_id, at, code, message) VALUES (?, ?, ?, ?)")
+                .bind(id)
+                .bind(now)
+                .bind(obs.status.as_str())
+                .bind(&obs.message)
+                .execute(&mut *tx)
+                .await
+                .map_err(q("append status history"))?;
+        }
+        let keep = if obs.nodes.is_empty() {
+            String::new()
+        } else {
+            format!(" AND instance_id NOT IN ({})", vec!["?"; obs.nodes.len()].join(", "))
+        };
+        let sql = format!("DELETE FROM nodes WHERE cluster_id = ?{keep}");
+        let mut delete = sqlx::query(&sql).bind(id);
+        for n in &obs.nodes {
+            delete = delete.bind(n.instance_id.clone());
+        }
+        delete.execute(&mut *tx).await.map_err(q("clear nodes"))?;
         if !obs.nodes.is_empty() {
             let values = vec!["(?, ?, ?, ?, ?)"; obs.nodes.len()].join(", ");
+            let update = match self.backend() {
+                Backend::Sqlite => "ON CONFLICT (instance_id) DO UPDATE SET cluster_id = excluded.cluster_id, \
+                    lifecycle_state = excluded.lifecycle_state, availability_zone = excluded.availability_zone, \
+                    updated_at = excluded.updated_at",
+                Backend::MySql => "ON DUPLICATE KEY UPDATE cluster_id = VALUES(cluster_id), \
+                    lifecycle_state = VALUES(lifecycle_state), availability_zone = VALUES(availability_zone), \
+                    updated_at = VALUES(updated_at)",
+            };
             let sql = format!(
-                "INSERT INTO nodes (instance_id, cluster_id, lifecycle_state, availability_zone, updated_at) VALUES {values}"
+                "INSERT INTO nodes (instance_id, cluster_id, lifecycle_state, availability_zone, updated_at) \
+                 VALUES {values} {update}"
             );
             let mut insert = sqlx::query(&sql);
             for n in &obs.nodes {
@@ -357,7 +410,7 @@ impl Store {
                     .bind(n.availability_zone.clone())
                     .bind(now);
             }
-            insert.execute(&mut *tx).await.map_err(q("insert nodes"))?;
+            insert.execute(&mut *tx).await.map_err(q("upsert nodes"))?;
         }
         let generation = obs.observed_generation.unwrap_or(0);
         progress(

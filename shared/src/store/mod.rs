@@ -12,6 +12,7 @@ mod auth;
 mod catalog;
 mod clusters;
 mod environments;
+mod health;
 mod operations;
 mod rows;
 
@@ -23,6 +24,10 @@ use sqlx::{AnyPool, ConnectOptions, Executor};
 pub use auth::Role;
 pub use clusters::{ClusterObservation, NewNode};
 pub use environments::EnvironmentObservation;
+pub use health::{
+    AuditEntry, HealthWrite, JoiningNode, NodeUpdate, StatusChange, SweepCluster, SweepWrite, WriteStats,
+    BATCH, SWEEP_LEASE,
+};
 pub use operations::{OpState, Step, StepState, Submitted, WriteCtx};
 pub use rows::{AuditRow, ClusterRow, EnvironmentRow, NodeRow, OperationRow};
 

@@ -7,6 +7,7 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::operations::Step;
+use crate::domain::health::Probe;
 use super::StoreError;
 
 fn json<T: serde::de::DeserializeOwned>(what: &'static str, raw: &str) -> Result<T, StoreError> {
@@ -28,14 +29,14 @@ where
 
 /// A text column. Through sqlx's `Any` driver MySQL's `TEXT` arrives as bytes,
 /// SQLite's as a string; both are read here.
-fn text(row: &AnyRow, name: &str) -> Result<String, StoreError> {
+pub(crate) fn text(row: &AnyRow, name: &str) -> Result<String, StoreError> {
     opt_text(row, name)?.ok_or_else(|| StoreError::Corrupt {
         what: "row",
         detail: format!("{name} is NULL"),
     })
 }
 
-fn opt_text(row: &AnyRow, name: &str) -> Result<Option<String>, StoreError> {
+pub(crate) fn opt_text(row: &AnyRow, name: &str) -> Result<Option<String>, StoreError> {
     match row.try_get::<Option<String>, _>(name) {
         Ok(v) => Ok(v),
         Err(sqlx::Error::ColumnDecode { .. }) => {
@@ -131,6 +132,14 @@ pub struct ClusterRow {
     pub config_uri: Option<String>,
     /// Nodes in service, as last observed.
     pub running_nodes: i64,
+    /// Services running on every node in service, as last judged.
+    pub running_services: i64,
+    /// When `status_code` last changed.
+    pub status_since: i64,
+    /// When a health sweep last judged the cluster (0: never).
+    pub health_checked_at: i64,
+    /// Whether the health sweep may replace broken nodes.
+    pub auto_repair: bool,
     pub row_version: i64,
     pub created_at: i64,
     pub updated_at: i64,
@@ -139,7 +148,8 @@ pub struct ClusterRow {
 pub(crate) const CLUSTER_COLUMNS: &str = "id, environment_id, name, description, cluster_type, num_nodes, \
     instance_type, storage_gb, odas_version, owner, tags, termination_protection, delete_requested, \
     config_generation, status_code, status_message, generation, observed_generation, asg_name, \
-    launch_template_id, config_uri, row_version, created_at, updated_at, \
+    launch_template_id, config_uri, row_version, created_at, updated_at, running_services, status_since, \
+    health_checked_at, auto_repair, \
     (SELECT COUNT(*) FROM nodes n WHERE n.cluster_id = clusters.id AND n.lifecycle_state = 'InService') AS running_nodes";
 
 impl ClusterRow {
@@ -167,6 +177,10 @@ impl ClusterRow {
             launch_template_id: opt_text(r, "launch_template_id")?,
             config_uri: opt_text(r, "config_uri")?,
             running_nodes: col(r, "running_nodes")?,
+            running_services: col::<i64>(r, "running_services")?,
+            status_since: col(r, "status_since")?,
+            health_checked_at: col(r, "health_checked_at")?,
+            auto_repair: col::<i64>(r, "auto_repair")? != 0,
             row_version: col(r, "row_version")?,
             created_at: col(r, "created_at")?,
             updated_at: col(r, "updated_at")?,
@@ -180,16 +194,42 @@ pub struct NodeRow {
     pub cluster_id: i64,
     pub lifecycle_state: String,
     pub availability_zone: String,
+    pub private_ip: Option<String>,
+    pub launched_at: i64,
+    /// The lifecycle action holding the node while it joins: (hook, token).
+    pub action: Option<(String, String)>,
+    pub joining_since: Option<i64>,
+    /// The last probe of its agent, `None` until the first.
+    pub probe: Option<Probe>,
+    pub checked_at: i64,
+    pub unhealthy_since: Option<i64>,
+    pub repair_requested_at: Option<i64>,
     pub updated_at: i64,
 }
 
+pub(crate) const NODE_COLUMNS: &str = "instance_id, cluster_id, lifecycle_state, availability_zone, private_ip, \
+    launched_at, action_hook, action_token, joining_since, probe, checked_at, unhealthy_since, \
+    repair_requested_at, updated_at";
+
 impl NodeRow {
     pub(crate) fn from_row(r: &AnyRow) -> Result<Self, StoreError> {
+        let hook = opt_text(r, "action_hook")?;
+        let token = opt_text(r, "action_token")?;
         Ok(NodeRow {
             instance_id: text(r, "instance_id")?,
             cluster_id: col(r, "cluster_id")?,
             lifecycle_state: text(r, "lifecycle_state")?,
             availability_zone: text(r, "availability_zone")?,
+            private_ip: opt_text(r, "private_ip")?,
+            launched_at: col(r, "launched_at")?,
+            action: hook.zip(token),
+            joining_since: col(r, "joining_since")?,
+            probe: opt_text(r, "probe")?
+                .map(|p| json("node probe", &p))
+                .transpose()?,
+            checked_at: col(r, "checked_at")?,
+            unhealthy_since: col(r, "unhealthy_since")?,
+            repair_requested_at: col(r, "repair_requested_at")?,
             updated_at: col(r, "updated_at")?,
         })
     }

@@ -1,6 +1,11 @@
 //! Workflows: plain functions over the store and the cloud ports. The API's
 //! commands ([`commands`]) record desired state and an operation; the reconciler
-//! ([`reconcile`]) converges AWS toward it.
+//! ([`reconcile`]) converges AWS toward it. [`lifecycle`] lets nodes join once
+//! their agent is ready and leave once their logs are flushed; [`sweep`] judges
+//! every cluster's health each minute, and repairs broken nodes.
 
 pub mod commands;
+pub mod lifecycle;
 pub mod reconcile;
+pub mod sweep;
+pub mod wake;

@@ -135,6 +135,7 @@ async fn creating_what_exists_is_already_exists_and_deleting_what_is_gone_is_not
         desired: 1,
         subnet_ids: subnets,
         tags: vec![("LaunchedBy".into(), "Okera".into())],
+        hooks: vec![],
     };
     asg.create_group(REGION, &group).await.unwrap();
     // Real AWS refuses a second group of the same name; the emulator plugin makes moto agree.

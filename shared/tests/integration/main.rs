@@ -3,6 +3,9 @@
 //! concern.
 
 mod adapters;
+mod agents;
+mod health;
+mod metrics;
 mod reconcile;
 mod store;
 mod support;

@@ -8,15 +8,17 @@ use std::collections::BTreeSet;
 use aws_sdk_autoscaling::Client as AsgClient;
 use aws_sdk_ec2::types::Filter;
 use aws_sdk_ec2::Client as Ec2Client;
-use shared::cloud::{Compute, ObjectStore, Scaling};
+use shared::cloud::{Compute, Metrics, ObjectStore, Scaling};
 use shared::domain::security_group::{self, Peer};
 use shared::domain::ClusterUpdate;
 use shared::store::Store;
 use shared::workflows::reconcile::{plan, Change, Outcome};
 
+use shared::workflows::lifecycle::Outcome as LifecycleOutcome;
+
 use crate::support::{
-    account, cluster_spec, ctx, ready_environment, reconciler, reconciler_with, settings, AwsReconciler,
-    REGION,
+    account, cluster_spec, converge_with_joins, ctx, lifecycle, ready_environment, reconciler, reconciler_with,
+    settings, AgentMode, AwsReconciler, Fleet, REGION,
 };
 
 struct Aws {
@@ -139,13 +141,27 @@ async fn a_cluster_converges_scales_and_deletes_without_leaking_on_both_backends
             .unwrap();
         let id = created.target_id;
 
+        // The nodes wait at the launch hook until their agents are ready.
         assert_eq!(r.reconcile_cluster(id).await.unwrap(), Outcome::Reconciled);
         let row = store.get_cluster(id).await.unwrap();
         assert_eq!(
             (row.status_code.as_str(), row.status_message.as_str()),
-            ("READY", "All 3 nodes in service."),
+            ("PROVISIONING", "0 of 3 nodes in service."),
             "{backend}"
         );
+        let fleet = Fleet::default();
+        let l = lifecycle(&store, &acct, &fleet);
+        let joined = fleet.deliver(&l, &acct, AgentMode::Ready).await;
+        assert_eq!(joined, vec![LifecycleOutcome::Joined { cluster_id: id }; 3], "{backend}");
+        r.reconcile_cluster(id).await.unwrap();
+        let row = store.get_cluster(id).await.unwrap();
+        assert_eq!(
+            (row.status_code.as_str(), row.status_message.as_str(), row.running_services),
+            ("READY", "All services running.", 7),
+            "{backend}"
+        );
+        let alarms = r.metrics.alarms_with_prefix(REGION, &format!("okera-{id}-")).await.unwrap();
+        assert_eq!(alarms, vec![format!("okera-{id}-analytics-health")], "{backend}");
         assert_eq!(
             row.asg_name.as_deref(),
             Some(format!("okera-{id}-analytics").as_str()),
@@ -176,12 +192,12 @@ async fn a_cluster_converges_scales_and_deletes_without_leaking_on_both_backends
                 id,
                 &ClusterUpdate {
                     num_nodes: Some(5),
-                    termination_protection_enabled: None,
+                    ..ClusterUpdate::default()
                 },
             )
             .await
             .unwrap();
-        r.reconcile_cluster(id).await.unwrap();
+        converge_with_joins(&r, &fleet, &acct, id).await;
         let g = &r
             .scaling
             .groups_tagged(REGION, "okera:cluster-id", &id.to_string())
@@ -199,7 +215,7 @@ async fn a_cluster_converges_scales_and_deletes_without_leaking_on_both_backends
         );
         assert_eq!(
             store.get_cluster(id).await.unwrap().status_message,
-            "All 5 nodes in service.",
+            "All services running.",
             "{backend}"
         );
 
@@ -209,6 +225,10 @@ async fn a_cluster_converges_scales_and_deletes_without_leaking_on_both_backends
             leftovers(&r, &aws, id).await,
             Leftovers::default(),
             "{backend}: delete leaked"
+        );
+        assert!(
+            r.metrics.alarms_with_prefix(REGION, &format!("okera-{id}-")).await.unwrap().is_empty(),
+            "{backend}: the alarm leaked"
         );
         assert_eq!(
             store.get_cluster(id).await.unwrap().status_code,
@@ -419,7 +439,7 @@ async fn a_reconciler_killed_between_creating_the_group_and_recording_it_is_adop
         let desired = killed.desired(&cluster, &store.get_environment(env).await.unwrap());
         let mut created_group = false;
         while !created_group {
-            let observed = killed.observe(REGION, id, &desired.config_prefix).await.unwrap();
+            let observed = killed.observe(REGION, &desired, id).await.unwrap();
             for change in plan(&desired, &observed) {
                 killed.apply(REGION, &change).await.unwrap();
                 created_group |= matches!(change, Change::CreateGroup(_));
@@ -435,11 +455,7 @@ async fn a_reconciler_killed_between_creating_the_group_and_recording_it_is_adop
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
 
         let survivor = reconciler(&store, &acct, "survivor").await;
-        assert_eq!(
-            survivor.reconcile_cluster(id).await.unwrap(),
-            Outcome::Reconciled,
-            "{backend}"
-        );
+        converge_with_joins(&survivor, &Fleet::default(), &acct, id).await;
         let row = store.get_cluster(id).await.unwrap();
         assert_eq!(row.status_code, "READY", "{backend}: {}", row.status_message);
         assert_eq!(row.asg_name, Some(format!("okera-{id}-a")), "{backend}");
@@ -485,8 +501,8 @@ async fn two_runs_that_both_miss_the_lease_still_make_one_group() {
     let desired = a.desired(&cluster, &store.get_environment(env).await.unwrap());
     for _ in 0..3 {
         let (oa, ob) = tokio::join!(
-            a.observe(REGION, id, &desired.config_prefix),
-            b.observe(REGION, id, &desired.config_prefix)
+            a.observe(REGION, &desired, id),
+            b.observe(REGION, &desired, id)
         );
         let (pa, pb) = (plan(&desired, &oa.unwrap()), plan(&desired, &ob.unwrap()));
         let (ra, rb) = tokio::join!(apply_all(&a, &pa), apply_all(&b, &pb));
@@ -529,10 +545,7 @@ async fn a_transient_failure_leaves_the_operation_running_and_the_next_run_finis
         op.state, "PENDING",
         "a transient failure must not fail the operation: {op:?}"
     );
-    assert_eq!(
-        r.reconcile_cluster(created.target_id).await.unwrap(),
-        Outcome::Reconciled
-    );
+    converge_with_joins(&r, &Fleet::default(), &acct, created.target_id).await;
     assert_eq!(
         store.get_operation(created.operation_id).await.unwrap().state,
         "SUCCEEDED"

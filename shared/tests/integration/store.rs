@@ -171,6 +171,7 @@ fn terminated() -> ClusterObservation {
         launch_template_id: None,
         config_uri: None,
         nodes: vec![],
+        running_services: None,
         observed_generation: Some(99),
         steps: vec![],
         failure: None,
@@ -247,6 +248,7 @@ async fn concurrent_updates_of_one_cluster_never_lose_a_write() {
             .map(|n| ClusterUpdate {
                 num_nodes: Some(n),
                 termination_protection_enabled: None,
+                auto_repair_enabled: None,
             })
             .collect();
         let writer = ctx();
@@ -283,6 +285,7 @@ async fn protection_refuses_delete_and_scale_to_zero_but_not_other_sizes() {
         let zero = ClusterUpdate {
             num_nodes: Some(0),
             termination_protection_enabled: None,
+            auto_repair_enabled: None,
         };
         assert!(
             matches!(
@@ -294,6 +297,7 @@ async fn protection_refuses_delete_and_scale_to_zero_but_not_other_sizes() {
         let three = ClusterUpdate {
             num_nodes: Some(3),
             termination_protection_enabled: None,
+            auto_repair_enabled: None,
         };
         store.update_cluster(&ctx(), c, &three).await.unwrap();
         assert!(!store.get_cluster(c).await.unwrap().delete_requested, "{backend}");

@@ -1,13 +1,23 @@
 //! Shared set-up: a store per test, AWS settings for a fresh emulator account, a
 //! reconciler over the real adapters, and a READY environment.
 
-use shared::cloud::aws::{AutoScalingAdapter, AwsSettings, Ec2Adapter, S3Adapter};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use shared::cloud::agents::{AgentDirectory, HttpAgents, Resolver};
+use shared::cloud::aws::{AutoScalingAdapter, AwsSettings, CloudWatchAdapter, Ec2Adapter, S3Adapter};
+use shared::domain::health::{ServiceState, SERVICES};
+use shared::workflows::lifecycle::{Lifecycle, LifecycleEvent, Outcome as LifecycleOutcome, Timing};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use shared::config::S3Location;
 use shared::domain::{ClusterSpec, EnvironmentSpec, InstanceSize, ProposedCluster, ProposedEnvironment};
 use shared::store::{Store, WriteCtx};
 use shared::workflows::reconcile::Reconciler;
 
-pub type AwsReconciler = Reconciler<Ec2Adapter, AutoScalingAdapter, S3Adapter>;
+pub type AwsReconciler = Reconciler<Ec2Adapter, AutoScalingAdapter, S3Adapter, CloudWatchAdapter>;
+pub type AwsLifecycle = Lifecycle<Ec2Adapter, AutoScalingAdapter, HttpAgents>;
 
 pub const REGION: &str = "us-west-2";
 
@@ -57,8 +67,9 @@ pub async fn reconciler_with(
     Reconciler {
         store: store.clone(),
         compute: Ec2Adapter::new(s.clone()),
-        scaling: AutoScalingAdapter::new(s),
+        scaling: AutoScalingAdapter::new(s.clone()),
         objects,
+        metrics: CloudWatchAdapter::new(s),
         staging,
         node_ami: "ami-12c6146b".into(),
         node_instance_profile: None,
@@ -105,6 +116,7 @@ pub fn cluster_spec(env: i64, name: &str, nodes: i64) -> ClusterSpec {
             tags: [("team".to_owned(), "data".to_owned())].into(),
             description: None,
             termination_protection_enabled: false,
+            auto_repair_enabled: None,
             version: None,
         },
         100,
@@ -143,4 +155,130 @@ pub async fn mark_ready(store: &Store, env: i64) {
         .await
         .unwrap();
     store.release_environment(env, "fixture").await.unwrap();
+}
+
+/// What a test agent answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentMode {
+    Ready,
+    Starting,
+    /// This service failed (the ones above it are then unknown).
+    Failing(&'static str),
+    /// Accepts the connection and closes it at once.
+    Down,
+}
+
+/// Node agents on loopback, one listener per instance, as the local runner
+/// simulates them: the real prober (`HttpAgents`) reaches them through an
+/// `AgentDirectory`.
+#[derive(Clone, Default)]
+pub struct Fleet {
+    dir: AgentDirectory,
+    modes: Arc<Mutex<HashMap<String, AgentMode>>>,
+    seen: Arc<AtomicU64>,
+}
+
+impl Fleet {
+    pub fn agents(&self) -> HttpAgents {
+        HttpAgents::new(Resolver::Directory(self.dir.clone())).with_timeout(Duration::from_millis(500))
+    }
+
+    pub fn set(&self, instance_id: &str, mode: AgentMode) {
+        self.modes.lock().unwrap().insert(instance_id.to_owned(), mode);
+    }
+
+    /// Starts the agent of an instance (once), in `mode` if it has none yet.
+    pub async fn serve(&self, instance_id: &str, mode: AgentMode) {
+        if self.dir.get(instance_id).is_some() {
+            return;
+        }
+        self.modes.lock().unwrap().entry(instance_id.to_owned()).or_insert(mode);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        self.dir.insert(instance_id, listener.local_addr().unwrap());
+        let (id, modes) = (instance_id.to_owned(), self.modes.clone());
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let mode = modes.lock().unwrap().get(&id).copied().unwrap_or(AgentMode::Ready);
+                let id = id.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 4096];
+                    let _ = conn.read(&mut buf).await;
+                    if mode == AgentMode::Down {
+                        return;
+                    }
+                    let body = if buf.starts_with(b"POST /v1/logs/flush") {
+                        r#"{"uploaded":0}"#.to_owned()
+                    } else {
+                        agent_report(&id, mode)
+                    };
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = conn.write_all(head.as_bytes()).await;
+                    let _ = conn.write_all(body.as_bytes()).await;
+                });
+            }
+        });
+    }
+
+    /// Delivers the lifecycle events the emulator recorded for `account` since the
+    /// last call, as EventBridge would, starting each launching node's agent in
+    /// `mode` first.
+    pub async fn deliver(&self, lifecycle: &AwsLifecycle, account: &str, mode: AgentMode) -> Vec<LifecycleOutcome> {
+        let since = self.seen.load(Ordering::SeqCst);
+        let events = emulator::shared().lifecycle_events(account, since).unwrap();
+        let mut out = Vec::new();
+        for (seq, json) in events {
+            self.seen.store(seq, Ordering::SeqCst);
+            let event = LifecycleEvent::parse(&serde_json::from_str(&json).unwrap()).unwrap();
+            self.serve(&event.action.instance_id, mode).await;
+            out.push(lifecycle.handle(&event).await.unwrap());
+        }
+        out
+    }
+}
+
+fn agent_report(instance_id: &str, mode: AgentMode) -> String {
+    let mut blocked = false;
+    let services: Vec<serde_json::Value> = SERVICES
+        .iter()
+        .map(|name| {
+            let state = match mode {
+                _ if blocked => ServiceState::Unknown,
+                AgentMode::Starting => ServiceState::Starting,
+                AgentMode::Failing(s) if s == *name => ServiceState::Failed,
+                _ => ServiceState::Running,
+            };
+            blocked |= state != ServiceState::Running;
+            serde_json::json!({ "name": name, "state": state, "message": "" })
+        })
+        .collect();
+    serde_json::json!({ "instanceId": instance_id, "version": "2.0.0", "services": services }).to_string()
+}
+
+/// The lifecycle workflow over the real adapters for `account`, probing `fleet`.
+/// It checks a starting node once and leaves the rest to the sweep.
+pub fn lifecycle(store: &Store, account: &str, fleet: &Fleet) -> AwsLifecycle {
+    let s = settings(account, None);
+    Lifecycle {
+        store: store.clone(),
+        compute: Ec2Adapter::new(s.clone()),
+        scaling: AutoScalingAdapter::new(s),
+        agents: fleet.agents(),
+        timing: Timing {
+            join_wait: Duration::ZERO,
+            ..Timing::default()
+        },
+    }
+}
+
+/// Reconciles a cluster until its nodes wait at the launch hook, lets them join
+/// through the lifecycle workflow, and reconciles again: the path a new
+/// cluster takes in production.
+pub async fn converge_with_joins(r: &AwsReconciler, fleet: &Fleet, account: &str, id: i64) {
+    let l = lifecycle(&r.store, account, fleet);
+    r.reconcile_cluster(id).await.unwrap();
+    fleet.deliver(&l, account, AgentMode::Ready).await;
+    r.reconcile_cluster(id).await.unwrap();
 }

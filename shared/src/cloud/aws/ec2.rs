@@ -11,8 +11,10 @@ use base64::Engine;
 
 use super::{classify, tag_filter_name, AwsSettings, PerRegion};
 use crate::cloud::{
-    CloudResult, Compute, IngressRule, Instance, LaunchTemplate, LaunchTemplateSpec, SecurityGroup, Vpc,
+    CloudErrorKind, CloudResult, Compute, IngressRule, Instance, LaunchTemplate, LaunchTemplateSpec,
+    SecurityGroup, Vpc, INSTANCES_PER_PAGE,
 };
+use crate::domain::tags;
 use crate::domain::security_group::Peer;
 use crate::domain::InstanceSize;
 
@@ -26,6 +28,53 @@ impl Ec2Adapter {
         Ec2Adapter {
             clients: PerRegion::new(settings, |config, _| Client::new(config)),
         }
+    }
+
+    /// Instances matching `by` that are not terminated, [`INSTANCES_PER_PAGE`]
+    /// per call.
+    async fn live_instances(&self, region: &str, by: Filter) -> CloudResult<Vec<Instance>> {
+        let client = self.clients.get(region).await;
+        let mut pages = client
+            .describe_instances()
+            .filters(by)
+            .filters(filter(
+                "instance-state-name",
+                &["pending", "running", "stopping", "stopped", "shutting-down"],
+            ))
+            .max_results(INSTANCES_PER_PAGE)
+            .into_paginator()
+            .send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| classify("DescribeInstances", e))?;
+            out.extend(page.reservations().iter().flat_map(|r| r.instances()).map(to_instance));
+        }
+        Ok(out)
+    }
+}
+
+fn to_instance(i: &aws_sdk_ec2::types::Instance) -> Instance {
+    let state = i
+        .state()
+        .and_then(|s| s.name())
+        .cloned()
+        .unwrap_or(InstanceStateName::Pending);
+    Instance {
+        id: i.instance_id().unwrap_or_default().to_owned(),
+        state: state.as_str().to_owned(),
+        availability_zone: i
+            .placement()
+            .and_then(|p| p.availability_zone())
+            .unwrap_or_default()
+            .to_owned(),
+        private_ip: i.private_ip_address().map(str::to_owned),
+        cluster_id: i
+            .tags()
+            .iter()
+            .find(|t| t.key() == Some(tags::CLUSTER_ID))
+            .and_then(|t| t.value())
+            .and_then(|v| v.parse().ok()),
+        launched_at: i.launch_time().map(|t| t.to_millis().unwrap_or(0)).unwrap_or(0),
     }
 }
 
@@ -398,40 +447,35 @@ impl Compute for Ec2Adapter {
     }
 
     async fn instances_tagged(&self, region: &str, key: &str, value: &str) -> CloudResult<Vec<Instance>> {
-        let client = self.clients.get(region).await;
-        let mut pages = client
+        self.live_instances(region, filter(&tag_filter_name(key), &[value])).await
+    }
+
+    async fn managed_instances(&self, region: &str) -> CloudResult<Vec<Instance>> {
+        self.live_instances(region, filter(&tag_filter_name(tags::LAUNCHED_BY.0), &[tags::LAUNCHED_BY.1]))
+            .await
+    }
+
+    async fn instance(&self, region: &str, id: &str) -> CloudResult<Option<Instance>> {
+        let page = self
+            .clients
+            .get(region)
+            .await
             .describe_instances()
-            .filters(filter(&tag_filter_name(key), &[value]))
-            .filters(filter(
-                "instance-state-name",
-                &["pending", "running", "stopping", "stopped", "shutting-down"],
-            ))
-            .max_results(1000)
-            .into_paginator()
-            .send();
-        let mut out = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| classify("DescribeInstances", e))?;
-            for r in page.reservations() {
-                for i in r.instances() {
-                    let state = i
-                        .state()
-                        .and_then(|s| s.name())
-                        .cloned()
-                        .unwrap_or(InstanceStateName::Pending);
-                    out.push(Instance {
-                        id: i.instance_id().unwrap_or_default().to_owned(),
-                        state: state.as_str().to_owned(),
-                        availability_zone: i
-                            .placement()
-                            .and_then(|p| p.availability_zone())
-                            .unwrap_or_default()
-                            .to_owned(),
-                    });
-                }
-            }
+            .instance_ids(id)
+            .send()
+            .await;
+        match page {
+            Ok(page) => Ok(page
+                .reservations()
+                .iter()
+                .flat_map(|r| r.instances())
+                .map(to_instance)
+                .find(|i| i.state != "terminated")),
+            Err(e) => match classify("DescribeInstances", e) {
+                e if e.kind == CloudErrorKind::NotFound => Ok(None),
+                e => Err(e),
+            },
         }
-        Ok(out)
     }
 
     async fn terminate_instances(&self, region: &str, ids: &[String]) -> CloudResult<()> {

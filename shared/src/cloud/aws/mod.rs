@@ -4,6 +4,8 @@
 
 #[cfg(feature = "aws-autoscaling")]
 mod autoscaling;
+#[cfg(feature = "aws-cloudwatch")]
+mod cloudwatch;
 #[cfg(feature = "aws-ec2")]
 mod ec2;
 #[cfg(feature = "aws-lambda")]
@@ -13,6 +15,8 @@ mod s3;
 
 #[cfg(feature = "aws-autoscaling")]
 pub use autoscaling::AutoScalingAdapter;
+#[cfg(feature = "aws-cloudwatch")]
+pub use cloudwatch::{CloudWatchAdapter, ALARMS_PER_DELETE, ALARMS_PER_PAGE};
 #[cfg(feature = "aws-ec2")]
 pub use ec2::Ec2Adapter;
 #[cfg(feature = "aws-lambda")]

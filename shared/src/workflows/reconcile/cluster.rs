@@ -3,11 +3,13 @@
 use tracing::{info, instrument, warn};
 
 use super::plan::{assess, plan, Change, DesiredCluster, ObservedCluster};
+use crate::workflows::lifecycle::node_hooks;
 use super::{Outcome, ReconcileError, Reconciler, LEASE_MS, MAX_PASSES};
 use crate::cloud::{
-    CloudError, CloudErrorKind, Compute, GroupSpec, LaunchTemplateSpec, ObjectStore, Scaling,
+    CloudError, CloudErrorKind, Compute, GroupSpec, LaunchTemplateSpec, ObjectStore, Scaling, Metrics,
 };
 use crate::domain::{tags, ClusterStatus};
+use crate::metrics;
 use crate::store::{ClusterObservation, ClusterRow, EnvironmentRow, NewNode};
 
 /// The names of a cluster's resources: `okera-<id>-<name>`, the same on every run,
@@ -16,7 +18,7 @@ pub fn resource_name(cluster: &ClusterRow) -> String {
     format!("okera-{}-{}", cluster.id, cluster.name)
 }
 
-impl<C: Compute, S: Scaling, O: ObjectStore> Reconciler<C, S, O> {
+impl<C: Compute, S: Scaling, O: ObjectStore, M: Metrics> Reconciler<C, S, O, M> {
     /// What the cluster should have in AWS.
     pub fn desired(&self, cluster: &ClusterRow, env: &EnvironmentRow) -> DesiredCluster {
         let name = resource_name(cluster);
@@ -47,6 +49,7 @@ impl<C: Compute, S: Scaling, O: ObjectStore> Reconciler<C, S, O> {
             cluster.id,
             self.staging.uri("")
         );
+        let alarm = metrics::cluster_alarm(&env.region, cluster.id, &name, &all_tags);
         DesiredCluster {
             delete: cluster.delete_requested,
             num_nodes: size,
@@ -58,6 +61,7 @@ impl<C: Compute, S: Scaling, O: ObjectStore> Reconciler<C, S, O> {
                 desired: size,
                 subnet_ids: env.subnet_ids.clone(),
                 tags: all_tags.clone(),
+                hooks: node_hooks(),
             },
             template: LaunchTemplateSpec {
                 name,
@@ -72,29 +76,40 @@ impl<C: Compute, S: Scaling, O: ObjectStore> Reconciler<C, S, O> {
             config_key: self.staging.key(&config_path),
             config_body: serde_json::to_vec_pretty(&config).expect("json serialises"),
             config_prefix: self.staging.key(&format!("config/{}/", cluster.id)),
+            alarm,
+            alarm_prefix: format!("okera-{}-", cluster.id),
         }
     }
 
-    /// Everything in AWS that carries the cluster's tag.
-    pub async fn observe(
-        &self,
-        region: &str,
-        cluster_id: i64,
-        config_prefix: &str,
-    ) -> Result<ObservedCluster, CloudError> {
+    /// Everything in AWS that carries the cluster's tag, and the last probe of
+    /// each of its nodes.
+    pub async fn observe(&self, region: &str, desired: &DesiredCluster, cluster_id: i64) -> Result<ObservedCluster, ReconcileError> {
         let id = cluster_id.to_string();
-        let (groups, templates, instances, config_keys) = tokio::join!(
+        let (groups, templates, instances, config_keys, nodes, alarms) = tokio::join!(
             self.scaling.groups_tagged(region, tags::CLUSTER_ID, &id),
             self.compute
                 .launch_templates_tagged(region, tags::CLUSTER_ID, &id),
             self.compute.instances_tagged(region, tags::CLUSTER_ID, &id),
-            self.objects.list(&self.staging.bucket, config_prefix),
+            self.objects.list(&self.staging.bucket, &desired.config_prefix),
+            self.store.nodes_of(cluster_id),
+            self.metrics.alarms_with_prefix(region, &desired.alarm_prefix),
         );
+        let groups = groups?;
+        let hooks = match groups.iter().find(|g| g.name == desired.group.name && !g.deleting) {
+            Some(g) if !desired.delete => self.scaling.hooks(region, &g.name).await?,
+            _ => Vec::new(),
+        };
         Ok(ObservedCluster {
-            groups: groups?,
+            groups,
             templates: templates?,
             instances: instances?,
             config_keys: config_keys?,
+            hooks,
+            probes: nodes?
+                .into_iter()
+                .filter_map(|n| n.probe.map(|p| (n.instance_id, p)))
+                .collect(),
+            alarms: alarms?,
         })
     }
 
@@ -111,6 +126,7 @@ impl<C: Compute, S: Scaling, O: ObjectStore> Reconciler<C, S, O> {
                 .await
                 .map(|_| ()),
             Change::CreateGroup(spec) => self.scaling.create_group(region, spec).await,
+            Change::PutHook { group, hook } => self.scaling.put_hook(region, group, hook).await,
             Change::ResizeGroup { name, size } => {
                 self.scaling.resize_group(region, name, *size, *size, *size).await
             }
@@ -118,6 +134,8 @@ impl<C: Compute, S: Scaling, O: ObjectStore> Reconciler<C, S, O> {
             Change::DeleteLaunchTemplate { id } => self.compute.delete_launch_template(region, id).await,
             Change::TerminateInstances { ids } => self.compute.terminate_instances(region, ids).await,
             Change::DeleteConfig { keys } => self.objects.delete(&self.staging.bucket, keys).await,
+            Change::PutAlarm(alarm) => self.metrics.put_alarm(region, alarm).await,
+            Change::DeleteAlarms { names } => self.metrics.delete_alarms(region, names).await,
         };
         match result {
             Err(e) if matches!(e.kind, CloudErrorKind::AlreadyExists | CloudErrorKind::NotFound) => {
@@ -134,7 +152,8 @@ impl<C: Compute, S: Scaling, O: ObjectStore> Reconciler<C, S, O> {
         if !self.store.claim_cluster(id, &self.owner, LEASE_MS).await? {
             return Ok(Outcome::Busy);
         }
-        let result = self.converge_cluster(id).await;
+        // Boxed: the future is large, and it would otherwise live on the caller's stack.
+        let result = Box::pin(self.converge_cluster(id)).await;
         self.store.release_cluster(id, &self.owner).await?;
         result.map(|_| Outcome::Reconciled)
     }
@@ -145,7 +164,7 @@ impl<C: Compute, S: Scaling, O: ObjectStore> Reconciler<C, S, O> {
         let region = env.region.as_str();
         let desired = self.desired(&cluster, &env);
         let mut failure = None;
-        let mut observed = self.observe(region, id, &desired.config_prefix).await?;
+        let mut observed = self.observe(region, &desired, id).await?;
         for _ in 0..MAX_PASSES {
             let changes = plan(&desired, &observed);
             if changes.is_empty() {
@@ -164,7 +183,7 @@ impl<C: Compute, S: Scaling, O: ObjectStore> Reconciler<C, S, O> {
                     break;
                 }
             }
-            observed = self.observe(region, id, &desired.config_prefix).await?;
+            observed = self.observe(region, &desired, id).await?;
             if failure.is_some() {
                 break;
             }
@@ -201,6 +220,7 @@ impl<C: Compute, S: Scaling, O: ObjectStore> Reconciler<C, S, O> {
                         .collect()
                 })
                 .unwrap_or_default(),
+            running_services: a.running_services,
             observed_generation: a.converged.then_some(cluster.generation),
             steps: a.steps,
             failure,

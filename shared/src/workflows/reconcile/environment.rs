@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use tracing::{info, instrument, warn};
 
 use super::{Outcome, ReconcileError, Reconciler, LEASE_MS};
-use crate::cloud::{CloudError, CloudErrorKind, Compute, IngressRule, ObjectStore, Scaling};
+use crate::cloud::{CloudError, CloudErrorKind, Compute, IngressRule, ObjectStore, Scaling, Metrics};
 use crate::domain::security_group::{self, Peer, RULES};
 use crate::domain::{tags, EnvironmentStatus};
 use crate::store::{EnvironmentObservation, EnvironmentRow, Step, StepState, StoreError};
@@ -29,14 +29,14 @@ enum Stop {
     Store(StoreError),
 }
 
-impl<C: Compute, S: Scaling, O: ObjectStore> Reconciler<C, S, O> {
+impl<C: Compute, S: Scaling, O: ObjectStore, M: Metrics> Reconciler<C, S, O, M> {
     /// Converges one environment. Returns `Busy` when another run holds it.
     #[instrument(skip_all, fields(environment_id = id))]
     pub async fn reconcile_environment(&self, id: i64) -> Result<Outcome, ReconcileError> {
         if !self.store.claim_environment(id, &self.owner, LEASE_MS).await? {
             return Ok(Outcome::Busy);
         }
-        let result = self.converge_environment(id).await;
+        let result = Box::pin(self.converge_environment(id)).await;
         self.store.release_environment(id, &self.owner).await?;
         result.map(|_| Outcome::Reconciled)
     }

@@ -14,10 +14,11 @@ mod cluster;
 mod environment;
 pub mod plan;
 
-use crate::cloud::{CloudError, Compute, ObjectStore, Scaling};
+use crate::cloud::{CloudError, Compute, Metrics, ObjectStore, Scaling};
 use crate::config::S3Location;
 use crate::store::{Store, StoreError};
 
+pub use cluster::resource_name;
 pub use plan::{assess, plan, Assessment, Change, DesiredCluster, ObservedCluster};
 
 /// How long a reconcile may hold a target before another run may take over.
@@ -37,11 +38,13 @@ pub enum ReconcileError {
 
 /// The reconciler's dependencies: the store, one adapter per AWS system, and the
 /// settings resources are made from.
-pub struct Reconciler<C, S, O> {
+pub struct Reconciler<C, S, O, M> {
     pub store: Store,
     pub compute: C,
     pub scaling: S,
     pub objects: O,
+    /// CloudWatch: each cluster's health alarm.
+    pub metrics: M,
     pub staging: S3Location,
     pub node_ami: String,
     /// The instance profile (ARN) nodes run with, if any.
@@ -87,7 +90,7 @@ pub enum Outcome {
     Busy,
 }
 
-impl<C: Compute, S: Scaling, O: ObjectStore> Reconciler<C, S, O> {
+impl<C: Compute, S: Scaling, O: ObjectStore, M: Metrics> Reconciler<C, S, O, M> {
     /// Reconciles every environment, then every cluster. One target's failure does
     /// not stop the others.
     pub async fn reconcile_all(&self) -> Result<Summary, StoreError> {

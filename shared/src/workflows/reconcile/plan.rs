@@ -3,12 +3,15 @@
 //! why it was called, and planning again after any subset of its changes took
 //! effect gives the rest.
 
-use crate::cloud::{Group, GroupSpec, Instance, LaunchTemplate, LaunchTemplateSpec};
+use std::collections::HashMap;
+
+use crate::cloud::{AlarmSpec, Group, GroupSpec, HookSpec, Instance, LaunchTemplate, LaunchTemplateSpec};
+use crate::domain::health::{evaluate, NodeView, Probe};
 use crate::domain::ClusterStatus;
 use crate::store::{Step, StepState};
 
 /// What a cluster should have in AWS, derived from its row.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DesiredCluster {
     pub delete: bool,
     pub num_nodes: i32,
@@ -19,6 +22,11 @@ pub struct DesiredCluster {
     pub config_body: Vec<u8>,
     /// Every staged configuration of the cluster lives under this prefix.
     pub config_prefix: String,
+    /// The cluster's health alarm, made once the cluster first converges (a
+    /// cluster still provisioning is not READY, and must not alarm).
+    pub alarm: AlarmSpec,
+    /// Every alarm of the cluster's starts with this.
+    pub alarm_prefix: String,
 }
 
 /// What AWS has for a cluster, found by the cluster's tags.
@@ -30,19 +38,28 @@ pub struct ObservedCluster {
     pub instances: Vec<Instance>,
     /// Keys under the cluster's configuration prefix.
     pub config_keys: Vec<String>,
+    /// The lifecycle hooks of the desired group, by name (empty without a group).
+    pub hooks: Vec<String>,
+    /// The last probe of each node the store knows, by instance id.
+    pub probes: HashMap<String, Probe>,
+    /// The names of the cluster's alarms.
+    pub alarms: Vec<String>,
 }
 
 /// One change to AWS.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Change {
     PutConfig { key: String, body: Vec<u8> },
     CreateLaunchTemplate(LaunchTemplateSpec),
     CreateGroup(GroupSpec),
+    PutHook { group: String, hook: HookSpec },
     ResizeGroup { name: String, size: i32 },
     DeleteGroup { name: String },
     DeleteLaunchTemplate { id: String },
     TerminateInstances { ids: Vec<String> },
     DeleteConfig { keys: Vec<String> },
+    PutAlarm(AlarmSpec),
+    DeleteAlarms { names: Vec<String> },
 }
 
 impl Change {
@@ -52,11 +69,14 @@ impl Change {
             Change::PutConfig { key, .. } => format!("stage configuration {key}"),
             Change::CreateLaunchTemplate(t) => format!("create launch template {}", t.name),
             Change::CreateGroup(g) => format!("create auto scaling group {}", g.name),
+            Change::PutHook { group, hook } => format!("add lifecycle hook {} to {group}", hook.name),
             Change::ResizeGroup { name, size } => format!("resize auto scaling group {name} to {size}"),
             Change::DeleteGroup { name } => format!("delete auto scaling group {name}"),
             Change::DeleteLaunchTemplate { id } => format!("delete launch template {id}"),
             Change::TerminateInstances { ids } => format!("terminate {} instance(s)", ids.len()),
             Change::DeleteConfig { keys } => format!("delete {} staged configuration object(s)", keys.len()),
+            Change::PutAlarm(a) => format!("create alarm {}", a.name),
+            Change::DeleteAlarms { names } => format!("delete alarm(s) {}", names.join(", ")),
         }
     }
 }
@@ -67,6 +87,12 @@ pub fn plan(desired: &DesiredCluster, observed: &ObservedCluster) -> Vec<Change>
     let group_name = &desired.group.name;
     let template_name = &desired.template.name;
     if desired.delete {
+        // The alarm first, so that taking the cluster down does not alarm.
+        if !observed.alarms.is_empty() {
+            changes.push(Change::DeleteAlarms {
+                names: observed.alarms.clone(),
+            });
+        }
         // Groups first: deleting a group terminates its instances. Templates,
         // leftover instances and configuration go once no group is left, so that
         // nothing is removed from under a group that still launches.
@@ -127,6 +153,13 @@ pub fn plan(desired: &DesiredCluster, observed: &ObservedCluster) -> Vec<Change>
         }
         Some(g) if g.deleting => {}
         Some(g) => {
+            // A group made by an older DM, or whose hook was removed by hand.
+            for hook in desired.group.hooks.iter().filter(|h| !observed.hooks.contains(&h.name)) {
+                changes.push(Change::PutHook {
+                    group: g.name.clone(),
+                    hook: hook.clone(),
+                });
+            }
             let n = desired.num_nodes;
             if g.min != n || g.max != n || g.desired != n {
                 changes.push(Change::ResizeGroup {
@@ -135,6 +168,17 @@ pub fn plan(desired: &DesiredCluster, observed: &ObservedCluster) -> Vec<Change>
                 });
             }
         }
+    }
+    let in_service = |g: &Group| {
+        g.instances.len() as i32 == desired.num_nodes
+            && g.instances.iter().all(|i| i.lifecycle_state == "InService")
+    };
+    let serving = observed
+        .groups
+        .iter()
+        .any(|g| &g.name == group_name && !g.deleting && in_service(g));
+    if serving && !observed.alarms.contains(&desired.alarm.name) {
+        changes.push(Change::PutAlarm(desired.alarm.clone()));
     }
     let in_use = observed.groups.iter().any(|g| &g.name != group_name);
     if !in_use {
@@ -150,6 +194,8 @@ pub fn plan(desired: &DesiredCluster, observed: &ObservedCluster) -> Vec<Change>
 pub struct Assessment {
     pub status: ClusterStatus,
     pub message: String,
+    /// Services running on every node, once the cluster is steady.
+    pub running_services: Option<i64>,
     pub steps: Vec<Step>,
     /// True when AWS matches the desired state.
     pub converged: bool,
@@ -211,6 +257,7 @@ pub fn assess(desired: &DesiredCluster, observed: &ObservedCluster, ever_ready: 
             } else {
                 ClusterStatus::Terminating
             },
+            running_services: None,
             message: if converged {
                 "Cluster deleted; no resources left.".into()
             } else {
@@ -239,12 +286,13 @@ pub fn assess(desired: &DesiredCluster, observed: &ObservedCluster, ever_ready: 
     let total = group.map(|g| g.instances.len() as i32).unwrap_or(0);
     let leftovers = observed.groups.len() - usize::from(group.is_some());
     let nodes_done = sized && in_service == n && total == n;
+    let hooked = group.is_none() || desired.group.hooks.iter().all(|h| observed.hooks.contains(&h.name));
     let steps = vec![
         step("staged configuration", config, false, desired.config_key.clone()),
         step("launch template", template, config, desired.template.name.clone()),
         step(
             "auto scaling group",
-            sized && leftovers == 0,
+            sized && leftovers == 0 && hooked,
             template,
             format!("{} with {n} node(s)", desired.group.name),
         ),
@@ -256,21 +304,38 @@ pub fn assess(desired: &DesiredCluster, observed: &ObservedCluster, ever_ready: 
         ),
     ];
     let converged = steps.iter().all(|s| s.state == StepState::Done);
-    let status = if converged {
-        ClusterStatus::Ready
-    } else if ever_ready {
-        ClusterStatus::Updating
-    } else {
-        ClusterStatus::Provisioning
-    };
-    let message = if converged {
-        format!("All {n} nodes in service.")
-    } else {
-        format!("{in_service} of {n} nodes in service.")
-    };
+    if converged {
+        // Every node passed its agent's readiness check to join (the launch
+        // hook); its health is what its last probe says.
+        let nodes: Vec<NodeView> = group
+            .map(|g| {
+                g.instances
+                    .iter()
+                    .map(|i| NodeView {
+                        instance_id: i.id.clone(),
+                        lifecycle_state: i.lifecycle_state.clone(),
+                        probe: observed.probes.get(&i.id).cloned(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let health = evaluate(n as usize, &nodes);
+        return Assessment {
+            status: health.code.into(),
+            message: health.message,
+            running_services: Some(health.running_services as i64),
+            steps,
+            converged,
+        };
+    }
     Assessment {
-        status,
-        message,
+        status: if ever_ready {
+            ClusterStatus::Updating
+        } else {
+            ClusterStatus::Provisioning
+        },
+        message: format!("{in_service} of {n} nodes in service."),
+        running_services: None,
         steps,
         converged,
     }
@@ -280,6 +345,28 @@ pub fn assess(desired: &DesiredCluster, observed: &ObservedCluster, ever_ready: 
 mod tests {
     use super::*;
     use crate::cloud::GroupInstance;
+    use crate::domain::health::{ServiceHealth, ServiceState, ALL_RUNNING, SERVICES};
+    use crate::workflows::lifecycle::{node_hooks, LAUNCH_HOOK as LAUNCH};
+
+    fn hook_names() -> Vec<String> {
+        node_hooks().into_iter().map(|h| h.name).collect()
+    }
+
+    fn healthy(n: i32) -> HashMap<String, Probe> {
+        (0..n)
+            .map(|i| {
+                let services = SERVICES
+                    .iter()
+                    .map(|s| ServiceHealth {
+                        name: (*s).into(),
+                        state: ServiceState::Running,
+                        message: String::new(),
+                    })
+                    .collect();
+                (format!("i-{i}"), Probe::Answered { services })
+            })
+            .collect()
+    }
 
     fn desired(n: i32) -> DesiredCluster {
         DesiredCluster {
@@ -293,6 +380,7 @@ mod tests {
                 desired: n,
                 subnet_ids: vec!["subnet-1".into()],
                 tags: vec![("LaunchedBy".into(), "Okera".into())],
+                hooks: node_hooks(),
             },
             template: LaunchTemplateSpec {
                 name: "okera-1-a".into(),
@@ -307,7 +395,13 @@ mod tests {
             config_key: "config/1/1/cluster.json".into(),
             config_body: b"{}".to_vec(),
             config_prefix: "config/1/".into(),
+            alarm: crate::metrics::cluster_alarm("us-west-2", 1, "okera-1-a", &[]),
+            alarm_prefix: "okera-1-".into(),
         }
+    }
+
+    fn alarm_names() -> Vec<String> {
+        vec!["okera-1-a-health".into()]
     }
 
     fn group(name: &str, size: i32, in_service: i32) -> Group {
@@ -322,6 +416,7 @@ mod tests {
                     id: format!("i-{i}"),
                     lifecycle_state: "InService".into(),
                     availability_zone: "us-west-2a".into(),
+                    health_status: "Healthy".into(),
                 })
                 .collect(),
         }
@@ -368,13 +463,80 @@ mod tests {
             groups: vec![group("okera-1-a", 3, 3)],
             templates: vec![template("okera-1-a")],
             config_keys: vec![d.config_key.clone()],
-            instances: vec![],
+            hooks: hook_names(),
+            probes: healthy(3),
+            alarms: alarm_names(),
+            ..Default::default()
         };
         assert!(plan(&d, &o).is_empty());
         let a = assess(&d, &o, false);
         assert_eq!(a.status, ClusterStatus::Ready);
-        assert_eq!(a.message, "All 3 nodes in service.");
+        assert_eq!(a.message, ALL_RUNNING);
+        assert_eq!(a.running_services, Some(7));
         assert!(a.converged);
+    }
+
+    #[test]
+    fn a_converged_cluster_reports_what_its_probes_say() {
+        let d = desired(2);
+        let o = ObservedCluster {
+            groups: vec![group("okera-1-a", 2, 2)],
+            templates: vec![template("okera-1-a")],
+            config_keys: vec![d.config_key.clone()],
+            hooks: hook_names(),
+            probes: healthy(1),
+            ..Default::default()
+        };
+        let a = assess(&d, &o, false);
+        assert!(a.converged);
+        assert_eq!(a.status, ClusterStatus::Concerning);
+        assert_eq!(
+            a.message,
+            "Health check unsuccessful. Node 1 (i-1) has not been checked yet."
+        );
+    }
+
+    #[test]
+    fn the_alarm_comes_once_every_node_is_in_service_and_goes_first() {
+        let d = desired(2);
+        let joining = ObservedCluster {
+            groups: vec![group("okera-1-a", 2, 1)],
+            templates: vec![template("okera-1-a")],
+            config_keys: vec![d.config_key.clone()],
+            hooks: hook_names(),
+            ..Default::default()
+        };
+        assert!(plan(&d, &joining).is_empty(), "no alarm while provisioning");
+        let serving = ObservedCluster {
+            groups: vec![group("okera-1-a", 2, 2)],
+            ..joining
+        };
+        assert_eq!(kinds(&plan(&d, &serving)), ["create alarm okera-1-a-health"]);
+        let mut gone = desired(2);
+        gone.delete = true;
+        let with_alarm = ObservedCluster {
+            alarms: alarm_names(),
+            ..serving
+        };
+        assert_eq!(
+            kinds(&plan(&gone, &with_alarm)),
+            ["delete alarm(s) okera-1-a-health", "delete auto scaling group okera-1-a"]
+        );
+    }
+
+    #[test]
+    fn a_group_without_the_lifecycle_hooks_gets_them() {
+        let d = desired(1);
+        let o = ObservedCluster {
+            groups: vec![group("okera-1-a", 1, 1)],
+            templates: vec![template("okera-1-a")],
+            config_keys: vec![d.config_key.clone()],
+            hooks: vec![LAUNCH.into()],
+            alarms: alarm_names(),
+            ..Default::default()
+        };
+        assert_eq!(kinds(&plan(&d, &o)), ["add lifecycle hook okera-node-terminate to okera-1-a"]);
+        assert!(!assess(&d, &o, true).converged);
     }
 
     #[test]
@@ -384,7 +546,8 @@ mod tests {
             groups: vec![group("okera-1-a", 3, 3)],
             templates: vec![template("okera-1-a")],
             config_keys: vec![d.config_key.clone()],
-            instances: vec![],
+            hooks: hook_names(),
+            ..Default::default()
         };
         assert_eq!(
             plan(&d, &o),
@@ -405,7 +568,9 @@ mod tests {
             groups: vec![group("okera-1-a", 1, 1), group("okera-1-old", 1, 1)],
             templates: vec![template("okera-1-a"), template("okera-1-old")],
             config_keys: vec![d.config_key.clone()],
-            instances: vec![],
+            hooks: hook_names(),
+            alarms: alarm_names(),
+            ..Default::default()
         };
         // The old template goes only after the old group is gone.
         assert_eq!(
@@ -438,7 +603,9 @@ mod tests {
                 id: "i-9".into(),
                 state: "running".into(),
                 availability_zone: "a".into(),
+                ..Instance::default()
             }],
+            ..Default::default()
         };
         assert_eq!(
             plan(&d, &o),

@@ -1,0 +1,43 @@
+//! The health-sweep function in Lambda: configuration, store, AWS clients and
+//! the agent prober are built once; each scheduled event is one sweep. Metrics
+//! go to stdout as Embedded Metric Format lines, which CloudWatch Logs turns
+//! into metrics without an API call.
+
+#![recursion_limit = "256"]
+
+use anyhow::Context;
+use lambda_runtime::{service_fn, LambdaEvent};
+use serde_json::Value;
+use shared::cloud::agents::{HttpAgents, Resolver};
+use shared::cloud::aws::AwsSettings;
+use shared::config::{Config, HealthConfig};
+use shared::domain::health::AGENT_PORT;
+use shared::runtime::{init_logging, lease_owner};
+use shared::store::Store;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    init_logging();
+    let config = Config::from_env()
+        .map_err(anyhow::Error::msg)
+        .context("reading configuration")?;
+    let health = HealthConfig::from_env()
+        .map_err(anyhow::Error::msg)
+        .context("reading configuration")?;
+    let store = Store::connect(&config.db_url)
+        .await
+        .context("connecting to the state store")?;
+    let settings = AwsSettings {
+        endpoint: config.aws_endpoint.clone(),
+        ..Default::default()
+    };
+    let agents = HttpAgents::new(Resolver::PrivateIp { port: AGENT_PORT }).with_timeout(health.probe_timeout);
+    let sweeper = health_sweep::build(store, settings, &health, agents, lease_owner("health-sweep"));
+    let sweeper = &sweeper;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        health_sweep::handle(sweeper, &event.payload, &|line| println!("{line}"))
+            .await
+            .map_err(lambda_runtime::Error::from)
+    }))
+    .await
+}

@@ -1,0 +1,163 @@
+//! CloudWatch alarms through the AWS SDK (which speaks Smithy rpcv2 CBOR to
+//! CloudWatch; the emulator's `cloudwatch_cbor` plugin answers it).
+//!
+//! Only alarms go through the API: the DM's metrics are Embedded Metric Format
+//! log lines ([`crate::metrics`]), which CloudWatch Logs turns into metrics.
+
+use aws_sdk_cloudwatch::types::{AlarmType, ComparisonOperator, Dimension, Statistic, Tag};
+use aws_sdk_cloudwatch::Client;
+
+use super::{classify, AwsSettings, PerRegion};
+use crate::cloud::{AlarmSpec, CloudErrorKind, CloudResult, Metrics};
+
+/// The most alarms one `DescribeAlarms` page returns (its `MaxRecords` limit).
+pub const ALARMS_PER_PAGE: i32 = 100;
+/// The most alarm names one `DeleteAlarms` call takes.
+pub const ALARMS_PER_DELETE: usize = 100;
+
+/// How many times [`CloudWatchAdapter::delete_alarms`] retries a batch that
+/// names an alarm someone else deleted meanwhile.
+const DELETE_ROUNDS: usize = 3;
+
+/// CloudWatch clients, one per region.
+pub struct CloudWatchAdapter {
+    clients: PerRegion<Client>,
+    page_size: i32,
+}
+
+impl CloudWatchAdapter {
+    pub fn new(settings: AwsSettings) -> Self {
+        CloudWatchAdapter {
+            clients: PerRegion::new(settings, |config, _| Client::new(config)),
+            page_size: ALARMS_PER_PAGE,
+        }
+    }
+
+    /// Sets `MaxRecords` of the `DescribeAlarms` pages (clamped to 1..=100).
+    /// The default, 100, needs the fewest calls; tests set it low to make pages.
+    pub fn with_page_size(mut self, page_size: i32) -> Self {
+        self.page_size = page_size.clamp(1, ALARMS_PER_PAGE);
+        self
+    }
+
+    /// Which of `names` (at most [`ALARMS_PER_DELETE`]) exist, metric or composite.
+    async fn existing(&self, client: &Client, names: &[String]) -> CloudResult<Vec<String>> {
+        let mut pages = client
+            .describe_alarms()
+            .set_alarm_names(Some(names.to_vec()))
+            .alarm_types(AlarmType::MetricAlarm)
+            .alarm_types(AlarmType::CompositeAlarm)
+            .max_records(self.page_size)
+            .into_paginator()
+            .send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            out.extend(alarm_names(&page.map_err(|e| classify("DescribeAlarms", e))?));
+        }
+        Ok(out)
+    }
+
+    /// Deletes one batch. AWS documents `DeleteAlarms` as deleting nothing, with
+    /// `ResourceNotFound`, when any name is unknown; then only the names that
+    /// still exist are deleted, so that unknown names are ignored as the port says.
+    async fn delete_batch(&self, client: &Client, names: &[String]) -> CloudResult<()> {
+        let mut names = names.to_vec();
+        let mut round = 1;
+        loop {
+            if names.is_empty() {
+                return Ok(());
+            }
+            let result = client
+                .delete_alarms()
+                .set_alarm_names(Some(names.clone()))
+                .send()
+                .await
+                .map_err(|e| classify("DeleteAlarms", e));
+            match result {
+                Ok(_) => return Ok(()),
+                Err(e) if e.kind == CloudErrorKind::NotFound && round < DELETE_ROUNDS => {
+                    names = self.existing(client, &names).await?;
+                    round += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// The alarm names of one `DescribeAlarms` page.
+fn alarm_names(page: &aws_sdk_cloudwatch::operation::describe_alarms::DescribeAlarmsOutput) -> Vec<String> {
+    let metric = page.metric_alarms().iter().filter_map(|a| a.alarm_name());
+    let composite = page.composite_alarms().iter().filter_map(|a| a.alarm_name());
+    metric.chain(composite).map(str::to_owned).collect()
+}
+
+impl Metrics for CloudWatchAdapter {
+    /// `PutMetricAlarm` creates the alarm or replaces its whole configuration.
+    /// As on AWS, tags are applied when the alarm is created and ignored when
+    /// it is replaced.
+    async fn put_alarm(&self, region: &str, alarm: &AlarmSpec) -> CloudResult<()> {
+        let dimensions = alarm
+            .dimensions
+            .iter()
+            .map(|(name, value)| Dimension::builder().name(name).value(value).build())
+            .collect();
+        let tags = alarm
+            .tags
+            .iter()
+            .map(|(key, value)| Tag::builder().key(key).value(value).build())
+            .collect();
+        self.clients
+            .get(region)
+            .await
+            .put_metric_alarm()
+            .alarm_name(&alarm.name)
+            .alarm_description(&alarm.description)
+            .namespace(&alarm.namespace)
+            .metric_name(&alarm.metric)
+            .set_dimensions(Some(dimensions))
+            .statistic(Statistic::from(alarm.statistic.as_str()))
+            .period(alarm.period_s)
+            .evaluation_periods(alarm.evaluation_periods)
+            .comparison_operator(ComparisonOperator::from(alarm.comparison.as_str()))
+            .threshold(alarm.threshold)
+            .treat_missing_data(&alarm.treat_missing_data)
+            .set_tags(Some(tags))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| classify("PutMetricAlarm", e))
+    }
+
+    /// `DescribeAlarms` with `AlarmNamePrefix`, metric and composite alarms,
+    /// following `NextToken` until the last page.
+    async fn alarms_with_prefix(&self, region: &str, prefix: &str) -> CloudResult<Vec<String>> {
+        let client = self.clients.get(region).await;
+        let mut pages = client
+            .describe_alarms()
+            // AWS refuses an empty prefix; no prefix lists every alarm.
+            .set_alarm_name_prefix((!prefix.is_empty()).then(|| prefix.to_owned()))
+            .alarm_types(AlarmType::MetricAlarm)
+            .alarm_types(AlarmType::CompositeAlarm)
+            .max_records(self.page_size)
+            .into_paginator()
+            .send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            out.extend(alarm_names(&page.map_err(|e| classify("DescribeAlarms", e))?));
+        }
+        Ok(out)
+    }
+
+    /// `DeleteAlarms`, [`ALARMS_PER_DELETE`] names per call.
+    async fn delete_alarms(&self, region: &str, names: &[String]) -> CloudResult<()> {
+        if names.is_empty() {
+            return Ok(());
+        }
+        let client = self.clients.get(region).await;
+        for batch in names.chunks(ALARMS_PER_DELETE) {
+            self.delete_batch(&client, batch).await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,30 @@
+//! What every function's `main` does first: JSON logs for CloudWatch, and a
+//! lease owner that names this execution environment.
+
+/// JSON log lines without timestamps (CloudWatch adds them), at the level
+/// `RUST_LOG` sets (default `info`).
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_current_span(false)
+        .without_time()
+        .init();
+}
+
+/// Who holds the leases this process takes: the Lambda log stream (one per
+/// execution environment), else the process id.
+pub fn lease_owner(function: &str) -> String {
+    let instance = std::env::var("AWS_LAMBDA_LOG_STREAM_NAME").unwrap_or_else(|_| std::process::id().to_string());
+    format!("{function}-{instance}")
+}
+
+/// A required environment variable, or an error naming it.
+pub fn required_var(name: &str) -> anyhow::Result<String> {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| anyhow::anyhow!("environment variable {name} is not set"))
+}
