@@ -7,6 +7,7 @@
 
 #![recursion_limit = "256"]
 
+mod schedule;
 mod sim;
 mod tokens;
 
@@ -19,7 +20,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use shared::cloud::agents::{HttpAgents, Resolver};
 use shared::cloud::aws::{AwsSettings, S3Adapter};
-use shared::config::{Config, S3Location};
+use shared::config::{Config, HealthConfig, S3Location};
 use shared::domain::health::AGENT_PORT;
 use shared::store::Store;
 use shared::workflows::commands::Limits;
@@ -67,6 +68,15 @@ struct UpArgs {
     /// Seconds between scheduled reconcile runs.
     #[arg(long, default_value_t = 15)]
     reconcile_interval: u64,
+    /// Seconds between health sweeps.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    sweep_interval: u64,
+    /// Seconds a node may fail its health checks before it is replaced.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    repair_after: u64,
+    /// Seconds a new node has to become ready before it is abandoned.
+    #[arg(long, default_value_t = 900, value_parser = clap::value_parser!(u64).range(1..))]
+    bootstrap_timeout: u64,
     /// The largest numNodes accepted.
     #[arg(long, default_value_t = 100)]
     max_nodes: i64,
@@ -190,17 +200,22 @@ async fn up(args: UpArgs) -> Result<()> {
     // will take it; nothing probes yet. Locally it finds the simulated agents in
     // the directory; with --real-aws it would use the nodes' private IPs, which
     // it refuses to contact outside AWS.
-    let _agents = match &simulation {
+    let agents = match &simulation {
         Some(s) => HttpAgents::new(Resolver::Directory(s.directory.clone())),
         None => HttpAgents::new(Resolver::PrivateIp { port: AGENT_PORT }),
     };
+    let mut health = HealthConfig::from_env().map_err(anyhow::Error::msg)?;
+    health.sweep.repair_after_ms = (args.repair_after * 1000) as i64;
+    health.sweep.bootstrap_timeout_ms = (args.bootstrap_timeout * 1000) as i64;
+    health.timing.bootstrap_timeout_ms = health.sweep.bootstrap_timeout_ms;
+    let owner = format!("dm-local-{}", std::process::id());
 
     let reconciler = Arc::new(reconciler::build(
         store.clone(),
         &config,
-        settings,
+        settings.clone(),
         &args.region,
-        format!("dm-local-{}", std::process::id()),
+        owner.clone(),
     ));
     let wake = Arc::new(Notify::new());
     tokio::spawn(reconcile_loop(
@@ -208,6 +223,30 @@ async fn up(args: UpArgs) -> Result<()> {
         wake.clone(),
         Duration::from_secs(args.reconcile_interval),
     ));
+    let kick: api::Kick = {
+        let wake = wake.clone();
+        Arc::new(move |_target| {
+            wake.notify_one();
+            Box::pin(async {})
+        })
+    };
+    let sweeper = health_sweep::build(store.clone(), settings.clone(), &health, agents.clone(), owner);
+    tokio::spawn(schedule::sweep_loop(
+        sweeper,
+        Duration::from_secs(args.sweep_interval),
+        data_dir.join("metrics.log"),
+    ));
+    // Lifecycle actions: the emulator records the EventBridge events AWS would
+    // send; deliver each to the lifecycle handler, as the EventBridge rule does.
+    if let (Some(endpoint), Some((account, _))) = (&settings.endpoint, &settings.credentials) {
+        let lifecycle = lifecycle::build(store.clone(), settings.clone(), &health, agents);
+        tokio::spawn(schedule::lifecycle_pump(
+            Arc::new(lifecycle),
+            kick.clone(),
+            endpoint.clone(),
+            account.clone(),
+        ));
+    }
 
     let state = api::AppState {
         store,
@@ -215,10 +254,7 @@ async fn up(args: UpArgs) -> Result<()> {
             max_nodes: config.max_nodes,
             default_version: config.default_version.clone(),
         },
-        kick: Arc::new(move |_target| {
-            wake.notify_one();
-            Box::pin(async {})
-        }),
+        kick,
     };
     let addr = SocketAddr::from(([127, 0, 0, 1], args.port));
     let listener = tokio::net::TcpListener::bind(addr)

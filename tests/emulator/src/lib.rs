@@ -388,15 +388,7 @@ impl Emulator {
     /// account from 1; pass the last one seen to get only newer events.
     /// Expired lifecycle actions are settled first (see [`Emulator::advance_clock`]).
     pub fn lifecycle_events(&self, account: &str, since: u64) -> Result<Vec<(u64, String)>> {
-        let path = format!(
-            "/_dm/lifecycle-events?account={}&since={since}",
-            percent_encode(account)
-        );
-        let (status, body) = self.call("GET", &path, None)?;
-        if status != 200 {
-            bail!("{path}: HTTP {status}: {body}");
-        }
-        parse_lifecycle_events(&body).with_context(|| format!("{path}: unexpected answer {body:?}"))
+        lifecycle_events_at(&self.endpoint, account, since)
     }
 
     /// Moves the emulator's clock forward by `seconds` for every account:
@@ -519,6 +511,22 @@ impl Drop for Emulator {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// [`Emulator::lifecycle_events`] of an emulator at `endpoint` that this
+/// process did not start (`dm-local up --aws-endpoint`).
+pub fn lifecycle_events_at(endpoint: &str, account: &str, since: u64) -> Result<Vec<(u64, String)>> {
+    let addr = parse_loopback_endpoint(endpoint)?;
+    let path = format!(
+        "/_dm/lifecycle-events?account={}&since={since}",
+        percent_encode(account)
+    );
+    let (status, body) =
+        http_request(addr, "GET", &path, None).with_context(|| format!("GET {endpoint}{path}"))?;
+    if status != 200 {
+        bail!("{path}: HTTP {status}: {body}");
+    }
+    parse_lifecycle_events(&body).with_context(|| format!("{path}: unexpected answer {body:?}"))
 }
 
 /// The emulator shared by every test of this process, started on first use.

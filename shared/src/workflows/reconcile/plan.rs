@@ -307,18 +307,18 @@ pub fn assess(desired: &DesiredCluster, observed: &ObservedCluster, ever_ready: 
     if converged {
         // Every node passed its agent's readiness check to join (the launch
         // hook); its health is what its last probe says.
-        let nodes: Vec<NodeView> = group
-            .map(|g| {
-                g.instances
-                    .iter()
-                    .map(|i| NodeView {
-                        instance_id: i.id.clone(),
-                        lifecycle_state: i.lifecycle_state.clone(),
-                        probe: observed.probes.get(&i.id).cloned(),
-                    })
-                    .collect()
+        // In display order (launch time, then id), as the sweep and ocadm number nodes.
+        let launched = |id: &str| observed.instances.iter().find(|i| i.id == id).map_or(0, |i| i.launched_at);
+        let mut members: Vec<_> = group.map(|g| g.instances.iter().collect()).unwrap_or_default();
+        members.sort_by_key(|i| (launched(&i.id), i.id.clone()));
+        let nodes: Vec<NodeView> = members
+            .into_iter()
+            .map(|i| NodeView {
+                instance_id: i.id.clone(),
+                lifecycle_state: i.lifecycle_state.clone(),
+                probe: observed.probes.get(&i.id).cloned(),
             })
-            .unwrap_or_default();
+            .collect();
         let health = evaluate(n as usize, &nodes);
         return Assessment {
             status: health.code.into(),

@@ -1,0 +1,93 @@
+//! The triggers AWS would fire, run locally: the health sweep's EventBridge
+//! schedule, and the EventBridge rule that delivers Auto Scaling lifecycle
+//! actions. Both hand the handlers the same JSON that AWS sends.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use shared::workflows::wake::Kick;
+use tracing::{error, info, warn};
+
+/// The event an EventBridge schedule sends.
+fn scheduled_event(rule: &str) -> serde_json::Value {
+    json!({
+        "version": "0",
+        "id": format!("dm-local-{}", shared::time::now_ms()),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": "000000000000",
+        "time": shared::time::format_ms(shared::time::now_ms()),
+        "region": "local",
+        "resources": [format!("arn:aws:events:local:000000000000:rule/{rule}")],
+        "detail": {}
+    })
+}
+
+/// Runs a health sweep every `every`. Its metric lines (CloudWatch Embedded
+/// Metric Format) are appended to `metrics_log`, where Lambda would print them
+/// for CloudWatch Logs.
+pub async fn sweep_loop(sweeper: health_sweep::AwsSweeper, every: Duration, metrics_log: PathBuf) {
+    loop {
+        tokio::time::sleep(every).await;
+        let lines = std::sync::Mutex::new(Vec::new());
+        let emit = |line: &str| lines.lock().expect("metrics buffer").push(line.to_owned());
+        match health_sweep::handle(&sweeper, &scheduled_event("okera-dm-health-sweep"), &emit).await {
+            Ok(summary) => info!(%summary, "health sweep"),
+            Err(e) => error!(error = %e, "health sweep failed"),
+        }
+        let lines = lines.into_inner().expect("metrics buffer");
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&metrics_log)
+            .and_then(|mut f| lines.iter().try_for_each(|l| writeln!(f, "{l}")));
+        if let Err(e) = written {
+            warn!(error = %e, path = %metrics_log.display(), "cannot write the metrics log");
+        }
+    }
+}
+
+/// Polls the emulator for lifecycle events every half second and hands each to
+/// the lifecycle handler, in its own task (a joining node may take a while).
+pub async fn lifecycle_pump(
+    lifecycle: Arc<lifecycle::AwsLifecycle>,
+    kick: Kick,
+    endpoint: String,
+    account: String,
+) {
+    let mut seen = 0;
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (endpoint, account2) = (endpoint.clone(), account.clone());
+        let events =
+            tokio::task::spawn_blocking(move || emulator::lifecycle_events_at(&endpoint, &account2, seen)).await;
+        let events = match events {
+            Ok(Ok(events)) => events,
+            Ok(Err(e)) => {
+                warn!(error = %e, "cannot read lifecycle events from the emulator");
+                continue;
+            }
+            Err(e) => {
+                error!(error = %e, "lifecycle event reader panicked");
+                continue;
+            }
+        };
+        for (seq, text) in events {
+            seen = seq;
+            let (lifecycle, kick) = (lifecycle.clone(), kick.clone());
+            tokio::spawn(async move {
+                let event: serde_json::Value = match serde_json::from_str(&text) {
+                    Ok(v) => v,
+                    Err(e) => return warn!(error = %e, "lifecycle event is not JSON"),
+                };
+                match lifecycle::handle(&lifecycle, Some(&kick), &event).await {
+                    Ok(outcome) => info!(%outcome, "lifecycle event"),
+                    Err(e) => error!(error = %e, "lifecycle event failed"),
+                }
+            });
+        }
+    }
+}
