@@ -10,6 +10,7 @@ use std::thread::sleep;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 use ureq::http::Response;
 use ureq::{Agent, Body};
@@ -105,6 +106,12 @@ impl Client {
     }
 
     pub fn get(&self, path: &str) -> Result<Value> {
+        self.get_as(path)
+    }
+
+    /// A `GET` whose answer is read as `T`, such as an [`crate::ordered::OrderedJson`]
+    /// that keeps the server's key order.
+    pub fn get_as<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
         let mut req = self.agent.get(self.url(path));
         if let Some(auth) = self.auth() {
             req = req.header("Authorization", auth);
@@ -148,7 +155,7 @@ impl Client {
         }
     }
 
-    fn finish(&self, result: Result<Response<Body>, ureq::Error>) -> Result<Value> {
+    fn finish<T: DeserializeOwned>(&self, result: Result<Response<Body>, ureq::Error>) -> Result<T> {
         let mut response = result.map_err(|e| self.transport_error(e))?;
         let status = response.status().as_u16();
         let text = response

@@ -8,6 +8,7 @@
 //! `--wait` gives up after `--timeout` (clap also uses 2 for a bad command line).
 
 mod client;
+mod ordered;
 mod render;
 mod wait;
 
@@ -21,6 +22,7 @@ use clap::{ArgAction, ArgGroup, Args, Parser, Subcommand};
 use serde_json::{json, Map, Value};
 
 use client::{ApiError, Client};
+use ordered::OrderedJson;
 use wait::Outcome;
 
 #[derive(Parser)]
@@ -106,7 +108,16 @@ enum ClusterCommand {
         /// Cluster id
         id: u64,
     },
-    /// Change the node count or the termination protection of a cluster
+    /// Show the health of a cluster: its code, its services and its nodes
+    Status {
+        /// Cluster id
+        id: u64,
+        /// Print the whole status document as JSON: every service of every
+        /// node and the latest status changes
+        #[arg(long)]
+        detail: bool,
+    },
+    /// Change the node count, the termination protection or the auto-repair of a cluster
     Update(ClusterUpdate),
     /// Delete a cluster (refused while it is termination protected)
     Delete {
@@ -194,6 +205,9 @@ struct ClusterCreate {
     /// Refuse to delete the cluster while true (server default: false)
     #[arg(long = "terminationProtectionEnabled", value_name = "BOOL", action = ArgAction::Set)]
     termination_protection_enabled: Option<bool>,
+    /// Let the health sweep replace broken nodes (server default: true)
+    #[arg(long = "autoRepairEnabled", value_name = "BOOL", action = ArgAction::Set)]
+    auto_repair_enabled: Option<bool>,
     /// ODAS version (server default: the DM's default version)
     #[arg(long)]
     version: Option<String>,
@@ -206,7 +220,7 @@ struct ClusterCreate {
     ArgGroup::new("change")
         .required(true)
         .multiple(true)
-        .args(["num_nodes", "termination_protection_enabled"])
+        .args(["num_nodes", "termination_protection_enabled", "auto_repair_enabled"])
 ))]
 struct ClusterUpdate {
     /// Cluster id
@@ -217,6 +231,9 @@ struct ClusterUpdate {
     /// Turn the termination protection on or off
     #[arg(long = "terminationProtectionEnabled", value_name = "BOOL", action = ArgAction::Set)]
     termination_protection_enabled: Option<bool>,
+    /// Let the health sweep replace broken nodes, or not
+    #[arg(long = "autoRepairEnabled", value_name = "BOOL", action = ArgAction::Set)]
+    auto_repair_enabled: Option<bool>,
     #[command(flatten)]
     wait: WaitArgs,
 }
@@ -278,6 +295,9 @@ fn cluster_spec(a: &ClusterCreate) -> Result<Value> {
     if let Some(p) = a.termination_protection_enabled {
         spec.insert("terminationProtectionEnabled".into(), json!(p));
     }
+    if let Some(r) = a.auto_repair_enabled {
+        spec.insert("autoRepairEnabled".into(), json!(r));
+    }
     if let Some(v) = &a.version {
         spec.insert("version".into(), json!(v));
     }
@@ -291,6 +311,9 @@ fn cluster_patch(a: &ClusterUpdate) -> Value {
     }
     if let Some(p) = a.termination_protection_enabled {
         patch.insert("terminationProtectionEnabled".into(), json!(p));
+    }
+    if let Some(r) = a.auto_repair_enabled {
+        patch.insert("autoRepairEnabled".into(), json!(r));
     }
     Value::Object(patch)
 }
@@ -400,6 +423,17 @@ fn clusters(client: &Client, out: &Out, command: ClusterCommand) -> Result<i32> 
         ClusterCommand::Get { id } => {
             let v = client.get(&format!("/v1/clusters/{id}"))?;
             out.print(&v, render::cluster)?;
+            Ok(0)
+        }
+        ClusterCommand::Status { id, detail } => {
+            let status: OrderedJson = client.get_as(&format!("/v1/clusters/{id}/status"))?;
+            if detail || out.json {
+                // As the server wrote it: the key order is part of the document.
+                say(&format!("{}\n", serde_json::to_string_pretty(&status)?))?;
+            } else {
+                let cluster = client.get(&format!("/v1/clusters/{id}"))?;
+                say(&render::cluster_status(&cluster, &status.to_value()))?;
+            }
             Ok(0)
         }
         ClusterCommand::Update(a) => {
@@ -626,6 +660,8 @@ mod tests {
             "BI",
             "--terminationProtectionEnabled",
             "true",
+            "--autoRepairEnabled",
+            "false",
             "--version",
             "2.0.0",
         ])
@@ -639,7 +675,8 @@ mod tests {
             json!({"name": "analytics", "numNodes": 3, "type": "STANDALONE_CLUSTER",
                    "environmentId": 1, "instanceType": "m5.xlarge", "storageGb": 80,
                    "tags": {"team": "data", "cost": "a=b"}, "description": "BI",
-                   "terminationProtectionEnabled": true, "version": "2.0.0"})
+                   "terminationProtectionEnabled": true, "autoRepairEnabled": false,
+                   "version": "2.0.0"})
         );
     }
 
@@ -670,6 +707,8 @@ mod tests {
         assert_eq!(err.kind(), clap::error::ErrorKind::UnknownArgument);
         assert!(parse(&[&base[..], &["--environmentId", "2"]].concat()).is_err());
         assert!(parse(&[&base[..], &["--terminationProtectionEnabled", "yes"]].concat()).is_err());
+        assert!(parse(&[&base[..], &["--autoRepairEnabled", "yes"]].concat()).is_err());
+        assert!(parse(&[&base[..], &["--autoRepairEnabled"]].concat()).is_err());
         assert!(parse(&base[..base.len() - 2]).is_err());
     }
 
@@ -760,10 +799,33 @@ mod tests {
             json!({"numNodes": 2, "terminationProtectionEnabled": false})
         );
 
+        let cli = parse(&["clusters", "update", "3", "--autoRepairEnabled", "false"]).unwrap();
+        let Command::Clusters(ClusterCommand::Update(a)) = cli.command else {
+            panic!("not clusters update")
+        };
+        assert_eq!(cluster_patch(&a), json!({"autoRepairEnabled": false}));
+        assert!(parse(&["clusters", "update", "3", "--autoRepairEnabled", "on"]).is_err());
+
         let err = parse(&["clusters", "update", "3"]).err().unwrap();
         assert_eq!(err.kind(), clap::error::ErrorKind::MissingRequiredArgument);
         assert!(parse(&["clusters", "update", "3", "--wait"]).is_err());
         assert!(parse(&["clusters", "update", "--numNodes", "2"]).is_err());
+    }
+
+    #[test]
+    fn clusters_status() {
+        assert!(matches!(
+            parse(&["clusters", "status", "1"]).unwrap().command,
+            Command::Clusters(ClusterCommand::Status { id: 1, detail: false })
+        ));
+        assert!(matches!(
+            parse(&["clusters", "status", "1", "--detail"]).unwrap().command,
+            Command::Clusters(ClusterCommand::Status { id: 1, detail: true })
+        ));
+        let cli = parse(&["clusters", "status", "--json", "2"]).unwrap();
+        assert!(cli.json);
+        assert!(parse(&["clusters", "status"]).is_err());
+        assert!(parse(&["clusters", "status", "analytics"]).is_err());
     }
 
     #[test]

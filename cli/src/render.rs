@@ -8,17 +8,22 @@ use serde_json::Value;
 use crate::client::ApiError;
 
 /// One JSON value as a table cell or a view's value: strings without quotes,
-/// lists joined with commas, maps as `k=v`, and `-` for null, missing or empty.
+/// lists joined with commas, maps as `k=v` sorted by key, and `-` for null,
+/// missing or empty.
 pub fn text(v: &Value) -> String {
     let s = match v {
         Value::Null => String::new(),
         Value::String(s) => s.clone(),
         Value::Array(items) => items.iter().map(text).collect::<Vec<_>>().join(","),
-        Value::Object(map) => map
-            .iter()
-            .map(|(k, v)| format!("{k}={}", text(v)))
-            .collect::<Vec<_>>()
-            .join(","),
+        Value::Object(map) => {
+            let mut pairs: Vec<(&String, &Value)> = map.iter().collect();
+            pairs.sort_by_key(|(k, _)| *k);
+            pairs
+                .iter()
+                .map(|(k, v)| format!("{k}={}", text(v)))
+                .collect::<Vec<_>>()
+                .join(",")
+        }
         other => other.to_string(),
     };
     if s.is_empty() {
@@ -78,7 +83,12 @@ fn indent(block: &str) -> String {
 
 /// `GET /v1/status` as `Service available. Status: Running`.
 pub fn status_line(v: &Value) -> String {
-    format!("{}. Status: {}", text(&v["message"]), text(&v["status"]))
+    let message = text(&v["message"]);
+    format!(
+        "{}. Status: {}",
+        message.trim_end_matches('.'),
+        text(&v["status"])
+    )
 }
 
 pub const ENVIRONMENT_COLUMNS: &[&str] = &["id", "name", "region", "vpcId", "statusCode", "statusMessage"];
@@ -88,6 +98,7 @@ pub const CLUSTER_COLUMNS: &[&str] = &[
     "name",
     "type",
     "numNodes",
+    "numRunningServices",
     "owner",
     "statusCode",
     "statusMessage",
@@ -125,12 +136,14 @@ pub fn cluster(v: &Value) -> String {
             "environmentId",
             "numNodes",
             "numRunningNodes",
+            "numRunningServices",
             "instanceType",
             "storageGb",
             "version",
             "owner",
             "tags",
             "terminationProtectionEnabled",
+            "autoRepairEnabled",
             "statusCode",
             "statusMessage",
             "createdAt",
@@ -157,6 +170,64 @@ pub fn cluster(v: &Value) -> String {
         _ => out.push_str("nodes: -\n"),
     }
     out
+}
+
+/// `ocadm clusters status`: the health of `cluster` (its view) from `status`
+/// (`GET /v1/clusters/{id}/status`), in a few lines and a table of its nodes.
+pub fn cluster_status(cluster: &Value, status: &Value) -> String {
+    let code = text(&status["code"]);
+    let nodes = status["nodes"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+    let in_service = nodes
+        .iter()
+        .filter(|n| n["lifecycleState"] == "InService")
+        .count();
+    let mut out = format!(
+        "Cluster {} ({}): {code}\n{}\n",
+        text(&cluster["id"]),
+        text(&cluster["name"]),
+        text(&status["message"])
+    );
+    out.push_str(&format!(
+        "Services: {} running; {in_service} of {} nodes in service; {code} for {} (since {})\n",
+        text(&status["numRunningServices"]),
+        text(&cluster["numNodes"]),
+        text(&status["elapsedTime"]),
+        text(&status["statusSince"]),
+    ));
+    if nodes.is_empty() {
+        out.push_str("No nodes.\n");
+        return out;
+    }
+    let rows: Vec<Vec<String>> = nodes
+        .iter()
+        .map(|n| {
+            vec![
+                text(&n["index"]),
+                text(&n["instanceId"]),
+                text(&n["lifecycleState"]),
+                node_services(n),
+            ]
+        })
+        .collect();
+    out.push_str(&table(&["NODE", "INSTANCE", "STATE", "SERVICES"], &rows));
+    out
+}
+
+/// A node's services in one cell: `7/7 running`, the first service that is not
+/// running and its state (`planner FAILED`), why its agent could not be asked,
+/// or `not checked yet`.
+fn node_services(node: &Value) -> String {
+    if let Some(services) = node["services"].as_array() {
+        let running = services.iter().filter(|s| s["state"] == "RUNNING").count();
+        return match services.iter().find(|s| s["state"] != "RUNNING") {
+            None => format!("{running}/{} running", services.len()),
+            Some(s) => format!("{} {}", text(&s["name"]), text(&s["state"])),
+        };
+    }
+    match node["error"].as_str() {
+        Some(e) => format!("error: {e}"),
+        None => "not checked yet".to_owned(),
+    }
 }
 
 pub fn operation(v: &Value) -> String {
@@ -308,14 +379,97 @@ mod tests {
 
     #[test]
     fn cluster_list() {
-        let clusters = [json!({"id": 1, "name": "analytics", "type": "STANDALONE_CLUSTER",
-            "numNodes": 3, "owner": "operator", "statusCode": "READY",
-            "statusMessage": "All 3 nodes in service."})];
+        let clusters = [
+            json!({"id": 1, "name": "analytics", "type": "STANDALONE_CLUSTER",
+            "numNodes": 3, "numRunningServices": "7/7", "owner": "operator", "statusCode": "READY",
+            "statusMessage": "All services running."}),
+            json!({"id": 2, "name": "bi", "type": "CATALOG_CLUSTER",
+            "numNodes": 1, "numRunningServices": "0/7", "owner": "operator", "statusCode": "PROVISIONING",
+            "statusMessage": "Waiting for the reconciler."}),
+        ];
         assert_eq!(
             table_of(&clusters, CLUSTER_COLUMNS),
-            "id  name       type                numNodes  owner     statusCode  statusMessage\n\
-             1   analytics  STANDALONE_CLUSTER  3         operator  READY       All 3 nodes in service.\n"
+            "id  name       type                numNodes  numRunningServices  owner     statusCode    statusMessage\n\
+             1   analytics  STANDALONE_CLUSTER  3         7/7                 operator  READY         All services running.\n\
+             2   bi         CATALOG_CLUSTER     1         0/7                 operator  PROVISIONING  Waiting for the reconciler.\n"
         );
+    }
+
+    fn services(failing: Option<(usize, &str)>) -> Value {
+        let names = [
+            "canary",
+            "zookeeper",
+            "catalog",
+            "planner",
+            "worker",
+            "rest-server",
+            "webui",
+        ];
+        let states: Vec<Value> = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let state = match failing {
+                    Some((at, state)) if i == at => state,
+                    Some((at, _)) if i > at => "UNKNOWN",
+                    _ => "RUNNING",
+                };
+                json!({"name": name, "state": state, "message": ""})
+            })
+            .collect();
+        Value::Array(states)
+    }
+
+    #[test]
+    fn cluster_status_summary() {
+        let cluster = json!({"id": 1, "name": "analytics", "numNodes": 4});
+        let status = json!({
+            "timestamp": "2019-01-29 18:31:35.485",
+            "message": "Health check unsuccessful. Unable to reach planner on node 1 (i-0b). 2 more problem(s).",
+            "elapsedTime": "3h12m41s997ms",
+            "code": "CONCERNING",
+            "numRunningServices": "3/7",
+            "statusSince": "2019-01-29 15:18:53.488",
+            "nodes": [
+                {"index": 0, "instanceId": "i-0a", "lifecycleState": "InService",
+                 "checkedAt": "2019-01-29 18:31:35.100", "services": services(None)},
+                {"index": 1, "instanceId": "i-0b", "lifecycleState": "InService",
+                 "checkedAt": "2019-01-29 18:31:35.100", "services": services(Some((3, "FAILED"))),
+                 "unhealthySince": "2019-01-29 18:30:00.000"},
+                {"index": 2, "instanceId": "i-0c", "lifecycleState": "InService",
+                 "checkedAt": "2019-01-29 18:31:35.100", "error": "timed out after 2s"},
+                {"index": 3, "instanceId": "i-0d", "lifecycleState": "Pending:Wait", "checkedAt": null}
+            ],
+            "history": []
+        });
+        assert_eq!(
+            cluster_status(&cluster, &status),
+            "Cluster 1 (analytics): CONCERNING\n\
+             Health check unsuccessful. Unable to reach planner on node 1 (i-0b). 2 more problem(s).\n\
+             Services: 3/7 running; 3 of 4 nodes in service; CONCERNING for 3h12m41s997ms (since 2019-01-29 15:18:53.488)\n\
+             NODE  INSTANCE  STATE         SERVICES\n\
+             0     i-0a      InService     7/7 running\n\
+             1     i-0b      InService     planner FAILED\n\
+             2     i-0c      InService     error: timed out after 2s\n\
+             3     i-0d      Pending:Wait  not checked yet\n"
+        );
+    }
+
+    #[test]
+    fn cluster_status_of_a_cluster_without_nodes() {
+        let cluster = json!({"id": 7, "name": "fresh", "numNodes": 3});
+        let status = json!({"timestamp": "2026-11-25 12:00:00.000", "message": "Waiting for the reconciler.",
+            "elapsedTime": "41s997ms", "code": "PROVISIONING", "numRunningServices": "0/7",
+            "statusSince": "2026-11-25 11:59:18.003", "nodes": [], "history": []});
+        assert_eq!(
+            cluster_status(&cluster, &status),
+            "Cluster 7 (fresh): PROVISIONING\n\
+             Waiting for the reconciler.\n\
+             Services: 0/7 running; 0 of 3 nodes in service; PROVISIONING for 41s997ms (since 2026-11-25 11:59:18.003)\n\
+             No nodes.\n"
+        );
+        let starting = json!({"services": services(Some((0, "STARTING")))});
+        assert_eq!(node_services(&starting), "canary STARTING");
     }
 
     #[test]
@@ -323,14 +477,16 @@ mod tests {
         let c = json!({"id": 1, "name": "analytics", "description": "", "type": "STANDALONE_CLUSTER",
             "environmentId": 1, "numNodes": 3, "instanceType": "t2.large", "storageGb": 40,
             "version": "2.0.0", "owner": "operator", "tags": {"team": "data"},
-            "terminationProtectionEnabled": false, "statusCode": "READY",
-            "statusMessage": "All 3 nodes in service.", "numRunningNodes": 3,
+            "terminationProtectionEnabled": false, "autoRepairEnabled": true, "statusCode": "READY",
+            "statusMessage": "All services running.", "numRunningNodes": 3, "numRunningServices": "7/7",
             "resources": {"autoScalingGroup": "okera-1-analytics"},
             "nodes": [{"instanceId": "i-0123", "state": "InService", "availabilityZone": "us-west-2a"}],
             "createdAt": "2026-11-25 12:00:00.000", "updatedAt": "2026-11-25 12:00:01.250"});
         let view = cluster(&c);
         assert!(view.starts_with("id: 1\nname: analytics\ndescription: -\n"));
         assert!(view.contains("tags: team=data\n"));
+        assert!(view.contains("numRunningServices: 7/7\n"));
+        assert!(view.contains("autoRepairEnabled: true\n"));
         assert!(view.contains("resources:\n  autoScalingGroup: okera-1-analytics\n"));
         assert!(view.ends_with(
             "nodes:\n  instanceId  state      availabilityZone\n  i-0123      InService  us-west-2a\n"
@@ -400,6 +556,8 @@ mod tests {
     #[test]
     fn status_and_accepted() {
         let s = json!({"status": "Running", "message": "Service available", "version": "0.1.0"});
+        assert_eq!(status_line(&s), "Service available. Status: Running");
+        let s = json!({"status": "Running", "message": "Service available.", "version": "0.1.0"});
         assert_eq!(status_line(&s), "Service available. Status: Running");
         assert_eq!(
             accepted_line("Cluster 3", 12, Some("PENDING")),

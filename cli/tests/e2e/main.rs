@@ -1,6 +1,8 @@
 //! End to end, as a user would: `dm-local up` against the emulator, then `ocadm`
 //! creates, scales, protects and deletes a cluster, and at every step the
-//! emulator's Auto Scaling groups match what `ocadm` says.
+//! emulator's Auto Scaling groups match what `ocadm` says; and `dm-local sim`
+//! breaks a node agent, the health sweep notices, and a lost instance is
+//! replaced through the lifecycle hooks.
 //!
 //! `dm-local` is the workspace's other binary: `cargo test --workspace` (what
 //! `tests/run` runs) builds it next to `ocadm`.
@@ -49,6 +51,10 @@ fn start_dm() -> Dm {
             "0",
             "--reconcile-interval",
             "2",
+            "--sweep-interval",
+            "1",
+            "--agent-startup-ms",
+            "300",
             "--aws-endpoint",
             emulator.endpoint(),
         ])
@@ -209,13 +215,14 @@ async fn ocadm_creates_scales_protects_and_deletes_a_cluster_against_dm_local() 
             "name",
             "type",
             "numNodes",
+            "numRunningServices",
             "owner",
             "statusCode",
             "statusMessage"
         ]
     );
     assert!(
-        list.contains("READY") && list.contains("All 3 nodes in service."),
+        list.contains("READY") && list.contains("All services running.") && list.contains("7/7"),
         "{list}"
     );
     assert_eq!(
@@ -275,4 +282,142 @@ async fn ocadm_creates_scales_protects_and_deletes_a_cluster_against_dm_local() 
     assert_eq!(dm.groups().await, vec![], "delete leaves no group");
     assert!(!dm.ok(&["clusters", "list"]).contains("analytics"));
     dm.ok(&["environments", "delete", "1", "--wait"]);
+}
+
+impl Dm {
+    fn sim(&self, args: &[&str]) -> String {
+        let out = Command::new(bin("dm-local"))
+            .arg("sim")
+            .arg("--data-dir")
+            .arg(&self.dir)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "dm-local sim {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Polls `ocadm --json clusters status <id> --detail` until `done` holds,
+    /// for at most a minute.
+    fn status_until(
+        &self,
+        id: &str,
+        what: &str,
+        done: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let status = json(&self.ok(&["clusters", "status", id, "--detail"]));
+            if done(&status) {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "waited a minute for {what}; last: {status}"
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_failed_service_is_seen_restored_and_a_lost_instance_is_replaced_through_the_hooks() {
+    let dm = start_dm();
+    dm.ok(&[
+        "environments",
+        "create",
+        "--name",
+        "dev",
+        "--region",
+        "us-west-2",
+        "--wait",
+    ]);
+    dm.ok(&[
+        "clusters",
+        "create",
+        "--name",
+        "analytics",
+        "--numNodes",
+        "3",
+        "--type",
+        "STANDALONE_CLUSTER",
+        "--environmentid",
+        "1",
+        "--wait",
+    ]);
+    let ready = dm.status_until("1", "READY", |s| s["code"] == "READY");
+    let detail = dm.ok(&["clusters", "status", "1", "--detail"]);
+    let keys: Vec<&str> = detail
+        .lines()
+        .skip(1)
+        .take(4)
+        .map(|l| l.trim().split(':').next().unwrap())
+        .collect();
+    assert_eq!(
+        keys,
+        ["\"timestamp\"", "\"message\"", "\"elapsedTime\"", "\"code\""],
+        "{detail}"
+    );
+    assert_eq!(ready["message"], "All services running.");
+    assert_eq!(ready["numRunningServices"], "7/7");
+    let summary = dm.ok(&["clusters", "status", "1"]);
+    assert!(
+        summary.starts_with("Cluster 1 (analytics): READY\nAll services running.\n"),
+        "{summary}"
+    );
+
+    let failed = dm.sim(&[
+        "fail-service",
+        "--cluster",
+        "1",
+        "--node",
+        "1",
+        "--service",
+        "planner",
+    ]);
+    assert!(failed.contains("planner FAILED on node 1"), "{failed}");
+    let node1 = ready["nodes"][1]["instanceId"].as_str().unwrap().to_owned();
+    let concerning = dm.status_until("1", "CONCERNING", |s| s["code"] == "CONCERNING");
+    assert_eq!(
+        concerning["message"],
+        format!("Health check unsuccessful. Unable to reach planner on node 1 ({node1}).")
+    );
+    dm.sim(&["restore", "--cluster", "1", "--node", "1"]);
+    dm.status_until("1", "READY again", |s| s["code"] == "READY");
+
+    // Lose an instance: the group replaces it, and the new node joins through
+    // the launch hook once its agent is ready.
+    let lost = ready["nodes"][0]["instanceId"].as_str().unwrap().to_owned();
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-west-2"))
+        .endpoint_url(emulator::shared().endpoint())
+        .credentials_provider(aws_sdk_autoscaling::config::Credentials::new(
+            &dm.account,
+            "test",
+            None,
+            None,
+            "e2e",
+        ))
+        .load()
+        .await;
+    Client::new(&config)
+        .terminate_instance_in_auto_scaling_group()
+        .instance_id(&lost)
+        .should_decrement_desired_capacity(false)
+        .send()
+        .await
+        .unwrap();
+    dm.status_until("1", "a replacement to join", |s| {
+        let ids: Vec<&str> = s["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|n| n["instanceId"].as_str())
+            .collect();
+        s["code"] == "READY" && ids.len() == 3 && !ids.contains(&lost.as_str())
+    });
 }

@@ -7,8 +7,6 @@ mod error;
 mod extract;
 mod views;
 
-use std::sync::Arc;
-
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
@@ -16,38 +14,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
 use serde_json::json;
-use shared::cloud::Functions;
 use shared::domain::{ClusterUpdate, ProposedCluster, ProposedEnvironment};
 use shared::store::{Role, Store, Submitted};
 use shared::workflows::commands::{self, Limits};
 use shared::workflows::reconcile::Target;
+pub use shared::workflows::wake::{wake_by_invoke, BoxFuture, Kick};
 
 pub use error::ApiError;
 use extract::{Caller, Id, JsonBody};
-
-/// Tells the reconciler that a target's desired state changed. In Lambda it invokes
-/// the reconciler function asynchronously; locally it wakes the in-process
-/// reconciler. It never fails the request: if the wake-up is lost, the reconcile
-/// schedule picks the change up.
-pub type Kick = Arc<dyn Fn(Target) -> BoxFuture + Send + Sync>;
-
-/// The future a [`Kick`] returns.
-pub type BoxFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
-
-/// The kick of the Lambda deployment: an asynchronous invoke of the reconciler
-/// function with the target's event. A lost wake-up only delays the change until
-/// the next scheduled run, so a failure is logged, not returned.
-pub fn wake_by_invoke<F: Functions + 'static>(functions: Arc<F>, reconciler: String) -> Kick {
-    Arc::new(move |target: Target| {
-        let (functions, reconciler) = (functions.clone(), reconciler.clone());
-        Box::pin(async move {
-            let payload = target.event().to_string().into_bytes();
-            if let Err(e) = functions.invoke_async(&reconciler, payload).await {
-                tracing::warn!(error = %e, ?target, "could not wake the reconciler; the schedule will");
-            }
-        })
-    })
-}
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -71,6 +45,7 @@ pub fn router(state: AppState) -> Router {
             "/clusters/{id}",
             get(get_cluster).patch(update_cluster).delete(delete_cluster),
         )
+        .route("/clusters/{id}/status", get(cluster_status))
         .route("/operations/{id}", get(get_operation))
         .method_not_allowed_fallback(method_not_allowed);
     Router::new()
@@ -122,8 +97,12 @@ async fn not_found(method: Method, uri: Uri) -> ApiError {
     ApiError::not_found(format!("no route {method} {}; see docs/api.md", uri.path()))
 }
 
+/// The fallback of the `/v1` router, which sees paths without their `/v1`.
 async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
-    ApiError::method_not_allowed(format!("{} does not take {method}; see docs/api.md", uri.path()))
+    ApiError::method_not_allowed(format!(
+        "/v1{} does not take {method}; see docs/api.md",
+        uri.path()
+    ))
 }
 
 async fn status(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
@@ -231,6 +210,23 @@ async fn get_cluster(State(state): State<AppState>, Id(id): Id) -> Result<Json<s
     let cluster = state.store.get_cluster(id).await?;
     let nodes = state.store.nodes_of(id).await?;
     Ok(Json(views::cluster(&cluster, Some(&nodes))))
+}
+
+/// The cluster's health as the original DM reported it, with its nodes' last
+/// probes and its latest status changes.
+async fn cluster_status(
+    State(state): State<AppState>,
+    Id(id): Id,
+) -> Result<Json<views::ClusterStatus>, ApiError> {
+    let cluster = state.store.get_cluster(id).await?;
+    let nodes = state.store.nodes_of(id).await?;
+    let history = state.store.status_history(id, views::HISTORY_LENGTH).await?;
+    Ok(Json(views::cluster_status(
+        &cluster,
+        &nodes,
+        &history,
+        shared::time::now_ms(),
+    )))
 }
 
 async fn update_cluster(

@@ -1,9 +1,19 @@
 //! The JSON the API answers with, built from store rows. Field names are
 //! camelCase, as the original DM's were; times are `YYYY-MM-DD HH:MM:SS.mmm` UTC.
+//!
+//! Most views are `json!` objects, whose keys serde_json sorts. The status
+//! document of a cluster is a struct instead: its first keys are, in order,
+//! `timestamp`, `message`, `elapsedTime` and `code`, as the original DM printed
+//! them, and a struct serialises its fields in the order they are declared.
 
+use serde::Serialize;
 use serde_json::{json, Value};
-use shared::store::{ClusterRow, EnvironmentRow, NodeRow, OperationRow};
+use shared::domain::health::{format_elapsed, Probe, SERVICES};
+use shared::store::{ClusterRow, EnvironmentRow, NodeRow, OperationRow, StatusChange};
 use shared::time::format_ms;
+
+/// How many status changes the status document lists.
+pub const HISTORY_LENGTH: i64 = 10;
 
 pub fn environment(e: &EnvironmentRow) -> Value {
     json!({
@@ -40,6 +50,8 @@ pub fn cluster(c: &ClusterRow, nodes: Option<&[NodeRow]>) -> Value {
         "statusCode": c.status_code,
         "statusMessage": c.status_message,
         "numRunningNodes": c.running_nodes,
+        "numRunningServices": running_services(c),
+        "autoRepairEnabled": c.auto_repair,
         "resources": {
             "autoScalingGroup": c.asg_name,
             "launchTemplate": c.launch_template_id,
@@ -57,6 +69,130 @@ pub fn cluster(c: &ClusterRow, nodes: Option<&[NodeRow]>) -> Value {
     v
 }
 
+/// `numRunningServices`: the services that run on every node in service, out of
+/// all of them, as `7/7`.
+fn running_services(c: &ClusterRow) -> String {
+    format!("{}/{}", c.running_services, SERVICES.len())
+}
+
+/// `GET /v1/clusters/{id}/status`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterStatus {
+    /// When the status was last judged, by a health sweep or by the reconciler.
+    pub timestamp: String,
+    pub message: String,
+    /// How long the cluster has had this code, as `3h12m41s997ms`.
+    pub elapsed_time: String,
+    pub code: String,
+    pub num_running_services: String,
+    /// When `code` last changed (`elapsedTime` counts from here).
+    pub status_since: String,
+    pub nodes: Vec<NodeStatus>,
+    /// The latest status changes, newest first.
+    pub history: Vec<HistoryEntry>,
+}
+
+/// One node in the status document, as its last probe found it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeStatus {
+    /// The node's place in the cluster (by launch time, then instance id), as
+    /// the status messages name it: `node 1 (i-0456)`.
+    pub index: usize,
+    pub instance_id: String,
+    pub lifecycle_state: String,
+    /// When its agent was last probed; `null` until the first probe.
+    pub checked_at: Option<String>,
+    /// What the agent answered, in dependency order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub services: Option<Vec<ServiceStatus>>,
+    /// Why the agent could not be asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Since when the node has failed its checks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unhealthy_since: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ServiceStatus {
+    pub name: String,
+    pub state: &'static str,
+    pub message: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct HistoryEntry {
+    pub timestamp: String,
+    pub code: String,
+    pub message: String,
+}
+
+/// The status document of a cluster at `now` (epoch milliseconds). `nodes` are
+/// in the store's order, which gives each its index; `history` is newest first.
+pub fn cluster_status(
+    c: &ClusterRow,
+    nodes: &[NodeRow],
+    history: &[StatusChange],
+    now: i64,
+) -> ClusterStatus {
+    // The sweep records `health_checked_at`; the reconciler, which sets the
+    // lifecycle codes and judges health itself when it converges, `updated_at`.
+    let judged_at = c.health_checked_at.max(c.updated_at);
+    let since = if c.status_since > 0 {
+        c.status_since
+    } else {
+        c.created_at
+    };
+    ClusterStatus {
+        timestamp: format_ms(judged_at),
+        message: c.status_message.clone(),
+        elapsed_time: format_elapsed(now - since),
+        code: c.status_code.clone(),
+        num_running_services: running_services(c),
+        status_since: format_ms(since),
+        nodes: nodes.iter().enumerate().map(|(i, n)| node_status(i, n)).collect(),
+        history: history
+            .iter()
+            .map(|h| HistoryEntry {
+                timestamp: format_ms(h.at),
+                code: h.code.clone(),
+                message: h.message.clone(),
+            })
+            .collect(),
+    }
+}
+
+fn node_status(index: usize, n: &NodeRow) -> NodeStatus {
+    let (services, error) = match &n.probe {
+        None => (None, None),
+        Some(Probe::Answered { services }) => (
+            Some(
+                services
+                    .iter()
+                    .map(|s| ServiceStatus {
+                        name: s.name.clone(),
+                        state: s.state.as_str(),
+                        message: s.message.clone(),
+                    })
+                    .collect(),
+            ),
+            None,
+        ),
+        Some(Probe::Failed { reason }) => (None, Some(reason.clone())),
+    };
+    NodeStatus {
+        index,
+        instance_id: n.instance_id.clone(),
+        lifecycle_state: n.lifecycle_state.clone(),
+        checked_at: (n.checked_at > 0).then(|| format_ms(n.checked_at)),
+        services,
+        error,
+        unhealthy_since: n.unhealthy_since.map(format_ms),
+    }
+}
+
 pub fn operation(o: &OperationRow) -> Value {
     json!({
         "id": o.id,
@@ -69,4 +205,192 @@ pub fn operation(o: &OperationRow) -> Value {
         "createdAt": format_ms(o.created_at),
         "updatedAt": format_ms(o.updated_at),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use shared::domain::health::{ServiceHealth, ServiceState};
+
+    use super::*;
+
+    const T0: i64 = 1_548_775_133_488; // 2019-01-29 15:18:53.488
+
+    fn row() -> ClusterRow {
+        ClusterRow {
+            id: 1,
+            environment_id: 1,
+            name: "analytics".into(),
+            description: String::new(),
+            cluster_type: "STANDALONE_CLUSTER".into(),
+            num_nodes: 3,
+            instance_type: "t2.large".into(),
+            storage_gb: 40,
+            odas_version: "2.0.0".into(),
+            owner: "operator".into(),
+            tags: BTreeMap::new(),
+            termination_protection: false,
+            delete_requested: false,
+            config_generation: 1,
+            status_code: "READY".into(),
+            status_message: "All services running.".into(),
+            generation: 1,
+            observed_generation: 1,
+            asg_name: None,
+            launch_template_id: None,
+            config_uri: None,
+            running_nodes: 3,
+            running_services: 7,
+            status_since: T0,
+            health_checked_at: 0,
+            auto_repair: true,
+            row_version: 1,
+            created_at: T0 - 60_000,
+            updated_at: T0,
+        }
+    }
+
+    fn node(id: &str, probe: Option<Probe>, checked_at: i64) -> NodeRow {
+        NodeRow {
+            instance_id: id.into(),
+            cluster_id: 1,
+            lifecycle_state: "InService".into(),
+            availability_zone: "us-west-2a".into(),
+            private_ip: None,
+            launched_at: T0,
+            action: None,
+            joining_since: None,
+            probe,
+            checked_at,
+            unhealthy_since: None,
+            repair_requested_at: None,
+            updated_at: T0,
+        }
+    }
+
+    fn answered(failing: Option<&str>) -> Probe {
+        Probe::Answered {
+            services: SERVICES
+                .iter()
+                .map(|s| ServiceHealth {
+                    name: (*s).into(),
+                    state: if Some(*s) == failing {
+                        ServiceState::Failed
+                    } else {
+                        ServiceState::Running
+                    },
+                    message: String::new(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn the_status_document_starts_with_the_original_dms_four_keys() {
+        let mut c = row();
+        c.health_checked_at = T0 + 11_561_997;
+        let doc = cluster_status(&c, &[], &[], T0 + 11_561_997);
+        let text = serde_json::to_string(&doc).unwrap();
+        assert!(
+            text.starts_with(
+                r#"{"timestamp":"2019-01-29 18:31:35.485","message":"All services running.","elapsedTime":"3h12m41s997ms","code":"READY","numRunningServices":"7/7","nodes":[],"history":[]}"#
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_timestamp_is_the_latest_judgement_and_elapsed_counts_from_the_code_change() {
+        let mut c = row();
+        // Never swept: the reconciler's last record.
+        let doc = cluster_status(&c, &[], &[], T0 + 1_500);
+        assert_eq!(doc.timestamp, format_ms(T0));
+        assert_eq!(doc.elapsed_time, "1s500ms");
+        // Swept since.
+        c.health_checked_at = T0 + 1_000;
+        assert_eq!(
+            cluster_status(&c, &[], &[], T0 + 1_500).timestamp,
+            format_ms(T0 + 1_000)
+        );
+        // Then an update: the reconciler's code is newer than the sweep's.
+        c.updated_at = T0 + 2_000;
+        assert_eq!(
+            cluster_status(&c, &[], &[], T0 + 2_500).timestamp,
+            format_ms(T0 + 2_000)
+        );
+        // A clock that went back shows no negative time.
+        assert_eq!(cluster_status(&c, &[], &[], T0 - 5).elapsed_time, "0ms");
+    }
+
+    #[test]
+    fn nodes_show_services_or_an_error_or_neither() {
+        let mut sick = node("i-2", Some(answered(Some("planner"))), T0 + 3);
+        sick.unhealthy_since = Some(T0 + 1);
+        let nodes = [
+            node("i-0", Some(answered(None)), T0 + 2),
+            node(
+                "i-1",
+                Some(Probe::Failed {
+                    reason: "connection refused".into(),
+                }),
+                T0 + 2,
+            ),
+            sick,
+            node("i-3", None, 0),
+        ];
+        let v = serde_json::to_value(cluster_status(&row(), &nodes, &[], T0)).unwrap();
+        let n = &v["nodes"];
+        assert_eq!(n[0]["index"], 0);
+        assert_eq!(n[0]["instanceId"], "i-0");
+        assert_eq!(n[0]["lifecycleState"], "InService");
+        assert_eq!(n[0]["checkedAt"], format_ms(T0 + 2));
+        assert_eq!(n[0]["services"].as_array().map(Vec::len), Some(SERVICES.len()));
+        assert_eq!(
+            n[0]["services"][0],
+            json!({"name": "canary", "state": "RUNNING", "message": ""})
+        );
+        assert!(n[0].get("error").is_none() && n[0].get("unhealthySince").is_none());
+        assert_eq!(n[1]["error"], "connection refused");
+        assert!(n[1].get("services").is_none());
+        assert_eq!(n[2]["services"][3]["state"], "FAILED");
+        assert_eq!(n[2]["unhealthySince"], format_ms(T0 + 1));
+        assert_eq!(n[3]["index"], 3);
+        assert_eq!(n[3]["checkedAt"], Value::Null);
+        assert!(n[3].get("services").is_none() && n[3].get("error").is_none());
+    }
+
+    #[test]
+    fn history_entries_keep_their_order() {
+        let history = [
+            StatusChange {
+                at: T0 + 10,
+                code: "CONCERNING".into(),
+                message: "Health check unsuccessful.".into(),
+            },
+            StatusChange {
+                at: T0,
+                code: "READY".into(),
+                message: "All services running.".into(),
+            },
+        ];
+        let v = serde_json::to_value(cluster_status(&row(), &[], &history, T0)).unwrap();
+        assert_eq!(
+            v["history"],
+            json!([
+                {"timestamp": format_ms(T0 + 10), "code": "CONCERNING", "message": "Health check unsuccessful."},
+                {"timestamp": format_ms(T0), "code": "READY", "message": "All services running."},
+            ])
+        );
+    }
+
+    #[test]
+    fn cluster_views_count_running_services_and_show_auto_repair() {
+        let mut c = row();
+        c.running_services = 3;
+        c.auto_repair = false;
+        let v = cluster(&c, None);
+        assert_eq!(v["numRunningServices"], "3/7");
+        assert_eq!(v["autoRepairEnabled"], false);
+    }
 }

@@ -27,9 +27,12 @@
 //!
 //! Then it runs `Sweeper::sweep()` `--runs` times and the naive sweep
 //! `--baseline-runs` times (default: `--runs`), checks after every run that every
-//! cluster is READY and every node was probed (it panics otherwise), and prints
-//! per-run figures, medians, baseline/sweep ratios, peak memory and one verdict
-//! per target of issue 3. It exits 2 when a target is missed.
+//! cluster is READY, every node was probed and answered, and nothing else was
+//! done (no repair, no error); a wrong sweep stops the program with an error
+//! (exit 1). It prints per-run figures, medians, baseline/sweep ratios, peak
+//! memory and one verdict per target of issue 3, and exits 2 when a target is
+//! missed. For reading the wall time, it also times the probes alone (same
+//! prober, same concurrency, one thread as in the sweep) and each AWS read alone.
 //!
 //! The naive sweep does, for each cluster in turn: one `instances_tagged` call
 //! for that cluster (one `DescribeInstances`), one `groups_named` call for its
@@ -51,7 +54,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -59,19 +62,21 @@ use anyhow::{anyhow, bail, ensure, Context, Result};
 use shared::cloud::agents::{AgentDirectory, HttpAgents, Resolver};
 use shared::cloud::aws::{AutoScalingAdapter, AwsSettings, Ec2Adapter};
 use shared::cloud::{
-    ActionResult, AgentTarget, Agents, CloudError, CloudErrorKind, CloudResult, Compute, Group, GroupInstance,
-    GroupSpec, HookSpec, IngressRule, Instance, LaunchTemplate, LaunchTemplateSpec, LifecycleAction, Scaling,
-    SecurityGroup, Vpc, GROUPS_PER_DESCRIBE, INSTANCES_PER_PAGE,
+    ActionResult, AgentTarget, Agents, CloudError, CloudErrorKind, CloudResult, Compute, Group,
+    GroupInstance, GroupSpec, HookSpec, IngressRule, Instance, LaunchTemplate, LaunchTemplateSpec,
+    LifecycleAction, Scaling, SecurityGroup, Vpc, GROUPS_PER_DESCRIBE, INSTANCES_PER_PAGE,
 };
-use shared::domain::health::{evaluate, AgentReport, HealthCode, NodeView, ServiceHealth, ServiceState, SERVICES};
+use shared::domain::health::{
+    evaluate, AgentReport, HealthCode, NodeView, ServiceHealth, ServiceState, SERVICES,
+};
 use shared::domain::security_group::Peer;
 use shared::domain::{
     tags, ClusterSpec, ClusterStatus, EnvironmentSpec, EnvironmentStatus, InstanceSize, ProposedCluster,
     ProposedEnvironment,
 };
 use shared::store::{
-    ClusterObservation, EnvironmentObservation, HealthWrite, NewNode, NodeUpdate, Store, SweepWrite, WriteCtx,
-    BATCH,
+    ClusterObservation, EnvironmentObservation, HealthWrite, NewNode, NodeUpdate, Store, SweepWrite,
+    WriteCtx, BATCH,
 };
 use shared::workflows::lifecycle::probe_of;
 use shared::workflows::sweep::{SweepReport, SweepSettings, Sweeper};
@@ -141,7 +146,9 @@ fn parse_args() -> Result<Args> {
             println!("{USAGE}");
             std::process::exit(0);
         }
-        let value = it.next().ok_or_else(|| anyhow!("{flag} needs a value\n{USAGE}"))?;
+        let value = it
+            .next()
+            .ok_or_else(|| anyhow!("{flag} needs a value\n{USAGE}"))?;
         let number = |max: usize| -> Result<usize> {
             value
                 .parse::<usize>()
@@ -216,8 +223,11 @@ fn main() -> ExitCode {
         .expect("runtime");
     let timeout = args.timeout;
     let outcome = rt.block_on(async {
-        tokio::time::timeout(timeout, run(args, emulator.as_ref(), agent_rt.handle().clone(), rss_at_start))
-            .await
+        tokio::time::timeout(
+            timeout,
+            run(args, emulator.as_ref(), agent_rt.handle().clone(), rss_at_start),
+        )
+        .await
     });
     rt.shutdown_background();
     agent_rt.shutdown_background();
@@ -250,7 +260,12 @@ fn start_emulator() -> Result<emulator::Emulator> {
 }
 
 /// Sets up, measures, prints. Ok(false) when a target is missed.
-async fn run(args: Args, emulator: Option<&emulator::Emulator>, agents_rt: Handle, rss_at_start: u64) -> Result<bool> {
+async fn run(
+    args: Args,
+    emulator: Option<&emulator::Emulator>,
+    agents_rt: Handle,
+    rss_at_start: u64,
+) -> Result<bool> {
     check_fd_limit(args.clusters * args.nodes)?;
     let setup_started = Instant::now();
     let (url, cleanup) = match args.db {
@@ -281,8 +296,13 @@ async fn run(args: Args, emulator: Option<&emulator::Emulator>, agents_rt: Handl
             let cloud = MemoryCloud::new(&clusters, args.nodes);
             let groups = cloud.world.groups.clone();
             make_steady(&store, &clusters, |name| groups.get(name).cloned()).await?;
-            start_agents(&agents_rt, &directory, &served, cloud.world.instances.iter().map(|i| i.id.clone()))
-                .await?;
+            start_agents(
+                &agents_rt,
+                &directory,
+                &served,
+                cloud.world.instances.iter().map(|i| i.id.clone()),
+            )
+            .await?;
             let setup = setup_started.elapsed();
             let sweeper = Sweeper {
                 store: store.clone(),
@@ -293,7 +313,17 @@ async fn run(args: Args, emulator: Option<&emulator::Emulator>, agents_rt: Handl
                 owner: OWNER.into(),
             };
             let counts = || cloud.counters.snapshot();
-            bench(&args, &sweeper, &counts, &expect, &served, setup, rss_at_start).await?
+            bench(
+                &args,
+                &sweeper,
+                &counts,
+                &expect,
+                &directory,
+                &served,
+                setup,
+                rss_at_start,
+            )
+            .await?
         }
         (Mode::Emulator, Some(emu)) => {
             let account = emulator::fresh_account();
@@ -306,7 +336,9 @@ async fn run(args: Args, emulator: Option<&emulator::Emulator>, agents_rt: Handl
             let scaling = AutoScalingAdapter::new(aws);
             let groups = create_groups(&compute, &scaling, env, &clusters, args.nodes).await?;
             make_steady(&store, &clusters, |name| groups.get(name).cloned()).await?;
-            let ids = groups.values().flat_map(|g| g.instances.iter().map(|i| i.id.clone()));
+            let ids = groups
+                .values()
+                .flat_map(|g| g.instances.iter().map(|i| i.id.clone()));
             start_agents(&agents_rt, &directory, &served, ids).await?;
             let setup = setup_started.elapsed();
             let sweeper = Sweeper {
@@ -330,7 +362,17 @@ async fn run(args: Args, emulator: Option<&emulator::Emulator>, agents_rt: Handl
                         .collect()
                 })
             };
-            bench(&args, &sweeper, &counts, &expect, &served, setup, rss_at_start).await?
+            bench(
+                &args,
+                &sweeper,
+                &counts,
+                &expect,
+                &directory,
+                &served,
+                setup,
+                rss_at_start,
+            )
+            .await?
         }
         (Mode::Emulator, None) => unreachable!("the emulator is started for --mode emulator"),
     };
@@ -391,7 +433,10 @@ async fn create_environment(store: &Store) -> Result<i64> {
     })
     .map_err(|e| anyhow!("environment spec: {e}"))?;
     let env = store.create_environment(&ctx(), &spec).await?.target_id;
-    ensure!(store.claim_environment(env, OWNER, 60_000).await?, "environment lease");
+    ensure!(
+        store.claim_environment(env, OWNER, 60_000).await?,
+        "environment lease"
+    );
     store
         .record_environment(
             env,
@@ -460,7 +505,11 @@ async fn make_steady(
 ) -> Result<()> {
     for c in clusters {
         let group = group_of(&c.asg).ok_or_else(|| anyhow!("no group {} was made", c.asg))?;
-        ensure!(store.claim_cluster(c.id, OWNER, 60_000).await?, "cluster {} lease", c.id);
+        ensure!(
+            store.claim_cluster(c.id, OWNER, 60_000).await?,
+            "cluster {} lease",
+            c.id
+        );
         let obs = ClusterObservation {
             status: ClusterStatus::Ready,
             message: "Every node is in service.".into(),
@@ -495,7 +544,11 @@ async fn make_steady(
 /// Every cluster is READY in the store.
 async fn check_ready(store: &Store, expect: &Expect, who: &str) -> Result<()> {
     let swept = store.sweep_clusters().await?;
-    ensure!(swept.len() == expect.clusters, "{who}: {} clusters in the store", swept.len());
+    ensure!(
+        swept.len() == expect.clusters,
+        "{who}: {} clusters in the store",
+        swept.len()
+    );
     if let Some(bad) = swept.iter().find(|c| c.status_code != "READY") {
         bail!(
             "{who}: cluster {} is {}: {}",
@@ -536,9 +589,18 @@ impl Counters {
             "autoscaling:DescribeAutoScalingGroups".to_owned(),
             self.describe_groups.load(Ordering::SeqCst),
         );
-        out.insert("port:managed_instances".to_owned(), self.managed_instances.load(Ordering::SeqCst));
-        out.insert("port:groups_named".to_owned(), self.groups_named.load(Ordering::SeqCst));
-        out.insert("port:instances_tagged".to_owned(), self.instances_tagged.load(Ordering::SeqCst));
+        out.insert(
+            "port:managed_instances".to_owned(),
+            self.managed_instances.load(Ordering::SeqCst),
+        );
+        out.insert(
+            "port:groups_named".to_owned(),
+            self.groups_named.load(Ordering::SeqCst),
+        );
+        out.insert(
+            "port:instances_tagged".to_owned(),
+            self.instances_tagged.load(Ordering::SeqCst),
+        );
         for (op, n) in self.other.lock().unwrap().iter() {
             out.insert(format!("other:{op}"), *n);
         }
@@ -658,10 +720,20 @@ impl Compute for MemoryCloud {
     ) -> CloudResult<String> {
         self.unsupported("CreateSecurityGroup")
     }
-    async fn authorize_ingress(&self, _region: &str, _group_id: &str, _rules: &[IngressRule]) -> CloudResult<()> {
+    async fn authorize_ingress(
+        &self,
+        _region: &str,
+        _group_id: &str,
+        _rules: &[IngressRule],
+    ) -> CloudResult<()> {
         self.unsupported("AuthorizeSecurityGroupIngress")
     }
-    async fn revoke_ingress(&self, _region: &str, _group_id: &str, _rules: &[(u16, Peer)]) -> CloudResult<()> {
+    async fn revoke_ingress(
+        &self,
+        _region: &str,
+        _group_id: &str,
+        _rules: &[(u16, Peer)],
+    ) -> CloudResult<()> {
         self.unsupported("RevokeSecurityGroupIngress")
     }
     async fn delete_security_group(&self, _region: &str, _group_id: &str) -> CloudResult<()> {
@@ -675,7 +747,11 @@ impl Compute for MemoryCloud {
     ) -> CloudResult<Vec<LaunchTemplate>> {
         self.unsupported("DescribeLaunchTemplates")
     }
-    async fn create_launch_template(&self, _region: &str, _spec: &LaunchTemplateSpec) -> CloudResult<LaunchTemplate> {
+    async fn create_launch_template(
+        &self,
+        _region: &str,
+        _spec: &LaunchTemplateSpec,
+    ) -> CloudResult<LaunchTemplate> {
         self.unsupported("CreateLaunchTemplate")
     }
     async fn delete_launch_template(&self, _region: &str, _id: &str) -> CloudResult<()> {
@@ -715,7 +791,14 @@ impl Scaling for MemoryCloud {
     async fn create_group(&self, _region: &str, _spec: &GroupSpec) -> CloudResult<()> {
         self.unsupported("CreateAutoScalingGroup")
     }
-    async fn resize_group(&self, _region: &str, _name: &str, _min: i32, _max: i32, _desired: i32) -> CloudResult<()> {
+    async fn resize_group(
+        &self,
+        _region: &str,
+        _name: &str,
+        _min: i32,
+        _max: i32,
+        _desired: i32,
+    ) -> CloudResult<()> {
         self.unsupported("UpdateAutoScalingGroup")
     }
     async fn delete_group(&self, _region: &str, _name: &str) -> CloudResult<()> {
@@ -810,7 +893,9 @@ async fn create_groups(
         .map(|g| (g.name.clone(), g))
         .collect();
     for c in clusters {
-        let g = groups.get(&c.asg).ok_or_else(|| anyhow!("group {} is missing", c.asg))?;
+        let g = groups
+            .get(&c.asg)
+            .ok_or_else(|| anyhow!("group {} is missing", c.asg))?;
         ensure!(
             g.instances.len() == nodes && g.instances.iter().all(|i| i.lifecycle_state == "InService"),
             "group {} has {:?}",
@@ -895,7 +980,10 @@ async fn answer_one(mut stream: TcpStream, answer: Arc<[u8]>, served: Arc<Atomic
         }
         Ok::<_, std::io::Error>(())
     };
-    if !matches!(tokio::time::timeout(Duration::from_secs(5), head).await, Ok(Ok(()))) {
+    if !matches!(
+        tokio::time::timeout(Duration::from_secs(5), head).await,
+        Ok(Ok(()))
+    ) {
         return;
     }
     let reply: &[u8] = if buf[..len].starts_with(b"GET /v1/health ") {
@@ -931,11 +1019,16 @@ async fn naive_sweep<C: Compute, S: Scaling, A: Agents>(
         probes: 0,
     };
     for c in &clusters {
-        let asg = c.asg_name.clone().ok_or_else(|| anyhow!("cluster {} has no group", c.id))?;
+        let asg = c
+            .asg_name
+            .clone()
+            .ok_or_else(|| anyhow!("cluster {} has no group", c.id))?;
         let instances = compute
             .instances_tagged(&c.region, tags::CLUSTER_ID, &c.id.to_string())
             .await?;
-        let groups = scaling.groups_named(&c.region, std::slice::from_ref(&asg)).await?;
+        let groups = scaling
+            .groups_named(&c.region, std::slice::from_ref(&asg))
+            .await?;
         let group = groups.first().ok_or_else(|| anyhow!("group {asg} is missing"))?;
         let at = shared::time::now_ms();
         let mut views = Vec::new();
@@ -996,6 +1089,9 @@ async fn naive_sweep<C: Compute, S: Scaling, A: Agents>(
 
 // ---------------------------------------------------------------------------
 // Measuring
+
+/// One figure of a run, as a number.
+type Metric = dyn Fn(&Figures) -> f64;
 
 /// What a correct sweep must show.
 struct Expect {
@@ -1071,7 +1167,12 @@ fn check_report(r: &SweepReport, expect: &Expect) -> Result<()> {
         r.joined == 0 && r.abandoned == 0 && r.repairs == 0,
         "a healthy fleet needs no joins, abandons or repairs: {r:?}"
     );
-    let ready = r.samples.iter().flat_map(|s| &s.clusters).filter(|c| c.ready).count();
+    let ready = r
+        .samples
+        .iter()
+        .flat_map(|s| &s.clusters)
+        .filter(|c| c.ready)
+        .count();
     ensure!(
         ready == expect.clusters,
         "{ready} of {} clusters READY in the sweep's samples",
@@ -1103,11 +1204,14 @@ async fn bench<C: Compute, S: Scaling>(
     sweeper: &Sweeper<C, S, HttpAgents>,
     counts: &dyn Fn() -> BTreeMap<String, u64>,
     expect: &Expect,
+    directory: &AgentDirectory,
     served: &AtomicU64,
     setup: Duration,
     rss_at_start: u64,
 ) -> Result<bool> {
     let rss_after_setup = vm_kb("VmRSS");
+    // Before any reset: the peak of the set-up.
+    let peak_setup = vm_kb("VmHWM");
     let mode = match args.mode {
         Mode::Memory => "memory (in-memory cloud port)",
         Mode::Emulator => "emulator (moto, real SDK adapters)",
@@ -1118,17 +1222,20 @@ async fn bench<C: Compute, S: Scaling>(
     };
     println!(
         "# health sweep benchmark: {} clusters x {} nodes = {} nodes; {mode}; {db}",
-        args.clusters,
-        args.nodes,
-        expect.nodes
+        args.clusters, args.nodes, expect.nodes
     );
     println!(
         "machine: {} cores, {} build; probe concurrency {}; setup {:.1} s",
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-        if cfg!(debug_assertions) { "debug (dev profile)" } else { "release" },
+        if cfg!(debug_assertions) {
+            "debug (dev profile)"
+        } else {
+            "release"
+        },
         args.concurrency,
         setup.as_secs_f64()
     );
+    println!("load average before the runs: {}", loadavg());
     println!();
 
     let mut sweeps = Vec::new();
@@ -1145,7 +1252,10 @@ async fn bench<C: Compute, S: Scaling>(
         check_report(&report, expect)?;
         check_ready(&sweeper.store, expect, "sweep").await?;
         let answered = served.load(Ordering::SeqCst) - served_before;
-        ensure!(answered == expect.nodes as u64, "the agents answered {answered} probes");
+        ensure!(
+            answered == expect.nodes as u64,
+            "the agents answered {answered} probes"
+        );
         sweeps.push(Figures {
             wall,
             aws,
@@ -1156,9 +1266,37 @@ async fn bench<C: Compute, S: Scaling>(
             rss_peak_kb,
         });
     }
+    // The probes alone, as the sweep makes them: on one thread (the sweep's
+    // task), `concurrency` at a time, with the same prober.
+    let targets: Vec<String> = directory.list().into_iter().map(|(id, _)| id).collect();
+    let mut probing = Vec::new();
+    for _ in 0..args.runs {
+        probing.push(probe_alone(&sweeper.agents, &targets, args.concurrency).await?);
+    }
+    // The AWS reads alone, once each, as the sweep makes them.
+    let names: Vec<String> = sweeper
+        .store
+        .sweep_clusters()
+        .await?
+        .into_iter()
+        .filter_map(|c| c.asg_name)
+        .collect();
+    let started = Instant::now();
+    let seen = sweeper.compute.managed_instances(REGION).await?.len();
+    let instances_took = started.elapsed();
+    let started = Instant::now();
+    let groups = sweeper.scaling.groups_named(REGION, &names).await?.len();
+    let groups_took = started.elapsed();
+    ensure!(
+        seen == expect.nodes && groups == expect.clusters,
+        "the AWS reads found {seen} instances and {groups} groups"
+    );
     let nodes = sweeper.store.all_nodes().await?;
     ensure!(
-        nodes.len() == expect.nodes && nodes.iter().all(|n| n.probe.as_ref().is_some_and(|p| p.healthy())),
+        nodes.len() == expect.nodes
+            && nodes
+                .iter()
+                .all(|n| n.probe.as_ref().is_some_and(|p| p.healthy())),
         "the store does not hold a healthy probe for every node"
     );
 
@@ -1168,11 +1306,21 @@ async fn bench<C: Compute, S: Scaling>(
         let rss_before_kb = vm_kb("VmRSS");
         reset_peak_rss();
         let started = Instant::now();
-        let report = naive_sweep(&sweeper.store, &sweeper.compute, &sweeper.scaling, &sweeper.agents).await?;
+        let report = naive_sweep(
+            &sweeper.store,
+            &sweeper.compute,
+            &sweeper.scaling,
+            &sweeper.agents,
+        )
+        .await?;
         let wall = started.elapsed();
         let rss_peak_kb = vm_kb("VmHWM");
         let aws = delta(&before, &counts());
-        ensure!(report.probes == expect.nodes, "the naive sweep made {} probes", report.probes);
+        ensure!(
+            report.probes == expect.nodes,
+            "the naive sweep made {} probes",
+            report.probes
+        );
         check_ready(&sweeper.store, expect, "naive sweep").await?;
         naive.push(Figures {
             wall,
@@ -1199,7 +1347,11 @@ async fn bench<C: Compute, S: Scaling>(
                 f.aws_brief(),
                 f.db_round_trips,
                 f.probes,
-                if label == "naive" { "-".to_owned() } else { f.changed.to_string() },
+                if label == "naive" {
+                    "-".to_owned()
+                } else {
+                    f.changed.to_string()
+                },
                 mib(f.rss_before_kb),
                 mib(f.rss_peak_kb)
             );
@@ -1219,24 +1371,12 @@ async fn bench<C: Compute, S: Scaling>(
     }
     println!();
 
-    let stat = |list: &[Figures], f: &dyn Fn(&Figures) -> f64| -> Option<(f64, f64, f64)> {
-        let mut v: Vec<f64> = list.iter().map(f).collect();
-        if v.is_empty() {
-            return None;
-        }
-        v.sort_by(f64::total_cmp);
-        let median = if v.len() % 2 == 1 {
-            v[v.len() / 2]
-        } else {
-            (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
-        };
-        Some((median, v[0], v[v.len() - 1]))
-    };
+    let stat = |list: &[Figures], f: &dyn Fn(&Figures) -> f64| stat_of(list.iter().map(f).collect());
     let show = |s: Option<(f64, f64, f64)>| match s {
         Some((m, lo, hi)) => format!("{} ({}-{})", num(m), num(lo), num(hi)),
         None => "-".into(),
     };
-    let metrics: [(&str, &dyn Fn(&Figures) -> f64); 4] = [
+    let metrics: [(&str, &Metric); 4] = [
         ("wall time, ms", &|f| ms(f.wall)),
         ("AWS requests", &|f| f.aws_total() as f64),
         ("DB round trips", &|f| f.db_round_trips as f64),
@@ -1255,17 +1395,43 @@ async fn bench<C: Compute, S: Scaling>(
         println!("| {name} | {} | {} | {ratio} |", show(s), show(n));
     }
     println!();
-    let peak_end = vm_kb("VmHWM");
+    let probing_ms = stat_of(probing.iter().map(|d| ms(*d)).collect());
+    let sweep_ms = stat_of(sweeps.iter().map(|f| ms(f.wall)).collect());
     println!(
-        "memory: VmRSS {:.0} MiB at start, {:.0} MiB after setup ({} agents listening); \
-         peak during a sweep {:.0} MiB (+{:.0} MiB over its start); VmHWM at the end {:.0} MiB \
-         (since the last reset, i.e. the last run)",
+        "probes alone ({} agents, {} at a time on one thread, same prober, no store or AWS): {} ms; \
+         the rest of a sweep (store and AWS port): about {:.0} ms",
+        targets.len(),
+        args.concurrency,
+        probing_ms.map_or("-".into(), |(m, lo, hi)| format!("{m:.0} ({lo:.0}-{hi:.0})")),
+        sweep_ms.zip(probing_ms).map_or(0.0, |(s, p)| s.0 - p.0)
+    );
+    println!();
+    println!(
+        "AWS reads alone, once each: managed_instances {:.0} ms, groups_named ({} names) {:.0} ms",
+        ms(instances_took),
+        names.len(),
+        ms(groups_took)
+    );
+    println!();
+    println!("load average after the runs: {}", loadavg());
+    println!();
+    let peak_process = sweeps
+        .iter()
+        .chain(&naive)
+        .map(|f| f.rss_peak_kb)
+        .chain([peak_setup, vm_kb("VmHWM")])
+        .max()
+        .unwrap_or(0);
+    println!(
+        "memory: VmRSS {:.0} MiB at start, {:.0} MiB after setup ({} agents listening, peak {:.0} MiB); \
+         peak during a sweep {:.0} MiB, at most +{:.0} MiB over the sweep's start; process peak {:.0} MiB",
         mib(rss_at_start),
         mib(rss_after_setup),
         expect.nodes,
+        mib(peak_setup),
         stat(&sweeps, &|f| mib(f.rss_peak_kb)).map_or(0.0, |s| s.2),
         stat(&sweeps, &|f| mib(f.rss_peak_kb.saturating_sub(f.rss_before_kb))).map_or(0.0, |s| s.2),
-        mib(peak_end)
+        mib(peak_process)
     );
     println!();
 
@@ -1311,11 +1477,88 @@ async fn bench<C: Compute, S: Scaling>(
         format!(
             "median sweep wall time {wall_median:.0} ms < {} ms{}",
             ms(WALL_TARGET),
-            if at_scale { "" } else { " (the target is set for 1,000 x 5)" }
+            if at_scale {
+                ""
+            } else {
+                " (the target is set for 1,000 x 5)"
+            }
         ),
     );
-    println!("- peak RSS: {:.0} MiB", mib(peak_end.max(sweeps.iter().map(|f| f.rss_peak_kb).max().unwrap_or(0))));
+    println!(
+        "- peak RSS (reported, no target): {:.0} MiB during a sweep, {:.0} MiB for the process",
+        stat(&sweeps, &|f| mib(f.rss_peak_kb)).map_or(0.0, |s| s.2),
+        mib(peak_process)
+    );
     Ok(ok)
+}
+
+/// `/proc/loadavg`'s 1, 5 and 15 minute figures: other work on the machine.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Median, min and max.
+fn stat_of(mut v: Vec<f64>) -> Option<(f64, f64, f64)> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let median = if v.len() % 2 == 1 {
+        v[v.len() / 2]
+    } else {
+        (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
+    };
+    Some((median, v[0], v[v.len() - 1]))
+}
+
+/// Probes every target once, `concurrency` at a time, on a single-threaded
+/// runtime of its own thread (the sweep's probes all run in its one task).
+async fn probe_alone(agents: &HttpAgents, targets: &[String], concurrency: usize) -> Result<Duration> {
+    let agents = agents.clone();
+    let targets: Arc<[String]> = targets.into();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("probing runtime");
+        let result = rt.block_on(async {
+            let next = Arc::new(AtomicUsize::new(0));
+            let started = Instant::now();
+            let mut workers = tokio::task::JoinSet::new();
+            for _ in 0..concurrency.min(targets.len()) {
+                let (agents, targets, next) = (agents.clone(), targets.clone(), next.clone());
+                workers.spawn(async move {
+                    let mut failed = 0usize;
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(id) = targets.get(i) else { break failed };
+                        let target = AgentTarget {
+                            instance_id: id.clone(),
+                            private_ip: None,
+                        };
+                        if agents.health(&target).await.is_err() {
+                            failed += 1;
+                        }
+                    }
+                });
+            }
+            let mut failed = 0;
+            while let Some(done) = workers.join_next().await {
+                failed += done.expect("probe worker");
+            }
+            (started.elapsed(), failed)
+        });
+        let _ = tx.send(result);
+    });
+    let (took, failed) = rx.await.context("the probing thread died")?;
+    ensure!(failed == 0, "{failed} probes failed when probing alone");
+    Ok(took)
 }
 
 fn ms(d: Duration) -> f64 {

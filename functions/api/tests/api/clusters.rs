@@ -72,7 +72,7 @@ async fn an_update_over_the_maximum_or_with_nothing_to_change_is_refused() {
             400,
             "INVALID_FIELD",
             Some("numNodes"),
-            &["numNodes or terminationProtectionEnabled"],
+            &["numNodes", "terminationProtectionEnabled", "autoRepairEnabled"],
         )
         .await;
         let reply = fx

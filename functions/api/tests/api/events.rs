@@ -49,10 +49,24 @@ const SAMPLES: &[(&str, Expect)] = &[
 ];
 
 /// Files of `events/` that are not requests to the API, and who tests them.
-const OTHER_EVENTS: &[(&str, &str)] = &[(
-    "schedule-reconcile.json",
-    "the reconciler's EventBridge schedule: functions/reconciler's tests read it",
-)];
+const OTHER_EVENTS: &[(&str, &str)] = &[
+    (
+        "schedule-reconcile.json",
+        "the reconciler's EventBridge schedule: functions/reconciler's tests read it",
+    ),
+    (
+        "schedule-health-sweep.json",
+        "the health sweep's EventBridge schedule, for functions/health-sweep",
+    ),
+    (
+        "lifecycle-launch.json",
+        "an Auto Scaling launch hook for functions/lifecycle: shared's lifecycle tests read it",
+    ),
+    (
+        "lifecycle-terminate.json",
+        "an Auto Scaling terminate hook for functions/lifecycle: shared's lifecycle tests read it",
+    ),
+];
 
 /// The token placeholder every sample carries instead of a real token.
 const PLACEHOLDER: &str = "Bearer REPLACED-BY-TEST";

@@ -9,6 +9,7 @@ mod bodies;
 mod clusters;
 mod environments;
 mod events;
+mod health;
 mod idempotency;
 mod ids;
 mod support;

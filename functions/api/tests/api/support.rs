@@ -1,8 +1,9 @@
 //! What every test of the API needs: a fresh store per backend with an operator,
 //! a second operator and a viewer token; the router driven in-process with
 //! `tower::ServiceExt::oneshot`; a kick that records its targets; snapshots to
-//! prove that a refused request wrote nothing; and a READY environment made the
-//! real way (the API, then the reconciler against the emulator).
+//! prove that a refused request wrote nothing; a READY environment made the
+//! real way (the API, then the reconciler against the emulator); and a cluster
+//! marked READY in the store as the reconciler would record it.
 //!
 //! Listing the region's instance types is by far the slowest call of an
 //! environment's first reconcile (seconds per call in moto, and the emulator
@@ -24,8 +25,8 @@ use serde_json::{json, Value};
 use shared::cloud::aws::{AwsSettings, Ec2Adapter};
 use shared::cloud::Compute;
 use shared::config::{Config, S3Location};
-use shared::domain::InstanceSize;
-use shared::store::{ClusterRow, EnvironmentRow, Role, Store, StoreError};
+use shared::domain::{ClusterStatus, InstanceSize};
+use shared::store::{ClusterObservation, ClusterRow, EnvironmentRow, NewNode, Role, Store, StoreError};
 use shared::workflows::commands::Limits;
 use shared::workflows::reconcile::{Outcome, Target};
 use tokio::sync::OnceCell;
@@ -313,6 +314,48 @@ impl Fixture {
         let reply = self.send(Req::post("/v1/clusters", body)).await;
         reply.assert_status(202);
         (reply.i64_at("/operationId"), reply.i64_at("/cluster/id"))
+    }
+
+    /// Marks cluster `id` READY at its current generation with these nodes in
+    /// service, as the reconciler records a cluster it converged (no AWS), so
+    /// that the health sweep may judge it.
+    pub async fn mark_cluster_ready(&self, id: i64, instance_ids: &[&str]) {
+        let b = self.backend;
+        let generation = self.cluster(id).await.generation;
+        assert!(
+            self.store
+                .claim_cluster(id, "fixture", 60_000)
+                .await
+                .expect("claim cluster"),
+            "[{b}] cluster {id} is leased"
+        );
+        let observation = ClusterObservation {
+            status: ClusterStatus::Ready,
+            message: format!("All {} nodes in service.", instance_ids.len()),
+            asg_name: None,
+            launch_template_id: None,
+            config_uri: None,
+            nodes: instance_ids
+                .iter()
+                .map(|i| NewNode {
+                    instance_id: (*i).to_owned(),
+                    lifecycle_state: "InService".into(),
+                    availability_zone: format!("{REGION}a"),
+                })
+                .collect(),
+            running_services: None,
+            observed_generation: Some(generation),
+            steps: Vec::new(),
+            failure: None,
+        };
+        self.store
+            .record_cluster(id, "fixture", &observation)
+            .await
+            .unwrap_or_else(|e| panic!("[{b}] record cluster {id}: {e}"));
+        self.store
+            .release_cluster(id, "fixture")
+            .await
+            .unwrap_or_else(|e| panic!("[{b}] release cluster {id}: {e}"));
     }
 
     pub async fn cluster(&self, id: i64) -> ClusterRow {

@@ -102,6 +102,8 @@ async fn creating_a_cluster_answers_202_with_defaults_and_a_create_cluster_opera
             ("description", json!("")),
             ("tags", json!({ "team": "data" })),
             ("terminationProtectionEnabled", json!(false)),
+            ("autoRepairEnabled", json!(true)),
+            ("numRunningServices", json!("0/7")),
             ("statusCode", json!("PROVISIONING")),
         ] {
             assert_eq!(cluster[key], want, "[{b}] cluster.{key}: {cluster}");
@@ -330,6 +332,8 @@ async fn environments_clusters_and_operations_have_the_documented_fields() {
             "statusCode",
             "statusMessage",
             "numRunningNodes",
+            "numRunningServices",
+            "autoRepairEnabled",
             "resources",
             "createdAt",
             "updatedAt",

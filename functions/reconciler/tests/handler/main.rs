@@ -90,6 +90,7 @@ async fn the_scheduled_event_converges_environments_then_clusters() {
             tags: Default::default(),
             description: None,
             termination_protection_enabled: false,
+            auto_repair_enabled: None,
             version: None,
         },
         10,
@@ -111,13 +112,16 @@ async fn the_scheduled_event_converges_environments_then_clusters() {
         out,
         json!({ "clusterId": cluster.target_id, "outcome": "reconciled" })
     );
+    // Its nodes now wait at the launch hook until their agents are ready (the
+    // lifecycle function's part).
+    let row = store.get_cluster(cluster.target_id).await.unwrap();
     assert_eq!(
-        store.get_cluster(cluster.target_id).await.unwrap().status_code,
-        "READY"
+        (row.status_code.as_str(), row.status_message.as_str()),
+        ("PROVISIONING", "0 of 2 nodes in service.")
     );
     assert_eq!(
         store.get_operation(cluster.operation_id).await.unwrap().state,
-        "SUCCEEDED"
+        "RUNNING"
     );
 }
 
