@@ -63,7 +63,8 @@ pub async fn lifecycle_pump(
         tokio::time::sleep(Duration::from_millis(500)).await;
         let (endpoint, account2) = (endpoint.clone(), account.clone());
         let events =
-            tokio::task::spawn_blocking(move || emulator::lifecycle_events_at(&endpoint, &account2, seen)).await;
+            tokio::task::spawn_blocking(move || emulator::lifecycle_events_at(&endpoint, &account2, seen))
+                .await;
         let events = match events {
             Ok(Ok(events)) => events,
             Ok(Err(e)) => {

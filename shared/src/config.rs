@@ -109,7 +109,12 @@ pub struct HealthConfig {
     pub probe_timeout: Duration,
 }
 
-fn number<T: std::str::FromStr>(name: &str, default: T, ok: impl Fn(&T) -> bool, rule: &str) -> Result<T, String> {
+fn number<T: std::str::FromStr>(
+    name: &str,
+    default: T,
+    ok: impl Fn(&T) -> bool,
+    rule: &str,
+) -> Result<T, String> {
     match env::var(name) {
         Err(_) => Ok(default),
         Ok(raw) => raw
@@ -127,7 +132,12 @@ impl HealthConfig {
     /// `OKERA_PROBE_TIMEOUT_MS` (2000) and `OKERA_FLUSH_TIMEOUT_SECONDS` (60).
     pub fn from_env() -> Result<HealthConfig, String> {
         let positive = |v: &u64| *v >= 1;
-        let repair_after = number("OKERA_REPAIR_AFTER_SECONDS", 300u64, positive, "a whole number of seconds, at least 1")?;
+        let repair_after = number(
+            "OKERA_REPAIR_AFTER_SECONDS",
+            300u64,
+            positive,
+            "a whole number of seconds, at least 1",
+        )?;
         let share = number(
             "OKERA_REPAIR_MAX_SHARE",
             0.34f64,
@@ -140,9 +150,24 @@ impl HealthConfig {
             positive,
             "a whole number of seconds, at least 1",
         )?;
-        let concurrency = number("OKERA_PROBE_CONCURRENCY", 64usize, |v| (1..=1024).contains(v), "between 1 and 1024")?;
-        let probe_ms = number("OKERA_PROBE_TIMEOUT_MS", 2000u64, |v| (50..=60_000).contains(v), "between 50 and 60000")?;
-        let flush = number("OKERA_FLUSH_TIMEOUT_SECONDS", 60u64, |v| (1..=600).contains(v), "between 1 and 600")?;
+        let concurrency = number(
+            "OKERA_PROBE_CONCURRENCY",
+            64usize,
+            |v| (1..=1024).contains(v),
+            "between 1 and 1024",
+        )?;
+        let probe_ms = number(
+            "OKERA_PROBE_TIMEOUT_MS",
+            2000u64,
+            |v| (50..=60_000).contains(v),
+            "between 50 and 60000",
+        )?;
+        let flush = number(
+            "OKERA_FLUSH_TIMEOUT_SECONDS",
+            60u64,
+            |v| (1..=600).contains(v),
+            "between 1 and 600",
+        )?;
         let bootstrap_ms = (bootstrap * 1000) as i64;
         Ok(HealthConfig {
             sweep: SweepSettings {

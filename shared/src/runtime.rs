@@ -17,7 +17,8 @@ pub fn init_logging() {
 /// Who holds the leases this process takes: the Lambda log stream (one per
 /// execution environment), else the process id.
 pub fn lease_owner(function: &str) -> String {
-    let instance = std::env::var("AWS_LAMBDA_LOG_STREAM_NAME").unwrap_or_else(|_| std::process::id().to_string());
+    let instance =
+        std::env::var("AWS_LAMBDA_LOG_STREAM_NAME").unwrap_or_else(|_| std::process::id().to_string());
     format!("{function}-{instance}")
 }
 

@@ -34,7 +34,10 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         endpoint: config.aws_endpoint.clone(),
         ..Default::default()
     };
-    let kick = wake_by_invoke(Arc::new(LambdaAdapter::new(settings.clone(), &region)), reconciler);
+    let kick = wake_by_invoke(
+        Arc::new(LambdaAdapter::new(settings.clone(), &region)),
+        reconciler,
+    );
     let agents = HttpAgents::new(Resolver::PrivateIp { port: AGENT_PORT }).with_timeout(health.probe_timeout);
     let lifecycle = lifecycle::build(store, settings, &health, agents);
     let (lifecycle, kick) = (&lifecycle, &kick);

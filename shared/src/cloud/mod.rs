@@ -300,8 +300,12 @@ pub trait Scaling: Send + Sync {
     /// The names of a group's lifecycle hooks.
     fn hooks(&self, region: &str, group: &str) -> impl Future<Output = CloudResult<Vec<String>>> + Send;
     /// Creates or updates a lifecycle hook.
-    fn put_hook(&self, region: &str, group: &str, hook: &HookSpec)
-        -> impl Future<Output = CloudResult<()>> + Send;
+    fn put_hook(
+        &self,
+        region: &str,
+        group: &str,
+        hook: &HookSpec,
+    ) -> impl Future<Output = CloudResult<()>> + Send;
     /// Ends a lifecycle action. An action that is no longer active (completed
     /// already, or timed out) is `NotFound`.
     fn complete_action(
@@ -311,7 +315,11 @@ pub trait Scaling: Send + Sync {
         result: ActionResult,
     ) -> impl Future<Output = CloudResult<()>> + Send;
     /// Restarts a lifecycle action's heartbeat timeout; `NotFound` as above.
-    fn heartbeat(&self, region: &str, action: &LifecycleAction) -> impl Future<Output = CloudResult<()>> + Send;
+    fn heartbeat(
+        &self,
+        region: &str,
+        action: &LifecycleAction,
+    ) -> impl Future<Output = CloudResult<()>> + Send;
     /// Marks an instance `Unhealthy`, so that its group replaces it.
     fn set_unhealthy(&self, region: &str, instance_id: &str) -> impl Future<Output = CloudResult<()>> + Send;
 }

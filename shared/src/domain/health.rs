@@ -165,10 +165,16 @@ impl NodeView {
     fn problem(&self, index: usize) -> Option<String> {
         let who = format!("node {index} ({})", self.instance_id);
         if !self.in_service() {
-            return Some(format!("Node {index} ({}) is {}.", self.instance_id, self.lifecycle_state));
+            return Some(format!(
+                "Node {index} ({}) is {}.",
+                self.instance_id, self.lifecycle_state
+            ));
         }
         match &self.probe {
-            None => Some(format!("Node {index} ({}) has not been checked yet.", self.instance_id)),
+            None => Some(format!(
+                "Node {index} ({}) has not been checked yet.",
+                self.instance_id
+            )),
             Some(Probe::Failed { reason }) => Some(format!("Unable to reach the agent on {who}: {reason}.")),
             Some(Probe::Answered { services }) => services
                 .iter()
@@ -238,13 +244,21 @@ pub fn evaluate(desired: usize, nodes: &[NodeView]) -> ClusterHealth {
             .iter()
             .any(|n| n.probe.as_ref().is_some_and(|p| p.running(service)))
     };
-    let in_service: Vec<&NodeView> = members.iter().map(|(_, n)| *n).filter(|n| n.in_service()).collect();
+    let in_service: Vec<&NodeView> = members
+        .iter()
+        .map(|(_, n)| *n)
+        .filter(|n| n.in_service())
+        .collect();
     let running_services = if in_service.is_empty() {
         0
     } else {
         SERVICES
             .iter()
-            .filter(|s| in_service.iter().all(|n| n.probe.as_ref().is_some_and(|p| p.running(s))))
+            .filter(|s| {
+                in_service
+                    .iter()
+                    .all(|n| n.probe.as_ref().is_some_and(|p| p.running(s)))
+            })
             .count()
     };
     let healthy_nodes = members.iter().filter(|(_, n)| n.healthy()).count();
@@ -262,7 +276,10 @@ pub fn evaluate(desired: usize, nodes: &[NodeView]) -> ClusterHealth {
         };
         (HealthCode::Down, why)
     } else if let Some(door) = SERVICES[CORE_SERVICES..].iter().find(|s| !runs_somewhere(s)) {
-        (HealthCode::Degraded, format!("{door} is not running on any node."))
+        (
+            HealthCode::Degraded,
+            format!("{door} is not running on any node."),
+        )
     } else if healthy_nodes * 2 < desired {
         (
             HealthCode::Degraded,
@@ -359,7 +376,11 @@ mod tests {
     }
 
     fn ok(i: usize) -> NodeView {
-        node(i, "InService", Some(Probe::from_report(&all(ServiceState::Running))))
+        node(
+            i,
+            "InService",
+            Some(Probe::from_report(&all(ServiceState::Running))),
+        )
     }
 
     fn with(i: usize, r: &AgentReport) -> NodeView {
@@ -381,7 +402,10 @@ mod tests {
         let n = failing("catalog").normalized();
         let states: Vec<ServiceState> = n.iter().map(|s| s.state).collect();
         use ServiceState::*;
-        assert_eq!(states, [Running, Running, Failed, Unknown, Unknown, Unknown, Unknown]);
+        assert_eq!(
+            states,
+            [Running, Running, Failed, Unknown, Unknown, Unknown, Unknown]
+        );
         assert_eq!(n[3].message, "Not checked: catalog is not running.");
     }
 
@@ -405,7 +429,15 @@ mod tests {
     #[test]
     fn evaluation_table() {
         use HealthCode::*;
-        let cases: Vec<(&str, usize, Vec<NodeView>, HealthCode, &str, usize)> = vec![
+        type Case = (
+            &'static str,
+            usize,
+            Vec<NodeView>,
+            HealthCode,
+            &'static str,
+            usize,
+        );
+        let cases: Vec<Case> = vec![
             ("all good", 3, vec![ok(0), ok(1), ok(2)], Ready, ALL_RUNNING, 7),
             (
                 "one node's planner failed",
@@ -508,7 +540,10 @@ mod tests {
         assert_eq!(format_elapsed(0), "0ms");
         assert_eq!(format_elapsed(41_997), "41s997ms");
         assert_eq!(format_elapsed(60_000), "1m0s0ms");
-        assert_eq!(format_elapsed(3 * 3_600_000 + 12 * 60_000 + 41_997), "3h12m41s997ms");
+        assert_eq!(
+            format_elapsed(3 * 3_600_000 + 12 * 60_000 + 41_997),
+            "3h12m41s997ms"
+        );
         assert_eq!(format_elapsed(-5), "0ms");
     }
 

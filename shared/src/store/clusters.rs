@@ -298,13 +298,14 @@ impl Store {
     }
 
     pub async fn nodes_of(&self, cluster_id: i64) -> Result<Vec<NodeRow>, StoreError> {
-        let sql =
-            format!("SELECT {NODE_COLUMNS} FROM nodes WHERE cluster_id = ? ORDER BY launched_at, instance_id");
+        let sql = format!(
+            "SELECT {NODE_COLUMNS} FROM nodes WHERE cluster_id = ? ORDER BY launched_at, instance_id"
+        );
         let rows = sqlx::query(&sql)
-        .bind(cluster_id)
-        .fetch_all(self.pool())
-        .await
-        .map_err(q("list nodes"))?;
+            .bind(cluster_id)
+            .fetch_all(self.pool())
+            .await
+            .map_err(q("list nodes"))?;
         rows.iter().map(NodeRow::from_row).collect()
     }
 
@@ -366,20 +367,28 @@ impl Store {
         if updated.rows_affected() == 0 {
             return Err(StoreError::Conflict(format!("lost the lease on cluster {id}")));
         }
-        if before.as_ref().is_some_and(|(c, m)| c != obs.status.as_str() || m != &obs.message) {
-            sqlx::query("INSERT INTO cluster_status_history (cluster_id, at, code, message) VALUES (?, ?, ?, ?)")
-                .bind(id)
-                .bind(now)
-                .bind(obs.status.as_str())
-                .bind(&obs.message)
-                .execute(&mut *tx)
-                .await
-                .map_err(q("append status history"))?;
+        if before
+            .as_ref()
+            .is_some_and(|(c, m)| c != obs.status.as_str() || m != &obs.message)
+        {
+            sqlx::query(
+                "INSERT INTO cluster_status_history (cluster_id, at, code, message) VALUES (?, ?, ?, ?)",
+            )
+            .bind(id)
+            .bind(now)
+            .bind(obs.status.as_str())
+            .bind(&obs.message)
+            .execute(&mut *tx)
+            .await
+            .map_err(q("append status history"))?;
         }
         let keep = if obs.nodes.is_empty() {
             String::new()
         } else {
-            format!(" AND instance_id NOT IN ({})", vec!["?"; obs.nodes.len()].join(", "))
+            format!(
+                " AND instance_id NOT IN ({})",
+                vec!["?"; obs.nodes.len()].join(", ")
+            )
         };
         let sql = format!("DELETE FROM nodes WHERE cluster_id = ?{keep}");
         let mut delete = sqlx::query(&sql).bind(id);

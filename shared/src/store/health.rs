@@ -264,19 +264,19 @@ impl Store {
         // this time keeps its last probe, and a lifecycle action is only ever
         // cleared by `record_probe` (the sweep must not undo a lifecycle event
         // that arrived while it ran).
-        let (set, keep_unprobed, keep_null): (fn(&str) -> String, fn(&str) -> String, fn(&str) -> String) =
-            match self.backend() {
-                Backend::Sqlite => (
-                    |c| format!("{c} = excluded.{c}"),
-                    |c| format!("{c} = CASE WHEN excluded.probe IS NULL THEN nodes.{c} ELSE excluded.{c} END"),
-                    |c| format!("{c} = COALESCE(excluded.{c}, nodes.{c})"),
-                ),
-                Backend::MySql => (
-                    |c| format!("{c} = VALUES({c})"),
-                    |c| format!("{c} = IF(VALUES(probe) IS NULL, {c}, VALUES({c}))"),
-                    |c| format!("{c} = COALESCE(VALUES({c}), {c})"),
-                ),
-            };
+        type Assign = fn(&str) -> String;
+        let (set, keep_unprobed, keep_null): (Assign, Assign, Assign) = match self.backend() {
+            Backend::Sqlite => (
+                |c| format!("{c} = excluded.{c}"),
+                |c| format!("{c} = CASE WHEN excluded.probe IS NULL THEN nodes.{c} ELSE excluded.{c} END"),
+                |c| format!("{c} = COALESCE(excluded.{c}, nodes.{c})"),
+            ),
+            Backend::MySql => (
+                |c| format!("{c} = VALUES({c})"),
+                |c| format!("{c} = IF(VALUES(probe) IS NULL, {c}, VALUES({c}))"),
+                |c| format!("{c} = COALESCE(VALUES({c}), {c})"),
+            ),
+        };
         let mut updates: Vec<String> = [
             "cluster_id",
             "lifecycle_state",
@@ -291,7 +291,11 @@ impl Store {
         .map(|c| set(c))
         .collect();
         updates.extend(["checked_at", "probe"].iter().map(|c| keep_unprobed(c)));
-        updates.extend(["action_hook", "action_token", "joining_since"].iter().map(|c| keep_null(c)));
+        updates.extend(
+            ["action_hook", "action_token", "joining_since"]
+                .iter()
+                .map(|c| keep_null(c)),
+        );
         let conflict = match self.backend() {
             Backend::Sqlite => "ON CONFLICT (instance_id) DO UPDATE SET",
             Backend::MySql => "ON DUPLICATE KEY UPDATE",
@@ -366,7 +370,12 @@ impl Store {
         }
         let mut trips = 3;
         if !eligible.is_empty() {
-            let cases = |what: &str| format!("CASE id {} END", vec![format!("WHEN ? THEN {what}"); eligible.len()].join(" "));
+            let cases = |what: &str| {
+                format!(
+                    "CASE id {} END",
+                    vec![format!("WHEN ? THEN {what}"); eligible.len()].join(" ")
+                )
+            };
             // status_since first: MySQL evaluates SET left to right.
             let sql = format!(
                 "UPDATE clusters SET status_since = {}, status_code = {}, status_message = {}, \
@@ -394,7 +403,10 @@ impl Store {
             for h in &eligible {
                 update = update.bind(h.cluster_id);
             }
-            update.execute(&mut *tx).await.map_err(q("write cluster health"))?;
+            update
+                .execute(&mut *tx)
+                .await
+                .map_err(q("write cluster health"))?;
             trips += 1;
         }
         if !changed.is_empty() {
@@ -410,7 +422,10 @@ impl Store {
                     .bind(h.code.clone())
                     .bind(h.message.clone());
             }
-            insert.execute(&mut *tx).await.map_err(q("append status history"))?;
+            insert
+                .execute(&mut *tx)
+                .await
+                .map_err(q("append status history"))?;
             trips += 1;
         }
         tx.commit().await.map_err(q("commit cluster health"))?;
@@ -457,7 +472,8 @@ impl Store {
             joining_since: Some(since),
         };
         let mut tx = self.begin_tx().await?;
-        self.upsert_nodes(&mut tx, at, std::slice::from_ref(&update)).await?;
+        self.upsert_nodes(&mut tx, at, std::slice::from_ref(&update))
+            .await?;
         tx.commit().await.map_err(q("commit joining node"))
     }
 
@@ -499,15 +515,17 @@ impl Store {
             .rows_affected()
             > 0;
         if removed {
-            sqlx::query("INSERT INTO audit_log (at, principal, action, target, detail) VALUES (?, ?, ?, ?, ?)")
-                .bind(crate::time::now_ms())
-                .bind(&audit.principal)
-                .bind(&audit.action)
-                .bind(&audit.target)
-                .bind(&audit.detail)
-                .execute(&mut *tx)
-                .await
-                .map_err(q("append audit log"))?;
+            sqlx::query(
+                "INSERT INTO audit_log (at, principal, action, target, detail) VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(crate::time::now_ms())
+            .bind(&audit.principal)
+            .bind(&audit.action)
+            .bind(&audit.target)
+            .bind(&audit.detail)
+            .execute(&mut *tx)
+            .await
+            .map_err(q("append audit log"))?;
         }
         tx.commit().await.map_err(q("commit node removal"))?;
         Ok(removed)

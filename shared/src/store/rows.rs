@@ -7,8 +7,8 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::operations::Step;
-use crate::domain::health::Probe;
 use super::StoreError;
+use crate::domain::health::Probe;
 
 fn json<T: serde::de::DeserializeOwned>(what: &'static str, raw: &str) -> Result<T, StoreError> {
     serde_json::from_str(raw).map_err(|e| StoreError::Corrupt {
@@ -207,7 +207,8 @@ pub struct NodeRow {
     pub updated_at: i64,
 }
 
-pub(crate) const NODE_COLUMNS: &str = "instance_id, cluster_id, lifecycle_state, availability_zone, private_ip, \
+pub(crate) const NODE_COLUMNS: &str =
+    "instance_id, cluster_id, lifecycle_state, availability_zone, private_ip, \
     launched_at, action_hook, action_token, joining_since, probe, checked_at, unhealthy_since, \
     repair_requested_at, updated_at";
 

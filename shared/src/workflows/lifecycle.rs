@@ -101,11 +101,18 @@ impl LifecycleEvent {
         if text(event, "source")? != "aws.autoscaling" {
             return Err("source must be aws.autoscaling".into());
         }
-        let detail = event.get("detail").filter(|d| d.is_object()).ok_or("detail is missing")?;
+        let detail = event
+            .get("detail")
+            .filter(|d| d.is_object())
+            .ok_or("detail is missing")?;
         let transition = match text(detail, "LifecycleTransition")?.as_str() {
             "autoscaling:EC2_INSTANCE_LAUNCHING" => Transition::Launching,
             "autoscaling:EC2_INSTANCE_TERMINATING" => Transition::Terminating,
-            other => return Err(format!("detail.LifecycleTransition {other:?} is not a lifecycle transition")),
+            other => {
+                return Err(format!(
+                    "detail.LifecycleTransition {other:?} is not a lifecycle transition"
+                ))
+            }
         };
         let field = |name: &str| text(detail, name).map_err(|e| format!("detail.{e}"));
         Ok(LifecycleEvent {
@@ -172,7 +179,9 @@ pub fn join_step(probe: Probe, joining_since: i64, now: i64, bootstrap_timeout_m
 pub fn probe_of(result: Result<crate::domain::health::AgentReport, ProbeError>) -> Probe {
     match result {
         Ok(report) => Probe::from_report(&report),
-        Err(e) => Probe::Failed { reason: e.to_string() },
+        Err(e) => Probe::Failed {
+            reason: e.to_string(),
+        },
     }
 }
 
@@ -289,7 +298,9 @@ impl<C: Compute, S: Scaling, A: Agents> Lifecycle<C, S, A> {
                     if started.elapsed() >= self.timing.join_wait {
                         return match self.scaling.heartbeat(region, action).await {
                             Ok(()) => Ok(Outcome::Starting { cluster_id }),
-                            Err(e) if e.kind == CloudErrorKind::NotFound => Ok(Outcome::AlreadyDone { cluster_id }),
+                            Err(e) if e.kind == CloudErrorKind::NotFound => {
+                                Ok(Outcome::AlreadyDone { cluster_id })
+                            }
                             Err(e) => Err(e.into()),
                         };
                     }
@@ -313,14 +324,15 @@ impl<C: Compute, S: Scaling, A: Agents> Lifecycle<C, S, A> {
             instance_id: action.instance_id.clone(),
             private_ip,
         };
-        let flushed = match tokio::time::timeout(self.timing.flush_timeout, self.agents.flush_logs(&target)).await {
-            Ok(Ok(())) => "its logs were flushed to the staging bucket".to_owned(),
-            Ok(Err(e)) => format!("its log flush failed: {e}"),
-            Err(_) => format!(
-                "its log flush did not finish within {} s",
-                self.timing.flush_timeout.as_secs()
-            ),
-        };
+        let flushed =
+            match tokio::time::timeout(self.timing.flush_timeout, self.agents.flush_logs(&target)).await {
+                Ok(Ok(())) => "its logs were flushed to the staging bucket".to_owned(),
+                Ok(Err(e)) => format!("its log flush failed: {e}"),
+                Err(_) => format!(
+                    "its log flush did not finish within {} s",
+                    self.timing.flush_timeout.as_secs()
+                ),
+            };
         info!(instance = %action.instance_id, cluster_id, "{flushed}");
         self.store
             .remove_node(
@@ -380,13 +392,25 @@ mod tests {
     #[test]
     fn bad_events_name_what_is_wrong() {
         let good = sample("lifecycle-launch.json");
-        let cases: Vec<(&str, Box<dyn Fn(&mut Value)>, &str)> = vec![
-            ("wrong source", Box::new(|v| v["source"] = "aws.ec2".into()), "source must be aws.autoscaling"),
-            ("no detail", Box::new(|v| v["detail"] = Value::Null), "detail is missing"),
+        type Edit = Box<dyn Fn(&mut Value)>;
+        let cases: Vec<(&str, Edit, &str)> = vec![
+            (
+                "wrong source",
+                Box::new(|v| v["source"] = "aws.ec2".into()),
+                "source must be aws.autoscaling",
+            ),
+            (
+                "no detail",
+                Box::new(|v| v["detail"] = Value::Null),
+                "detail is missing",
+            ),
             (
                 "no token",
                 Box::new(|v| {
-                    v["detail"].as_object_mut().unwrap().remove("LifecycleActionToken");
+                    v["detail"]
+                        .as_object_mut()
+                        .unwrap()
+                        .remove("LifecycleActionToken");
                 }),
                 "detail.LifecycleActionToken is missing",
             ),
@@ -400,7 +424,11 @@ mod tests {
                 Box::new(|v| v["detail"]["LifecycleTransition"] = "autoscaling:TEST_NOTIFICATION".into()),
                 "is not a lifecycle transition",
             ),
-            ("no region", Box::new(|v| v["region"] = "".into()), "region must be a non-empty string"),
+            (
+                "no region",
+                Box::new(|v| v["region"] = "".into()),
+                "region must be a non-empty string",
+            ),
         ];
         for (name, edit, want) in cases {
             let mut v = good.clone();
@@ -428,10 +456,21 @@ mod tests {
     fn join_steps() {
         let ready = answered(ServiceState::Running);
         let starting = answered(ServiceState::Starting);
-        let down = Probe::Failed { reason: "refused".into() };
-        assert_eq!(join_step(ready.clone(), 0, 10_000_000, 1000), JoinStep::Continue(ready));
-        assert_eq!(join_step(starting.clone(), 0, 999, 1000), JoinStep::Wait(starting.clone()));
-        assert_eq!(join_step(starting.clone(), 0, 1000, 1000), JoinStep::Abandon(starting));
+        let down = Probe::Failed {
+            reason: "refused".into(),
+        };
+        assert_eq!(
+            join_step(ready.clone(), 0, 10_000_000, 1000),
+            JoinStep::Continue(ready)
+        );
+        assert_eq!(
+            join_step(starting.clone(), 0, 999, 1000),
+            JoinStep::Wait(starting.clone())
+        );
+        assert_eq!(
+            join_step(starting.clone(), 0, 1000, 1000),
+            JoinStep::Abandon(starting)
+        );
         assert_eq!(join_step(down.clone(), 0, 5, 1000), JoinStep::Wait(down));
     }
 }

@@ -118,13 +118,11 @@ impl SweptNode {
 /// Which nodes of a steady cluster to replace now: those unhealthy for
 /// `repair_after_ms`, oldest first, as long as the nodes already being replaced
 /// and these stay within the cluster's share. Pure.
-fn plan_repairs(
-    num_nodes: i64,
-    nodes: &[(String, String, Option<i64>, Option<i64>)],
-    now: i64,
-    s: &SweepSettings,
-) -> Vec<String> {
-    // (instance id, lifecycle state, unhealthy since, repair requested at)
+/// A node as repairs see it: instance id, lifecycle state, unhealthy since,
+/// repair requested at.
+type RepairState = (String, String, Option<i64>, Option<i64>);
+
+fn plan_repairs(num_nodes: i64, nodes: &[RepairState], now: i64, s: &SweepSettings) -> Vec<String> {
     let cap = ((num_nodes as f64 * s.repair_max_share).floor() as usize).max(1);
     let in_flight = nodes
         .iter()
@@ -189,7 +187,8 @@ impl<C: Compute, S: Scaling, A: Agents> Sweeper<C, S, A> {
             db_round_trips: 2,
             ..SweepReport::default()
         };
-        let mut stored: HashMap<String, NodeRow> = stored.into_iter().map(|n| (n.instance_id.clone(), n)).collect();
+        let mut stored: HashMap<String, NodeRow> =
+            stored.into_iter().map(|n| (n.instance_id.clone(), n)).collect();
         let mut by_region: BTreeMap<&str, Vec<&SweepCluster>> = BTreeMap::new();
         for c in &clusters {
             by_region.entry(c.region.as_str()).or_default().push(c);
@@ -212,7 +211,8 @@ impl<C: Compute, S: Scaling, A: Agents> Sweeper<C, S, A> {
                     continue;
                 }
             };
-            let instances: HashMap<String, Instance> = instances.into_iter().map(|i| (i.id.clone(), i)).collect();
+            let instances: HashMap<String, Instance> =
+                instances.into_iter().map(|i| (i.id.clone(), i)).collect();
             let groups: HashMap<&str, &Group> = groups.iter().map(|g| (g.name.as_str(), g)).collect();
             for c in list {
                 observed_clusters.insert(c.id);
@@ -244,7 +244,9 @@ impl<C: Compute, S: Scaling, A: Agents> Sweeper<C, S, A> {
         // What is left in `stored` belongs to no observed group: those nodes are gone.
         let gone: Vec<String> = stored
             .values()
-            .filter(|n| observed_clusters.contains(&n.cluster_id) || !clusters.iter().any(|c| c.id == n.cluster_id))
+            .filter(|n| {
+                observed_clusters.contains(&n.cluster_id) || !clusters.iter().any(|c| c.id == n.cluster_id)
+            })
             .map(|n| n.instance_id.clone())
             .collect();
 
@@ -267,7 +269,9 @@ impl<C: Compute, S: Scaling, A: Agents> Sweeper<C, S, A> {
                 HashMap::new()
             };
             for n in nodes.iter() {
-                write.nodes.push(self.node_update(cluster.id, n, at, repairs.get(&n.instance.id).copied()));
+                write
+                    .nodes
+                    .push(self.node_update(cluster.id, n, at, repairs.get(&n.instance.id).copied()));
             }
             if cluster.steady {
                 write.health.push(HealthWrite {
@@ -277,14 +281,16 @@ impl<C: Compute, S: Scaling, A: Agents> Sweeper<C, S, A> {
                     running_services: health.running_services as i64,
                 });
             }
-            let sample = samples.entry(cluster.region.clone()).or_insert_with(|| SweepSample {
-                region: cluster.region.clone(),
-                at_ms: at,
-                clusters: Vec::new(),
-                duration_ms: 0,
-                probe_failures: 0,
-                repairs: 0,
-            });
+            let sample = samples
+                .entry(cluster.region.clone())
+                .or_insert_with(|| SweepSample {
+                    region: cluster.region.clone(),
+                    at_ms: at,
+                    clusters: Vec::new(),
+                    duration_ms: 0,
+                    probe_failures: 0,
+                    repairs: 0,
+                });
             sample.clusters.push(cluster_sample(cluster, &health));
         }
         let stats = self.store.record_sweep(at, &write).await?;
@@ -319,16 +325,20 @@ impl<C: Compute, S: Scaling, A: Agents> Sweeper<C, S, A> {
             .iter()
             .enumerate()
             .flat_map(|(ci, (_, nodes))| {
-                nodes.iter().enumerate().filter(|(_, n)| n.probe_due()).map(move |(ni, n)| {
-                    (
-                        ci,
-                        ni,
-                        AgentTarget {
-                            instance_id: n.instance.id.clone(),
-                            private_ip: n.instance.private_ip.clone(),
-                        },
-                    )
-                })
+                nodes
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, n)| n.probe_due())
+                    .map(move |(ni, n)| {
+                        (
+                            ci,
+                            ni,
+                            AgentTarget {
+                                instance_id: n.instance.id.clone(),
+                                private_ip: n.instance.private_ip.clone(),
+                            },
+                        )
+                    })
             })
             .collect();
         let deadline = started + self.settings.deadline;
@@ -382,28 +392,32 @@ impl<C: Compute, S: Scaling, A: Agents> Sweeper<C, S, A> {
             let since = stored.joining_since.unwrap_or(n.instance.launched_at);
             let region = cluster.region.as_str();
             let outcome = match join_step(probe, since, at, self.settings.bootstrap_timeout_ms) {
-                JoinStep::Continue(p) => match complete(&self.scaling, region, &action, ActionResult::Continue).await {
-                    Ok(_) => {
-                        self.store.record_probe(&n.instance.id, &p, true, at).await?;
-                        report.db_round_trips += 1;
-                        report.joined += 1;
-                        n.lifecycle_state = "Pending:Proceed".into();
-                        Ok(())
+                JoinStep::Continue(p) => {
+                    match complete(&self.scaling, region, &action, ActionResult::Continue).await {
+                        Ok(_) => {
+                            self.store.record_probe(&n.instance.id, &p, true, at).await?;
+                            report.db_round_trips += 1;
+                            report.joined += 1;
+                            n.lifecycle_state = "Pending:Proceed".into();
+                            Ok(())
+                        }
+                        Err(e) => Err(e),
                     }
-                    Err(e) => Err(e),
-                },
-                JoinStep::Abandon(p) => match complete(&self.scaling, region, &action, ActionResult::Abandon).await {
-                    Ok(_) => {
-                        self.store
-                            .remove_node(&n.instance.id, &abandon_audit(cluster.id, &n.instance.id, &p))
-                            .await?;
-                        report.db_round_trips += 1;
-                        report.abandoned += 1;
-                        abandoned.insert(n.instance.id.clone());
-                        Ok(())
+                }
+                JoinStep::Abandon(p) => {
+                    match complete(&self.scaling, region, &action, ActionResult::Abandon).await {
+                        Ok(_) => {
+                            self.store
+                                .remove_node(&n.instance.id, &abandon_audit(cluster.id, &n.instance.id, &p))
+                                .await?;
+                            report.db_round_trips += 1;
+                            report.abandoned += 1;
+                            abandoned.insert(n.instance.id.clone());
+                            Ok(())
+                        }
+                        Err(e) => Err(e),
                     }
-                    Err(e) => Err(e),
-                },
+                }
                 JoinStep::Wait(_) => match self.scaling.heartbeat(region, &action).await {
                     Err(e) if e.kind != CloudErrorKind::NotFound => Err(e),
                     _ => Ok(()),
@@ -426,7 +440,7 @@ impl<C: Compute, S: Scaling, A: Agents> Sweeper<C, S, A> {
         write: &mut SweepWrite,
         report: &mut SweepReport,
     ) -> HashMap<String, i64> {
-        let state: Vec<(String, String, Option<i64>, Option<i64>)> = nodes
+        let state: Vec<RepairState> = nodes
             .iter()
             .map(|n| {
                 (
@@ -439,7 +453,10 @@ impl<C: Compute, S: Scaling, A: Agents> Sweeper<C, S, A> {
             .collect();
         let mut asked = HashMap::new();
         for id in plan_repairs(cluster.num_nodes, &state, at, &self.settings) {
-            let node = nodes.iter().find(|n| n.instance.id == id).expect("planned from these nodes");
+            let node = nodes
+                .iter()
+                .find(|n| n.instance.id == id)
+                .expect("planned from these nodes");
             let why = node.view().probe.map(|p| describe(&p)).unwrap_or_default();
             match self.scaling.set_unhealthy(&cluster.region, &id).await {
                 Ok(()) => {
@@ -509,7 +526,7 @@ fn cluster_sample(cluster: &SweepCluster, health: &ClusterHealth) -> ClusterSamp
 mod tests {
     use super::*;
 
-    fn node(id: &str, state: &str, since: Option<i64>, requested: Option<i64>) -> (String, String, Option<i64>, Option<i64>) {
+    fn node(id: &str, state: &str, since: Option<i64>, requested: Option<i64>) -> RepairState {
         (id.into(), state.into(), since, requested)
     }
 
@@ -520,14 +537,22 @@ mod tests {
             repair_max_share: 0.4,
             ..SweepSettings::default()
         };
-        let cases: Vec<(&str, i64, Vec<(String, String, Option<i64>, Option<i64>)>, Vec<&str>)> = vec![
+        let cases: Vec<(&str, i64, Vec<RepairState>, Vec<&str>)> = vec![
             ("healthy", 3, vec![node("a", "InService", None, None)], vec![]),
-            ("too recent", 3, vec![node("a", "InService", Some(950), None)], vec![]),
+            (
+                "too recent",
+                3,
+                vec![node("a", "InService", Some(950), None)],
+                vec![],
+            ),
             ("due", 3, vec![node("a", "InService", Some(900), None)], vec!["a"]),
             (
                 "one at a time in a small cluster, oldest first",
                 3,
-                vec![node("b", "InService", Some(800), None), node("a", "InService", Some(500), None)],
+                vec![
+                    node("b", "InService", Some(800), None),
+                    node("a", "InService", Some(500), None),
+                ],
                 vec!["a"],
             ),
             (
@@ -543,13 +568,19 @@ mod tests {
             (
                 "a replacement in flight counts",
                 3,
-                vec![node("a", "InService", Some(1), None), node("n", "Pending:Wait", None, None)],
+                vec![
+                    node("a", "InService", Some(1), None),
+                    node("n", "Pending:Wait", None, None),
+                ],
                 vec![],
             ),
             (
                 "a repair already asked for counts and is not asked again",
                 5,
-                vec![node("a", "InService", Some(1), Some(900)), node("b", "InService", Some(1), None)],
+                vec![
+                    node("a", "InService", Some(1), Some(900)),
+                    node("b", "InService", Some(1), None),
+                ],
                 vec!["b"],
             ),
         ];

@@ -29,4 +29,3 @@ pub fn wake_by_invoke<F: Functions + 'static>(functions: Arc<F>, reconciler: Str
         })
     })
 }
-

@@ -69,7 +69,11 @@ async fn a_failed_service_is_concerning_within_one_sweep_and_restoring_it_makes_
         assert_eq!(nodes.len(), 3);
 
         let report = sweep.sweep().await.unwrap();
-        assert_eq!((report.clusters, report.nodes, report.probes), (1, 3, 3), "{backend}");
+        assert_eq!(
+            (report.clusters, report.nodes, report.probes),
+            (1, 3, 3),
+            "{backend}"
+        );
         assert_eq!(status(&store, id).await.0, "READY", "{backend}");
 
         fleet.set(&nodes[1].instance_id, AgentMode::Failing("planner"));
@@ -85,7 +89,11 @@ async fn a_failed_service_is_concerning_within_one_sweep_and_restoring_it_makes_
             ),
             "{backend}"
         );
-        assert_eq!(store.get_cluster(id).await.unwrap().running_services, 3, "{backend}");
+        assert_eq!(
+            store.get_cluster(id).await.unwrap().running_services,
+            3,
+            "{backend}"
+        );
 
         fleet.set(&nodes[1].instance_id, AgentMode::Ready);
         sweep.sweep().await.unwrap();
@@ -97,7 +105,11 @@ async fn a_failed_service_is_concerning_within_one_sweep_and_restoring_it_makes_
             .into_iter()
             .map(|c| c.code)
             .collect();
-        assert_eq!(codes[..3], ["READY", "CONCERNING", "READY"], "{backend}: {codes:?}");
+        assert_eq!(
+            codes[..3],
+            ["READY", "CONCERNING", "READY"],
+            "{backend}: {codes:?}"
+        );
     }
 }
 
@@ -119,8 +131,14 @@ async fn a_duplicate_launch_event_keeps_one_node_and_counts_as_done() {
     let event = LifecycleEvent::parse(&serde_json::from_str(&events[0].1).unwrap()).unwrap();
     fleet.serve(&event.action.instance_id, AgentMode::Ready).await;
     let l = lifecycle(&store, &acct, &fleet);
-    assert_eq!(l.handle(&event).await.unwrap(), Lifecycle::Joined { cluster_id: id });
-    assert_eq!(l.handle(&event).await.unwrap(), Lifecycle::AlreadyDone { cluster_id: id });
+    assert_eq!(
+        l.handle(&event).await.unwrap(),
+        Lifecycle::Joined { cluster_id: id }
+    );
+    assert_eq!(
+        l.handle(&event).await.unwrap(),
+        Lifecycle::AlreadyDone { cluster_id: id }
+    );
     assert_eq!(store.nodes_of(id).await.unwrap().len(), 1);
 }
 
@@ -141,7 +159,9 @@ async fn a_slow_node_is_joined_by_the_sweep_and_a_node_that_never_starts_is_aban
     let first = fleet.deliver(&l, &acct, AgentMode::Starting).await;
     assert_eq!(first, vec![Lifecycle::Starting { cluster_id: id }; 2]);
     let nodes = store.nodes_of(id).await.unwrap();
-    assert!(nodes.iter().all(|n| n.action.is_some() && n.joining_since.is_some()));
+    assert!(nodes
+        .iter()
+        .all(|n| n.action.is_some() && n.joining_since.is_some()));
 
     // One node comes up; the other never does.
     fleet.set(&nodes[0].instance_id, AgentMode::Ready);
@@ -163,13 +183,22 @@ async fn a_slow_node_is_joined_by_the_sweep_and_a_node_that_never_starts_is_aban
     assert_eq!(report.abandoned, 1, "{report:?}");
     let audit = store.audit_of(&format!("cluster/{id}")).await.unwrap();
     assert!(
-        audit.iter().any(|a| a.action == "NODE_ABANDONED" && a.detail.contains(&nodes[1].instance_id)),
+        audit
+            .iter()
+            .any(|a| a.action == "NODE_ABANDONED" && a.detail.contains(&nodes[1].instance_id)),
         "{audit:?}"
     );
     // The group replaced the abandoned node with a new one, waiting at the hook.
-    let g = &r.scaling.groups_tagged(REGION, "okera:cluster-id", &id.to_string()).await.unwrap()[0];
+    let g = &r
+        .scaling
+        .groups_tagged(REGION, "okera:cluster-id", &id.to_string())
+        .await
+        .unwrap()[0];
     let states: Vec<&str> = g.instances.iter().map(|i| i.lifecycle_state.as_str()).collect();
-    assert!(states.contains(&"InService") && states.contains(&"Pending:Wait"), "{states:?}");
+    assert!(
+        states.contains(&"InService") && states.contains(&"Pending:Wait"),
+        "{states:?}"
+    );
 }
 
 #[tokio::test]
@@ -200,7 +229,9 @@ async fn a_leaving_node_flushes_its_logs_and_is_forgotten() {
     assert_eq!(store.nodes_of(id).await.unwrap().len(), 1);
     let audit = store.audit_of(&format!("cluster/{id}")).await.unwrap();
     assert!(
-        audit.iter().any(|a| a.action == "NODE_LEFT" && a.detail.contains("flushed")),
+        audit
+            .iter()
+            .any(|a| a.action == "NODE_LEFT" && a.detail.contains("flushed")),
         "{audit:?}"
     );
 }
@@ -210,7 +241,11 @@ async fn events_for_groups_the_dm_does_not_own_are_ignored() {
     let store = Store::connect(&testkit::sqlite_url()).await.unwrap();
     let acct = account();
     let l = lifecycle(&store, &acct, &Fleet::default());
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../events/lifecycle-launch.json")).unwrap();
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../events/lifecycle-launch.json"
+    ))
+    .unwrap();
     let mut event = LifecycleEvent::parse(&serde_json::from_str(&text).unwrap()).unwrap();
     for group in ["someone-elses-group", "okera-1-analytics", "okera-x-y"] {
         event.action.group = group.into();
@@ -238,21 +273,44 @@ async fn a_node_unhealthy_past_the_threshold_is_replaced_through_the_hooks() {
     assert_eq!(report.repairs, 1, "{report:?}");
     assert_eq!(status(&store, id).await.0, "DEGRADED", "one of three healthy");
     let audit = store.audit_of(&format!("cluster/{id}")).await.unwrap();
-    assert_eq!(audit.iter().filter(|a| a.action == "NODE_REPAIR").count(), 1, "{audit:?}");
-    assert_eq!(sweep.sweep().await.unwrap().repairs, 0, "the first repair is still in flight");
+    assert_eq!(
+        audit.iter().filter(|a| a.action == "NODE_REPAIR").count(),
+        1,
+        "{audit:?}"
+    );
+    assert_eq!(
+        sweep.sweep().await.unwrap().repairs,
+        0,
+        "the first repair is still in flight"
+    );
 
     // The old node leaves through the terminate hook, its replacement joins.
     let l = lifecycle(&store, &acct, &fleet);
     let outcomes = fleet.deliver(&l, &acct, AgentMode::Ready).await;
-    assert!(outcomes.contains(&Lifecycle::Left { cluster_id: id }), "{outcomes:?}");
-    assert!(outcomes.contains(&Lifecycle::Joined { cluster_id: id }), "{outcomes:?}");
+    assert!(
+        outcomes.contains(&Lifecycle::Left { cluster_id: id }),
+        "{outcomes:?}"
+    );
+    assert!(
+        outcomes.contains(&Lifecycle::Joined { cluster_id: id }),
+        "{outcomes:?}"
+    );
     let report = sweep.sweep().await.unwrap();
     assert_eq!(report.repairs, 1, "now the second: {report:?}");
     fleet.deliver(&l, &acct, AgentMode::Ready).await;
     sweep.sweep().await.unwrap();
     assert_eq!(status(&store, id).await.0, "READY");
-    let ids: Vec<String> = store.nodes_of(id).await.unwrap().into_iter().map(|n| n.instance_id).collect();
-    assert!(!ids.contains(&nodes[0].instance_id) && !ids.contains(&nodes[1].instance_id), "{ids:?}");
+    let ids: Vec<String> = store
+        .nodes_of(id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.instance_id)
+        .collect();
+    assert!(
+        !ids.contains(&nodes[0].instance_id) && !ids.contains(&nodes[1].instance_id),
+        "{ids:?}"
+    );
 }
 
 #[tokio::test]
@@ -287,7 +345,11 @@ async fn nothing_is_repaired_when_the_policy_says_so_or_while_the_cluster_update
         .await
         .unwrap();
     assert_eq!(sweep.sweep().await.unwrap().repairs, 0);
-    assert_eq!(status(&store, id).await.0, "UPDATING", "the sweep leaves an updating cluster's code");
+    assert_eq!(
+        status(&store, id).await.0,
+        "UPDATING",
+        "the sweep leaves an updating cluster's code"
+    );
     // Reconciled, but the policy forbids repairs.
     r.reconcile_cluster(id).await.unwrap();
     assert_eq!(sweep.sweep().await.unwrap().repairs, 0);
@@ -306,7 +368,10 @@ async fn sweeps_never_overlap_and_a_killed_sweep_is_taken_over_after_its_lease()
         ..SweepSettings::default()
     };
     // A sweep killed halfway: it holds the lease and never releases it.
-    assert!(store.claim_lease(shared::store::SWEEP_LEASE, "killed", short.lease_ms).await.unwrap());
+    assert!(store
+        .claim_lease(shared::store::SWEEP_LEASE, "killed", short.lease_ms)
+        .await
+        .unwrap());
     let other = sweeper(&store, &acct, &fleet, short, "other");
     assert!(other.sweep().await.unwrap().skipped);
     tokio::time::sleep(Duration::from_millis(350)).await;
@@ -366,11 +431,21 @@ async fn sweeps_read_aws_in_batches() {
     }
     let em = emulator::shared();
     let count = |svc: &str, action: &str| em.request_count(Some(&acct), svc, action).unwrap();
-    let (di, dg) = (count("ec2", "DescribeInstances"), count("autoscaling", "DescribeAutoScalingGroups"));
-    let report = sweeper(&store, &acct, &fleet, SweepSettings::default(), "s").sweep().await.unwrap();
+    let (di, dg) = (
+        count("ec2", "DescribeInstances"),
+        count("autoscaling", "DescribeAutoScalingGroups"),
+    );
+    let report = sweeper(&store, &acct, &fleet, SweepSettings::default(), "s")
+        .sweep()
+        .await
+        .unwrap();
     assert_eq!((report.clusters, report.nodes, report.probes), (3, 6, 6));
     assert_eq!(count("ec2", "DescribeInstances") - di, 1, "one page of instances");
-    assert_eq!(count("autoscaling", "DescribeAutoScalingGroups") - dg, 1, "one call for three groups");
+    assert_eq!(
+        count("autoscaling", "DescribeAutoScalingGroups") - dg,
+        1,
+        "one call for three groups"
+    );
     for id in ids {
         assert_eq!(status(&store, id).await.0, "READY");
     }

@@ -17,8 +17,8 @@ use shared::workflows::reconcile::{plan, Change, Outcome};
 use shared::workflows::lifecycle::Outcome as LifecycleOutcome;
 
 use crate::support::{
-    account, cluster_spec, converge_with_joins, ctx, lifecycle, ready_environment, reconciler, reconciler_with,
-    settings, AgentMode, AwsReconciler, Fleet, REGION,
+    account, cluster_spec, converge_with_joins, ctx, lifecycle, ready_environment, reconciler,
+    reconciler_with, settings, AgentMode, AwsReconciler, Fleet, REGION,
 };
 
 struct Aws {
@@ -152,15 +152,27 @@ async fn a_cluster_converges_scales_and_deletes_without_leaking_on_both_backends
         let fleet = Fleet::default();
         let l = lifecycle(&store, &acct, &fleet);
         let joined = fleet.deliver(&l, &acct, AgentMode::Ready).await;
-        assert_eq!(joined, vec![LifecycleOutcome::Joined { cluster_id: id }; 3], "{backend}");
+        assert_eq!(
+            joined,
+            vec![LifecycleOutcome::Joined { cluster_id: id }; 3],
+            "{backend}"
+        );
         r.reconcile_cluster(id).await.unwrap();
         let row = store.get_cluster(id).await.unwrap();
         assert_eq!(
-            (row.status_code.as_str(), row.status_message.as_str(), row.running_services),
+            (
+                row.status_code.as_str(),
+                row.status_message.as_str(),
+                row.running_services
+            ),
             ("READY", "All services running.", 7),
             "{backend}"
         );
-        let alarms = r.metrics.alarms_with_prefix(REGION, &format!("okera-{id}-")).await.unwrap();
+        let alarms = r
+            .metrics
+            .alarms_with_prefix(REGION, &format!("okera-{id}-"))
+            .await
+            .unwrap();
         assert_eq!(alarms, vec![format!("okera-{id}-analytics-health")], "{backend}");
         assert_eq!(
             row.asg_name.as_deref(),
@@ -227,7 +239,11 @@ async fn a_cluster_converges_scales_and_deletes_without_leaking_on_both_backends
             "{backend}: delete leaked"
         );
         assert!(
-            r.metrics.alarms_with_prefix(REGION, &format!("okera-{id}-")).await.unwrap().is_empty(),
+            r.metrics
+                .alarms_with_prefix(REGION, &format!("okera-{id}-"))
+                .await
+                .unwrap()
+                .is_empty(),
             "{backend}: the alarm leaked"
         );
         assert_eq!(
@@ -500,10 +516,7 @@ async fn two_runs_that_both_miss_the_lease_still_make_one_group() {
     let cluster = store.get_cluster(id).await.unwrap();
     let desired = a.desired(&cluster, &store.get_environment(env).await.unwrap());
     for _ in 0..3 {
-        let (oa, ob) = tokio::join!(
-            a.observe(REGION, &desired, id),
-            b.observe(REGION, &desired, id)
-        );
+        let (oa, ob) = tokio::join!(a.observe(REGION, &desired, id), b.observe(REGION, &desired, id));
         let (pa, pb) = (plan(&desired, &oa.unwrap()), plan(&desired, &ob.unwrap()));
         let (ra, rb) = tokio::join!(apply_all(&a, &pa), apply_all(&b, &pb));
         ra.unwrap();

@@ -8,13 +8,13 @@ use std::time::Duration;
 
 use shared::cloud::agents::{AgentDirectory, HttpAgents, Resolver};
 use shared::cloud::aws::{AutoScalingAdapter, AwsSettings, CloudWatchAdapter, Ec2Adapter, S3Adapter};
-use shared::domain::health::{ServiceState, SERVICES};
-use shared::workflows::lifecycle::{Lifecycle, LifecycleEvent, Outcome as LifecycleOutcome, Timing};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use shared::config::S3Location;
+use shared::domain::health::{ServiceState, SERVICES};
 use shared::domain::{ClusterSpec, EnvironmentSpec, InstanceSize, ProposedCluster, ProposedEnvironment};
 use shared::store::{Store, WriteCtx};
+use shared::workflows::lifecycle::{Lifecycle, LifecycleEvent, Outcome as LifecycleOutcome, Timing};
 use shared::workflows::reconcile::Reconciler;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub type AwsReconciler = Reconciler<Ec2Adapter, AutoScalingAdapter, S3Adapter, CloudWatchAdapter>;
 pub type AwsLifecycle = Lifecycle<Ec2Adapter, AutoScalingAdapter, HttpAgents>;
@@ -192,13 +192,22 @@ impl Fleet {
         if self.dir.get(instance_id).is_some() {
             return;
         }
-        self.modes.lock().unwrap().entry(instance_id.to_owned()).or_insert(mode);
+        self.modes
+            .lock()
+            .unwrap()
+            .entry(instance_id.to_owned())
+            .or_insert(mode);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         self.dir.insert(instance_id, listener.local_addr().unwrap());
         let (id, modes) = (instance_id.to_owned(), self.modes.clone());
         tokio::spawn(async move {
             while let Ok((mut conn, _)) = listener.accept().await {
-                let mode = modes.lock().unwrap().get(&id).copied().unwrap_or(AgentMode::Ready);
+                let mode = modes
+                    .lock()
+                    .unwrap()
+                    .get(&id)
+                    .copied()
+                    .unwrap_or(AgentMode::Ready);
                 let id = id.clone();
                 tokio::spawn(async move {
                     let mut buf = vec![0u8; 4096];
@@ -225,7 +234,12 @@ impl Fleet {
     /// Delivers the lifecycle events the emulator recorded for `account` since the
     /// last call, as EventBridge would, starting each launching node's agent in
     /// `mode` first.
-    pub async fn deliver(&self, lifecycle: &AwsLifecycle, account: &str, mode: AgentMode) -> Vec<LifecycleOutcome> {
+    pub async fn deliver(
+        &self,
+        lifecycle: &AwsLifecycle,
+        account: &str,
+        mode: AgentMode,
+    ) -> Vec<LifecycleOutcome> {
         let since = self.seen.load(Ordering::SeqCst);
         let events = emulator::shared().lifecycle_events(account, since).unwrap();
         let mut out = Vec::new();

@@ -57,6 +57,9 @@ async fn anything_but_the_schedule_is_refused_with_a_reason() {
             .await
             .unwrap();
         let reason = out["rejected"].as_str().unwrap_or_default();
-        assert!(reason.contains("expected an EventBridge \"Scheduled Event\""), "{event}: {out}");
+        assert!(
+            reason.contains("expected an EventBridge \"Scheduled Event\""),
+            "{event}: {out}"
+        );
     }
 }

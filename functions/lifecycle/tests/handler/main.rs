@@ -144,13 +144,19 @@ async fn malformed_events_are_refused_with_a_reason_and_change_nothing() {
     let (l, store) = setup().await;
     let good = sample("lifecycle-launch.json");
     let mut no_token = good.clone();
-    no_token["detail"].as_object_mut().unwrap().remove("LifecycleActionToken");
+    no_token["detail"]
+        .as_object_mut()
+        .unwrap()
+        .remove("LifecycleActionToken");
     let mut test_notification = good.clone();
     test_notification["detail"]["LifecycleTransition"] = "autoscaling:TEST_NOTIFICATION".into();
     let cases = [
         (json!({}), "source is missing"),
         (json!([1, 2]), "source is missing"),
-        (sample("schedule-health-sweep.json"), "source must be aws.autoscaling"),
+        (
+            sample("schedule-health-sweep.json"),
+            "source must be aws.autoscaling",
+        ),
         (no_token, "detail.LifecycleActionToken is missing"),
         (test_notification, "is not a lifecycle transition"),
     ];

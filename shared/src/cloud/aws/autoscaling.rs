@@ -222,9 +222,7 @@ impl Scaling for AutoScalingAdapter {
             .desired_capacity(spec.desired)
             .vpc_zone_identifier(spec.subnet_ids.join(","))
             .set_tags(Some(tags))
-            .set_lifecycle_hook_specification_list(Some(
-                spec.hooks.iter().map(hook_spec).collect(),
-            ))
+            .set_lifecycle_hook_specification_list(Some(spec.hooks.iter().map(hook_spec).collect()))
             .send()
             .await
             .map(|_| ())

@@ -14,8 +14,8 @@ use crate::cloud::{
     CloudErrorKind, CloudResult, Compute, IngressRule, Instance, LaunchTemplate, LaunchTemplateSpec,
     SecurityGroup, Vpc, INSTANCES_PER_PAGE,
 };
-use crate::domain::tags;
 use crate::domain::security_group::Peer;
+use crate::domain::tags;
 use crate::domain::InstanceSize;
 
 /// EC2 clients, one per region.
@@ -47,7 +47,12 @@ impl Ec2Adapter {
         let mut out = Vec::new();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| classify("DescribeInstances", e))?;
-            out.extend(page.reservations().iter().flat_map(|r| r.instances()).map(to_instance));
+            out.extend(
+                page.reservations()
+                    .iter()
+                    .flat_map(|r| r.instances())
+                    .map(to_instance),
+            );
         }
         Ok(out)
     }
@@ -447,12 +452,16 @@ impl Compute for Ec2Adapter {
     }
 
     async fn instances_tagged(&self, region: &str, key: &str, value: &str) -> CloudResult<Vec<Instance>> {
-        self.live_instances(region, filter(&tag_filter_name(key), &[value])).await
+        self.live_instances(region, filter(&tag_filter_name(key), &[value]))
+            .await
     }
 
     async fn managed_instances(&self, region: &str) -> CloudResult<Vec<Instance>> {
-        self.live_instances(region, filter(&tag_filter_name(tags::LAUNCHED_BY.0), &[tags::LAUNCHED_BY.1]))
-            .await
+        self.live_instances(
+            region,
+            filter(&tag_filter_name(tags::LAUNCHED_BY.0), &[tags::LAUNCHED_BY.1]),
+        )
+        .await
     }
 
     async fn instance(&self, region: &str, id: &str) -> CloudResult<Option<Instance>> {

@@ -3,14 +3,14 @@
 use tracing::{info, instrument, warn};
 
 use super::plan::{assess, plan, Change, DesiredCluster, ObservedCluster};
-use crate::workflows::lifecycle::node_hooks;
 use super::{Outcome, ReconcileError, Reconciler, LEASE_MS, MAX_PASSES};
 use crate::cloud::{
-    CloudError, CloudErrorKind, Compute, GroupSpec, LaunchTemplateSpec, ObjectStore, Scaling, Metrics,
+    CloudError, CloudErrorKind, Compute, GroupSpec, LaunchTemplateSpec, Metrics, ObjectStore, Scaling,
 };
 use crate::domain::{tags, ClusterStatus};
 use crate::metrics;
 use crate::store::{ClusterObservation, ClusterRow, EnvironmentRow, NewNode};
+use crate::workflows::lifecycle::node_hooks;
 
 /// The names of a cluster's resources: `okera-<id>-<name>`, the same on every run,
 /// so that two runs that both create collide instead of making two.
@@ -83,7 +83,12 @@ impl<C: Compute, S: Scaling, O: ObjectStore, M: Metrics> Reconciler<C, S, O, M> 
 
     /// Everything in AWS that carries the cluster's tag, and the last probe of
     /// each of its nodes.
-    pub async fn observe(&self, region: &str, desired: &DesiredCluster, cluster_id: i64) -> Result<ObservedCluster, ReconcileError> {
+    pub async fn observe(
+        &self,
+        region: &str,
+        desired: &DesiredCluster,
+        cluster_id: i64,
+    ) -> Result<ObservedCluster, ReconcileError> {
         let id = cluster_id.to_string();
         let (groups, templates, instances, config_keys, nodes, alarms) = tokio::join!(
             self.scaling.groups_tagged(region, tags::CLUSTER_ID, &id),
@@ -95,7 +100,10 @@ impl<C: Compute, S: Scaling, O: ObjectStore, M: Metrics> Reconciler<C, S, O, M> 
             self.metrics.alarms_with_prefix(region, &desired.alarm_prefix),
         );
         let groups = groups?;
-        let hooks = match groups.iter().find(|g| g.name == desired.group.name && !g.deleting) {
+        let hooks = match groups
+            .iter()
+            .find(|g| g.name == desired.group.name && !g.deleting)
+        {
             Some(g) if !desired.delete => self.scaling.hooks(region, &g.name).await?,
             _ => Vec::new(),
         };

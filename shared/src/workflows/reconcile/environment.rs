@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use tracing::{info, instrument, warn};
 
 use super::{Outcome, ReconcileError, Reconciler, LEASE_MS};
-use crate::cloud::{CloudError, CloudErrorKind, Compute, IngressRule, ObjectStore, Scaling, Metrics};
+use crate::cloud::{CloudError, CloudErrorKind, Compute, IngressRule, Metrics, ObjectStore, Scaling};
 use crate::domain::security_group::{self, Peer, RULES};
 use crate::domain::{tags, EnvironmentStatus};
 use crate::store::{EnvironmentObservation, EnvironmentRow, Step, StepState, StoreError};

@@ -154,7 +154,12 @@ pub fn plan(desired: &DesiredCluster, observed: &ObservedCluster) -> Vec<Change>
         Some(g) if g.deleting => {}
         Some(g) => {
             // A group made by an older DM, or whose hook was removed by hand.
-            for hook in desired.group.hooks.iter().filter(|h| !observed.hooks.contains(&h.name)) {
+            for hook in desired
+                .group
+                .hooks
+                .iter()
+                .filter(|h| !observed.hooks.contains(&h.name))
+            {
                 changes.push(Change::PutHook {
                     group: g.name.clone(),
                     hook: hook.clone(),
@@ -286,7 +291,12 @@ pub fn assess(desired: &DesiredCluster, observed: &ObservedCluster, ever_ready: 
     let total = group.map(|g| g.instances.len() as i32).unwrap_or(0);
     let leftovers = observed.groups.len() - usize::from(group.is_some());
     let nodes_done = sized && in_service == n && total == n;
-    let hooked = group.is_none() || desired.group.hooks.iter().all(|h| observed.hooks.contains(&h.name));
+    let hooked = group.is_none()
+        || desired
+            .group
+            .hooks
+            .iter()
+            .all(|h| observed.hooks.contains(&h.name));
     let steps = vec![
         step("staged configuration", config, false, desired.config_key.clone()),
         step("launch template", template, config, desired.template.name.clone()),
@@ -308,7 +318,13 @@ pub fn assess(desired: &DesiredCluster, observed: &ObservedCluster, ever_ready: 
         // Every node passed its agent's readiness check to join (the launch
         // hook); its health is what its last probe says.
         // In display order (launch time, then id), as the sweep and ocadm number nodes.
-        let launched = |id: &str| observed.instances.iter().find(|i| i.id == id).map_or(0, |i| i.launched_at);
+        let launched = |id: &str| {
+            observed
+                .instances
+                .iter()
+                .find(|i| i.id == id)
+                .map_or(0, |i| i.launched_at)
+        };
         let mut members: Vec<_> = group.map(|g| g.instances.iter().collect()).unwrap_or_default();
         members.sort_by_key(|i| (launched(&i.id), i.id.clone()));
         let nodes: Vec<NodeView> = members
@@ -520,7 +536,10 @@ mod tests {
         };
         assert_eq!(
             kinds(&plan(&gone, &with_alarm)),
-            ["delete alarm(s) okera-1-a-health", "delete auto scaling group okera-1-a"]
+            [
+                "delete alarm(s) okera-1-a-health",
+                "delete auto scaling group okera-1-a"
+            ]
         );
     }
 
@@ -535,7 +554,10 @@ mod tests {
             alarms: alarm_names(),
             ..Default::default()
         };
-        assert_eq!(kinds(&plan(&d, &o)), ["add lifecycle hook okera-node-terminate to okera-1-a"]);
+        assert_eq!(
+            kinds(&plan(&d, &o)),
+            ["add lifecycle hook okera-node-terminate to okera-1-a"]
+        );
         assert!(!assess(&d, &o, true).converged);
     }
 
