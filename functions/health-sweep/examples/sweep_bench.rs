@@ -1407,7 +1407,7 @@ async fn bench<C: Compute, S: Scaling>(
     );
     println!();
     println!(
-        "AWS reads alone, once each: managed_instances {:.0} ms, groups_named ({} names) {:.0} ms",
+        "AWS reads alone, once each: managed_instances {:.1} ms, groups_named ({} names) {:.1} ms",
         ms(instances_took),
         names.len(),
         ms(groups_took)
