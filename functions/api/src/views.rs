@@ -294,7 +294,7 @@ mod tests {
         let text = serde_json::to_string(&doc).unwrap();
         assert!(
             text.starts_with(
-                r#"{"timestamp":"2019-01-29 18:31:35.485","message":"All services running.","elapsedTime":"3h12m41s997ms","code":"READY","numRunningServices":"7/7","nodes":[],"history":[]}"#
+                r#"{"timestamp":"2019-01-29 18:31:35.485","message":"All services running.","elapsedTime":"3h12m41s997ms","code":"READY","numRunningServices":"7/7","statusSince":"2019-01-29 15:18:53.488","nodes":[],"history":[]}"#
             ),
             "{text}"
         );
