@@ -29,3 +29,28 @@ pub fn required_var(name: &str) -> anyhow::Result<String> {
         .filter(|v| !v.is_empty())
         .ok_or_else(|| anyhow::anyhow!("environment variable {name} is not set"))
 }
+
+/// What the health functions start from: the configuration, the health
+/// settings, the store, and AWS settings (the endpoint override, if any).
+#[cfg(feature = "aws")]
+pub async fn health_function() -> anyhow::Result<(
+    crate::config::HealthConfig,
+    crate::store::Store,
+    crate::cloud::aws::AwsSettings,
+)> {
+    use anyhow::Context;
+    let config = crate::config::Config::from_env()
+        .map_err(anyhow::Error::msg)
+        .context("reading configuration")?;
+    let health = crate::config::HealthConfig::from_env()
+        .map_err(anyhow::Error::msg)
+        .context("reading configuration")?;
+    let store = crate::store::Store::connect(&config.db_url)
+        .await
+        .context("connecting to the state store")?;
+    let settings = crate::cloud::aws::AwsSettings {
+        endpoint: config.aws_endpoint,
+        ..Default::default()
+    };
+    Ok((health, store, settings))
+}

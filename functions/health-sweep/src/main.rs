@@ -5,32 +5,16 @@
 
 #![recursion_limit = "256"]
 
-use anyhow::Context;
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
 use shared::cloud::agents::{HttpAgents, Resolver};
-use shared::cloud::aws::AwsSettings;
-use shared::config::{Config, HealthConfig};
 use shared::domain::health::AGENT_PORT;
-use shared::runtime::{init_logging, lease_owner};
-use shared::store::Store;
+use shared::runtime::{health_function, init_logging, lease_owner};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     init_logging();
-    let config = Config::from_env()
-        .map_err(anyhow::Error::msg)
-        .context("reading configuration")?;
-    let health = HealthConfig::from_env()
-        .map_err(anyhow::Error::msg)
-        .context("reading configuration")?;
-    let store = Store::connect(&config.db_url)
-        .await
-        .context("connecting to the state store")?;
-    let settings = AwsSettings {
-        endpoint: config.aws_endpoint.clone(),
-        ..Default::default()
-    };
+    let (health, store, settings) = health_function().await?;
     let agents = HttpAgents::new(Resolver::PrivateIp { port: AGENT_PORT }).with_timeout(health.probe_timeout);
     let sweeper = health_sweep::build(store, settings, &health, agents, lease_owner("health-sweep"));
     let sweeper = &sweeper;
