@@ -19,7 +19,10 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let (health, store, settings) = health_function().await?;
     let region = required_var("AWS_REGION")?;
     let reconciler = required_var("OKERA_RECONCILER_FUNCTION")?;
-    let kick = wake_by_invoke(Arc::new(LambdaAdapter::new(settings.clone(), &region)), reconciler);
+    let kick = wake_by_invoke(
+        Arc::new(LambdaAdapter::new(settings.clone(), &region)),
+        reconciler,
+    );
     let agents = HttpAgents::new(Resolver::PrivateIp { port: AGENT_PORT }).with_timeout(health.probe_timeout);
     let lifecycle = lifecycle::build(store, settings, &health, agents);
     let (lifecycle, kick) = (&lifecycle, &kick);
