@@ -129,6 +129,7 @@ async fn the_status_of_a_cluster_never_probed_has_the_original_dms_shape_and_no_
                 "elapsedTime",
                 "code",
                 "numRunningServices",
+                "statusSince",
                 "nodes",
                 "history"
             ],
