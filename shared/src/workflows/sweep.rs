@@ -215,7 +215,11 @@ impl<C: Compute, S: Scaling, A: Agents> Sweeper<C, S, A> {
                 instances.into_iter().map(|i| (i.id.clone(), i)).collect();
             let groups: HashMap<&str, &Group> = groups.iter().map(|g| (g.name.as_str(), g)).collect();
             for c in list {
-                observed_clusters.insert(c.id);
+                // A cluster whose group is not yet recorded may have joining
+                // nodes in a group this sweep did not ask for: keep them.
+                if c.asg_name.is_some() {
+                    observed_clusters.insert(c.id);
+                }
                 let group = c.asg_name.as_deref().and_then(|n| groups.get(n));
                 let mut nodes: Vec<SweptNode> = group
                     .map(|g| {
@@ -380,6 +384,12 @@ impl<C: Compute, S: Scaling, A: Agents> Sweeper<C, S, A> {
             let (Some((hook, token)), Some(probe)) = (stored.action.clone(), n.probe.clone()) else {
                 continue;
             };
+            if n.lifecycle_state == "InService" {
+                // Joined, but whoever sent CONTINUE did not get to record it.
+                self.store.record_probe(&n.instance.id, &probe, true, at).await?;
+                report.db_round_trips += 1;
+                continue;
+            }
             if n.lifecycle_state != "Pending:Wait" {
                 continue;
             }

@@ -451,3 +451,44 @@ async fn sweeps_read_aws_in_batches() {
     }
     let _ = r.scaling.groups_named(REGION, &[]).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_join_completed_but_not_recorded_is_recorded_by_the_sweep() {
+    let store = Store::connect(&testkit::sqlite_url()).await.unwrap();
+    let acct = account();
+    let fleet = Fleet::default();
+    let r = reconciler(&store, &acct, "r").await;
+    let env = ready_environment(&r, "prod", false).await;
+    let id = store
+        .create_cluster(&ctx(), &cluster_spec(env, "a", 1))
+        .await
+        .unwrap()
+        .target_id;
+    r.reconcile_cluster(id).await.unwrap();
+    let l = lifecycle(&store, &acct, &fleet);
+    assert_eq!(
+        fleet.deliver(&l, &acct, AgentMode::Starting).await,
+        vec![Lifecycle::Starting { cluster_id: id }]
+    );
+    let node = store.nodes_of(id).await.unwrap().remove(0);
+    let (hook, token) = node.action.clone().unwrap();
+    // Someone sent CONTINUE and died before recording it.
+    fleet.set(&node.instance_id, AgentMode::Ready);
+    let action = shared::cloud::LifecycleAction {
+        group: format!("okera-{id}-a"),
+        hook,
+        token,
+        instance_id: node.instance_id.clone(),
+    };
+    r.scaling
+        .complete_action(REGION, &action, shared::cloud::ActionResult::Continue)
+        .await
+        .unwrap();
+    sweeper(&store, &acct, &fleet, SweepSettings::default(), "s")
+        .sweep()
+        .await
+        .unwrap();
+    let node = store.nodes_of(id).await.unwrap().remove(0);
+    assert_eq!((node.action, node.joining_since), (None, None));
+    assert_eq!(node.lifecycle_state, "InService");
+}
