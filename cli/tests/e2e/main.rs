@@ -130,7 +130,8 @@ impl Dm {
         err
     }
 
-    async fn groups(&self) -> Vec<(String, i32, usize, bool)> {
+    /// Auto Scaling in the emulator, in this runner's account.
+    async fn autoscaling(&self) -> Client {
         let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new("us-west-2"))
             .endpoint_url(emulator::shared().endpoint())
@@ -143,7 +144,13 @@ impl Dm {
             ))
             .load()
             .await;
-        let out = Client::new(&config)
+        Client::new(&config)
+    }
+
+    async fn groups(&self) -> Vec<(String, i32, usize, bool)> {
+        let out = self
+            .autoscaling()
+            .await
             .describe_auto_scaling_groups()
             .send()
             .await
@@ -392,19 +399,8 @@ async fn a_failed_service_is_seen_restored_and_a_lost_instance_is_replaced_throu
     // Lose an instance: the group replaces it, and the new node joins through
     // the launch hook once its agent is ready.
     let lost = ready["nodes"][0]["instanceId"].as_str().unwrap().to_owned();
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-west-2"))
-        .endpoint_url(emulator::shared().endpoint())
-        .credentials_provider(aws_sdk_autoscaling::config::Credentials::new(
-            &dm.account,
-            "test",
-            None,
-            None,
-            "e2e",
-        ))
-        .load()
-        .await;
-    Client::new(&config)
+    dm.autoscaling()
+        .await
         .terminate_instance_in_auto_scaling_group()
         .instance_id(&lost)
         .should_decrement_desired_capacity(false)

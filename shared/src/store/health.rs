@@ -5,10 +5,9 @@
 //! and node, and each batch of [`BATCH`] clusters or nodes is one statement, so
 //! that its round trips grow with the number of batches, not of clusters.
 
-use sqlx::any::AnyRow;
 use sqlx::{Any, Transaction};
 
-use super::rows::{NodeRow, NODE_COLUMNS};
+use super::rows::{col, NodeRow, NODE_COLUMNS};
 use super::{q, Backend, Store, StoreError};
 use crate::domain::health::Probe;
 
@@ -108,14 +107,6 @@ pub struct JoiningNode {
     pub token: String,
 }
 
-fn get<'r, T>(r: &'r AnyRow, name: &str) -> Result<T, StoreError>
-where
-    T: sqlx::Decode<'r, Any> + sqlx::Type<Any>,
-{
-    use sqlx::Row;
-    r.try_get(name).map_err(q("decode row"))
-}
-
 fn placeholders(row: &str, n: usize) -> String {
     vec![row; n].join(", ")
 }
@@ -166,18 +157,18 @@ impl Store {
         .map_err(q("sweep clusters"))?;
         rows.iter()
             .map(|r| {
-                let generation: i64 = get(r, "generation")?;
-                let observed: i64 = get(r, "observed_generation")?;
-                let deleting = get::<i64>(r, "delete_requested")? != 0;
+                let generation: i64 = col(r, "generation")?;
+                let observed: i64 = col(r, "observed_generation")?;
+                let deleting = col::<i64>(r, "delete_requested")? != 0;
                 let code = super::rows::text(r, "status_code")?;
                 Ok(SweepCluster {
-                    id: get(r, "id")?,
+                    id: col(r, "id")?,
                     name: super::rows::text(r, "name")?,
                     region: super::rows::text(r, "region")?,
-                    num_nodes: get(r, "num_nodes")?,
+                    num_nodes: col(r, "num_nodes")?,
                     asg_name: super::rows::opt_text(r, "asg_name")?,
                     steady: generation == observed && !deleting && code != "FAILED",
-                    auto_repair: get::<i64>(r, "auto_repair")? != 0,
+                    auto_repair: col::<i64>(r, "auto_repair")? != 0,
                     status_code: code,
                     status_message: super::rows::text(r, "status_message")?,
                 })
@@ -357,7 +348,7 @@ impl Store {
         let mut eligible = Vec::new();
         let mut changed = Vec::new();
         for r in &rows {
-            let id: i64 = get(r, "id")?;
+            let id: i64 = col(r, "id")?;
             let Some(h) = batch.iter().find(|h| h.cluster_id == id) else {
                 continue;
             };
@@ -445,7 +436,7 @@ impl Store {
         rows.iter()
             .map(|r| {
                 Ok(StatusChange {
-                    at: get(r, "at")?,
+                    at: col(r, "at")?,
                     code: super::rows::text(r, "code")?,
                     message: super::rows::text(r, "message")?,
                 })
@@ -454,8 +445,8 @@ impl Store {
     }
 
     /// Records a node held at its launch hook. Running it twice (a duplicate
-    /// event) keeps one row and the first `joining_since`.
-    pub async fn record_joining(&self, node: &JoiningNode, at: i64) -> Result<(), StoreError> {
+    /// event) keeps one row and the first `joining_since`, which it returns.
+    pub async fn record_joining(&self, node: &JoiningNode, at: i64) -> Result<i64, StoreError> {
         let existing = self.node(&node.instance_id).await?;
         let since = existing.as_ref().and_then(|n| n.joining_since).unwrap_or(at);
         let update = NodeUpdate {
@@ -474,7 +465,8 @@ impl Store {
         let mut tx = self.begin_tx().await?;
         self.upsert_nodes(&mut tx, at, std::slice::from_ref(&update))
             .await?;
-        tx.commit().await.map_err(q("commit joining node"))
+        tx.commit().await.map_err(q("commit joining node"))?;
+        Ok(since)
     }
 
     /// Records a probe of one node and, when `joined`, that its launch action is

@@ -17,7 +17,7 @@ fn json<T: serde::de::DeserializeOwned>(what: &'static str, raw: &str) -> Result
     })
 }
 
-fn col<'r, T>(row: &'r AnyRow, name: &str) -> Result<T, StoreError>
+pub(crate) fn col<'r, T>(row: &'r AnyRow, name: &str) -> Result<T, StoreError>
 where
     T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
 {

@@ -246,8 +246,8 @@ impl<C: Compute, S: Scaling, A: Agents> Lifecycle<C, S, A> {
             complete(&self.scaling, region, action, ActionResult::Abandon).await?;
             return Ok(Outcome::AlreadyDone { cluster_id });
         };
-        let now = now_ms();
-        self.store
+        let since = self
+            .store
             .record_joining(
                 &JoiningNode {
                     instance_id: instance.id.clone(),
@@ -258,15 +258,9 @@ impl<C: Compute, S: Scaling, A: Agents> Lifecycle<C, S, A> {
                     hook: action.hook.clone(),
                     token: action.token.clone(),
                 },
-                now,
+                now_ms(),
             )
             .await?;
-        let since = self
-            .store
-            .node(&instance.id)
-            .await?
-            .and_then(|n| n.joining_since)
-            .unwrap_or(now);
         let target = AgentTarget {
             instance_id: instance.id.clone(),
             private_ip: instance.private_ip.clone(),

@@ -17,7 +17,7 @@ use shared::workflows::reconcile::{plan, Change, Outcome};
 use shared::workflows::lifecycle::Outcome as LifecycleOutcome;
 
 use crate::support::{
-    account, cluster_spec, converge_with_joins, ctx, lifecycle, ready_environment, reconciler,
+    account, backends, cluster_spec, converge_with_joins, ctx, lifecycle, ready_environment, reconciler,
     reconciler_with, settings, AgentMode, AwsReconciler, Fleet, REGION,
 };
 
@@ -118,14 +118,6 @@ async fn leftovers(r: &AwsReconciler, aws: &Aws, cluster: i64) -> Leftovers {
             .await
             .unwrap(),
     }
-}
-
-async fn backends() -> Vec<(&'static str, Store)> {
-    let mut out = Vec::new();
-    for (name, url) in testkit::all_backends().await {
-        out.push((name, Store::connect(&url).await.unwrap()));
-    }
-    out
 }
 
 #[tokio::test]

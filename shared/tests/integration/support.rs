@@ -77,6 +77,15 @@ pub async fn reconciler_with(
     }
 }
 
+/// A store on each backend: SQLite, and MariaDB.
+pub async fn backends() -> Vec<(&'static str, Store)> {
+    let mut out = Vec::new();
+    for (name, url) in testkit::all_backends().await {
+        out.push((name, Store::connect(&url).await.unwrap()));
+    }
+    out
+}
+
 pub fn environment_spec(name: &str, security_group: bool) -> EnvironmentSpec {
     EnvironmentSpec::parse(ProposedEnvironment {
         name: name.into(),

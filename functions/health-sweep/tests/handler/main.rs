@@ -1,5 +1,5 @@
 //! The health-sweep handler, called with the schedule's sample from `events/`:
-//! it sweeps, writes one metric line per cluster and one per region, and
+//! it sweeps, hands out one metric line per cluster and one per region, and
 //! refuses anything that is not its schedule.
 
 use std::sync::Mutex;
@@ -8,7 +8,8 @@ use serde_json::{json, Value};
 use shared::cloud::agents::{AgentDirectory, HttpAgents, Resolver};
 use shared::cloud::aws::AwsSettings;
 use shared::config::HealthConfig;
-use shared::store::Store;
+use shared::domain::{ClusterSpec, ClusterStatus, EnvironmentSpec, EnvironmentStatus, InstanceSize};
+use shared::store::{ClusterObservation, EnvironmentObservation, Store, WriteCtx};
 
 fn sample(name: &str) -> Value {
     let path = format!("{}/../../events/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -30,18 +31,108 @@ async fn setup() -> (health_sweep::AwsSweeper, Store) {
     )
 }
 
+/// A cluster the reconciler has recorded READY, whose group does not exist.
+async fn steady_cluster_without_a_group(store: &Store) -> i64 {
+    let ctx = WriteCtx {
+        principal: "tester".into(),
+        idempotency: None,
+    };
+    let env = store
+        .create_environment(
+            &ctx,
+            &EnvironmentSpec::parse(
+                serde_json::from_value(json!({"name": "dev", "region": "us-west-2"})).unwrap(),
+            )
+            .unwrap(),
+        )
+        .await
+        .unwrap()
+        .target_id;
+    assert!(store.claim_environment(env, "fixture", 60_000).await.unwrap());
+    let ready_env = EnvironmentObservation {
+        vpc_id: Some("vpc-1".into()),
+        subnet_ids: vec!["subnet-1".into()],
+        vpc_cidr: None,
+        security_group_id: None,
+        status: EnvironmentStatus::Ready,
+        message: "ready".into(),
+        observed_generation: Some(1),
+        steps: vec![],
+        failure: None,
+    };
+    store
+        .record_environment(env, "fixture", &ready_env)
+        .await
+        .unwrap();
+    let proposed = serde_json::from_value(
+        json!({"name": "a", "numNodes": 1, "type": "STANDALONE_CLUSTER", "environmentId": env}),
+    )
+    .unwrap();
+    let size = |_: &str| {
+        Some(InstanceSize {
+            vcpus: 2,
+            memory_mib: 8192,
+        })
+    };
+    let spec = ClusterSpec::parse(proposed, 10, "2.0.0", size).unwrap();
+    let id = store.create_cluster(&ctx, &spec).await.unwrap().target_id;
+    assert!(store.claim_cluster(id, "fixture", 60_000).await.unwrap());
+    let ready = ClusterObservation {
+        status: ClusterStatus::Ready,
+        message: "All services running.".into(),
+        asg_name: Some(format!("okera-{id}-a")),
+        launch_template_id: None,
+        config_uri: None,
+        nodes: vec![],
+        running_services: Some(7),
+        observed_generation: Some(1),
+        steps: vec![],
+        failure: None,
+    };
+    store.record_cluster(id, "fixture", &ready).await.unwrap();
+    store.release_cluster(id, "fixture").await.unwrap();
+    id
+}
+
 #[tokio::test]
-async fn the_scheduled_sample_runs_a_sweep() {
-    let (sweeper, _store) = setup().await;
+async fn the_scheduled_sample_runs_a_sweep_and_hands_out_its_metric_lines() {
+    let (sweeper, store) = setup().await;
+    let id = steady_cluster_without_a_group(&store).await;
     let lines = Mutex::new(Vec::new());
     let out = health_sweep::handle(&sweeper, &sample("schedule-health-sweep.json"), &|l| {
         lines.lock().unwrap().push(l.to_owned())
     })
     .await
     .unwrap();
-    assert_eq!(out["skipped"], false, "{out}");
-    assert_eq!(out["clusters"], 0, "{out}");
-    assert!(lines.lock().unwrap().is_empty(), "no cluster, no region swept");
+    assert_eq!(
+        (&out["skipped"], &out["clusters"], &out["nodes"]),
+        (&json!(false), &json!(1), &json!(0)),
+        "{out}"
+    );
+    let row = store.get_cluster(id).await.unwrap();
+    assert_eq!(
+        (row.status_code.as_str(), row.status_message.as_str()),
+        ("DOWN", "The cluster has no nodes.")
+    );
+    let lines: Vec<Value> = lines
+        .into_inner()
+        .unwrap()
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines.len(),
+        2,
+        "one line for the cluster, one for the region: {lines:?}"
+    );
+    assert_eq!(
+        (&lines[0]["ClusterId"], &lines[0]["ClusterReady"]),
+        (&json!(id.to_string()), &json!(0))
+    );
+    assert_eq!(
+        (&lines[1]["Clusters"], &lines[1]["ClustersReady"]),
+        (&json!(1), &json!(0))
+    );
 }
 
 #[tokio::test]

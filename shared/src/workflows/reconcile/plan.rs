@@ -174,14 +174,10 @@ pub fn plan(desired: &DesiredCluster, observed: &ObservedCluster) -> Vec<Change>
             }
         }
     }
-    let in_service = |g: &Group| {
-        g.instances.len() as i32 == desired.num_nodes
-            && g.instances.iter().all(|i| i.lifecycle_state == "InService")
-    };
     let serving = observed
         .groups
         .iter()
-        .any(|g| &g.name == group_name && !g.deleting && in_service(g));
+        .any(|g| &g.name == group_name && !g.deleting && all_in_service(g, desired.num_nodes));
     if serving && !observed.alarms.contains(&desired.alarm.name) {
         changes.push(Change::PutAlarm(desired.alarm.clone()));
     }
@@ -192,6 +188,11 @@ pub fn plan(desired: &DesiredCluster, observed: &ObservedCluster) -> Vec<Change>
         }
     }
     changes
+}
+
+/// The group has exactly `n` instances, all in service.
+fn all_in_service(g: &Group, n: i32) -> bool {
+    g.instances.len() as i32 == n && g.instances.iter().all(|i| i.lifecycle_state == "InService")
 }
 
 /// How far a cluster is from its desired state, for its row and its operations.
@@ -288,9 +289,8 @@ pub fn assess(desired: &DesiredCluster, observed: &ObservedCluster, ever_ready: 
                 .count() as i32
         })
         .unwrap_or(0);
-    let total = group.map(|g| g.instances.len() as i32).unwrap_or(0);
     let leftovers = observed.groups.len() - usize::from(group.is_some());
-    let nodes_done = sized && in_service == n && total == n;
+    let nodes_done = sized && group.is_some_and(|g| all_in_service(g, n));
     let hooked = group.is_none()
         || desired
             .group
