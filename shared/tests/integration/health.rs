@@ -388,6 +388,7 @@ async fn throttling_during_a_sweep_is_retried_and_a_region_it_cannot_read_keeps_
         code: "RequestLimitExceeded".into(),
         count,
         account: Some(acct.clone()),
+        ..Default::default()
     };
     emulator::shared().inject_fault(&throttle(2)).unwrap();
     let report = sweep.sweep().await.unwrap();

@@ -19,6 +19,7 @@ fn fault(account: &str, action: &str, status: u16, code: &str, count: u32) -> Fa
         code: code.into(),
         count,
         account: Some(account.into()),
+        ..Default::default()
     }
 }
 

@@ -542,6 +542,7 @@ async fn a_transient_failure_leaves_the_operation_running_and_the_next_run_finis
             code: "ServiceUnavailable".into(),
             count: 2,
             account: Some(acct.clone()),
+            ..Default::default()
         })
         .unwrap();
     assert!(r.reconcile_cluster(created.target_id).await.is_err());
@@ -575,6 +576,7 @@ async fn a_permanent_failure_fails_the_operation_with_the_reason() {
             code: "InvalidAMIID.NotFound".into(),
             count: 1,
             account: Some(acct.clone()),
+            ..Default::default()
         })
         .unwrap();
     r.reconcile_cluster(created.target_id).await.unwrap();

@@ -7,7 +7,9 @@
 //!   with [`fresh_account`] as the AWS access key id (a 12-digit access key id
 //!   selects that account in the emulator).
 //! * [`Emulator::inject_fault`] / [`Emulator::request_count`] drive the
-//!   emulator's `/_dm/` control routes.
+//!   emulator's `/_dm/` control routes (S3 by operation name; a
+//!   [`FaultRule`] may `skip` matching requests to fail partway through).
+//! * [`Emulator::set_upload_initiated`] back-dates an S3 multipart upload.
 //! * [`Emulator::create_function`] makes a stub Lambda function (no IAM or
 //!   zip needed) and [`Emulator::invocations`] lists the `Event` invocations
 //!   the emulator recorded instead of running them.
@@ -104,6 +106,14 @@ const PACKAGE_FILES: &[(&str, &str)] = &[
         "dm_emulator/plugins/rds_global_clusters.py",
         include_str!("../python/dm_emulator/plugins/rds_global_clusters.py"),
     ),
+    (
+        "dm_emulator/plugins/s3_lifecycle.py",
+        include_str!("../python/dm_emulator/plugins/s3_lifecycle.py"),
+    ),
+    (
+        "dm_emulator/plugins/s3_multipart_uploads.py",
+        include_str!("../python/dm_emulator/plugins/s3_multipart_uploads.py"),
+    ),
 ];
 
 /// Marker in the venv: a copy of the requirements it was installed from.
@@ -191,9 +201,27 @@ pub struct Emulator {
 
 /// Make the next `count` requests matching `service:action` (and `account`,
 /// if set) fail with HTTP `status` and error `code`, shaped like the
-/// service's protocol.  `action` may be `"*"`; for S3 the action is the HTTP
-/// method (`"PUT"`, `"GET"`, ...).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// service's protocol, after letting the first `skip` matching requests
+/// through (0: fail from the next one on).  `action` may be `"*"`.  For S3
+/// the action is the operation (`"UploadPart"`, `"ListObjectsV2"`,
+/// `"PutBucketLifecycleConfiguration"`, ...; see the emulator's README) or a
+/// bare HTTP method (`"PUT"`, `"GET"`, ...), which matches every S3 request
+/// of that method; S3 errors are S3's XML, so `503 SlowDown` is throttling
+/// and `500 InternalError` a transient error to the SDK.
+///
+/// `skip` counts every matching request that arrives after the rule is
+/// armed, including ones another rule fails: it counts attempts, as
+/// [`Emulator::request_count`] does.  The 3rd `UploadPart` failing twice
+/// (the part and the SDK's first retry of it):
+///
+/// ```ignore
+/// emulator.inject_fault(&FaultRule::new("s3", "UploadPart", 503, "SlowDown", 2).account(&account).skip(2))?;
+/// ```
+///
+/// Build rules with [`FaultRule::new`] and its setters, or as a struct
+/// literal ending in `..Default::default()`, so that fields added later
+/// keep compiling.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FaultRule {
     pub service: String,
     pub action: String,
@@ -201,6 +229,37 @@ pub struct FaultRule {
     pub code: String,
     pub count: u32,
     pub account: Option<String>,
+    /// Matching requests to let through before the `count` faults; sent
+    /// only when not 0.
+    pub skip: u32,
+}
+
+impl FaultRule {
+    /// Fails the next `count` requests of `service:action` of any account
+    /// with `status` and `code`.
+    pub fn new(service: &str, action: &str, status: u16, code: &str, count: u32) -> FaultRule {
+        FaultRule {
+            service: service.to_owned(),
+            action: action.to_owned(),
+            status,
+            code: code.to_owned(),
+            count,
+            account: None,
+            skip: 0,
+        }
+    }
+
+    /// Only requests of `account`.
+    pub fn account(mut self, account: &str) -> FaultRule {
+        self.account = Some(account.to_owned());
+        self
+    }
+
+    /// Lets the first `skip` matching requests through first.
+    pub fn skip(mut self, skip: u32) -> FaultRule {
+        self.skip = skip;
+        self
+    }
 }
 
 impl Emulator {
@@ -309,7 +368,9 @@ impl Emulator {
     }
 
     /// Requests seen for `service:action` (faulted ones included), by
-    /// `account` or all accounts.  For S3 the action is the HTTP method.
+    /// `account` or all accounts.  For S3 the action is the operation
+    /// (`"UploadPart"`), or an HTTP method (`"PUT"`) for all requests of that
+    /// method.
     pub fn request_count(&self, account: Option<&str>, service: &str, action: &str) -> Result<u64> {
         let mut path = format!(
             "/_dm/count?service={}&action={}",
@@ -496,6 +557,37 @@ impl Emulator {
         let (status, response) = self.call("POST", "/_dm/rds/failover-duration", Some(&body))?;
         if status != 200 {
             bail!("setting the global failover duration of {account}: HTTP {status}: {response}");
+        }
+        Ok(())
+    }
+
+    /// Sets when the S3 multipart upload `upload_id` of `bucket` in
+    /// `account` began, as `ListMultipartUploads` reports it (`Initiated`,
+    /// to the second), to test the aging of incomplete uploads without
+    /// waiting.  Uploads otherwise begin at the emulator's clock when they
+    /// are created.  Fails if the account has no such bucket or upload.
+    pub fn set_upload_initiated(
+        &self,
+        account: &str,
+        bucket: &str,
+        upload_id: &str,
+        initiated: SystemTime,
+    ) -> Result<()> {
+        let seconds = initiated
+            .duration_since(UNIX_EPOCH)
+            .context("an initiation time before 1970")?
+            .as_secs_f64();
+        let body = format!(
+            "{{\"account\":{},\"bucket\":{},\"upload_id\":{},\"initiated\":{seconds}}}",
+            json_string(account),
+            json_string(bucket),
+            json_string(upload_id)
+        );
+        let (status, response) = self.call("POST", "/_dm/s3/multipart-initiated", Some(&body))?;
+        if status != 200 {
+            bail!(
+                "setting when upload {upload_id} of {bucket} in {account} began: HTTP {status}: {response}"
+            );
         }
         Ok(())
     }
@@ -952,8 +1044,12 @@ fn fault_rule_json(rule: &FaultRule) -> String {
         Some(account) => json_string(account),
         None => "null".to_string(),
     };
+    let skip = match rule.skip {
+        0 => String::new(),
+        skip => format!(",\"skip\":{skip}"),
+    };
     format!(
-        "{{\"service\":{},\"action\":{},\"status\":{},\"code\":{},\"count\":{},\"account\":{}}}",
+        "{{\"service\":{},\"action\":{},\"status\":{},\"code\":{},\"count\":{},\"account\":{}{skip}}}",
         json_string(&rule.service),
         json_string(&rule.action),
         rule.status,
@@ -1362,6 +1458,7 @@ mod tests {
             code: "Service\"Unavailable\n".into(),
             count: 2,
             account: Some("111122223333".into()),
+            ..Default::default()
         };
         assert_eq!(
             fault_rule_json(&rule),
@@ -1372,6 +1469,31 @@ mod tests {
             ..rule
         };
         assert!(fault_rule_json(&rule).ends_with(r#""account":null}"#));
+    }
+
+    #[test]
+    fn fault_rule_builder_and_skip() {
+        let rule = FaultRule::new("s3", "UploadPart", 503, "SlowDown", 2)
+            .account("111122223333")
+            .skip(2);
+        assert_eq!(
+            rule,
+            FaultRule {
+                service: "s3".into(),
+                action: "UploadPart".into(),
+                status: 503,
+                code: "SlowDown".into(),
+                count: 2,
+                account: Some("111122223333".into()),
+                skip: 2,
+            }
+        );
+        assert_eq!(
+            fault_rule_json(&rule),
+            r#"{"service":"s3","action":"UploadPart","status":503,"code":"SlowDown","count":2,"account":"111122223333","skip":2}"#
+        );
+        assert_eq!(FaultRule::new("s3", "PUT", 500, "InternalError", 1).skip, 0);
+        assert!(!fault_rule_json(&FaultRule::new("s3", "PUT", 500, "InternalError", 1)).contains("skip"));
     }
 
     #[test]

@@ -4,14 +4,23 @@ Control routes (same server, JSON):
 
 ``POST /_dm/faults``
     ``{"service": "autoscaling", "action": "DescribeAutoScalingGroups",
-    "status": 503, "code": "ServiceUnavailable", "count": 2,
+    "status": 503, "code": "ServiceUnavailable", "count": 2, "skip": 0,
     "account": "111122223333", "message": "optional"}`` -- the next ``count``
     matching requests fail with ``status`` and an error body shaped like the
-    service's protocol.  ``account`` (optional) restricts the rule to requests
-    of that account; ``action`` may be ``"*"``.  Rules are tried in the order
-    they were added; a request consumes at most one.
+    service's protocol.  ``skip`` (optional, default 0) lets the first
+    ``skip`` matching requests through untouched first, so a fault can hit
+    partway through a sequence: ``{"service": "s3", "action": "UploadPart",
+    "status": 503, "code": "SlowDown", "count": 2, "skip": 2}`` fails the 3rd
+    and 4th ``UploadPart`` requests (the 3rd part and the SDK's first retry
+    of it) and lets every other one through.  ``account`` (optional)
+    restricts the rule to requests of that account; ``action`` may be
+    ``"*"``.  Rules are tried in the order they were added; a request
+    consumes at most one fault, from the first rule that is past its
+    ``skip``.  Every rule still skipping counts every matching request that
+    arrives (also one another rule fails): ``skip`` counts attempts, as
+    ``/_dm/count`` does, from the moment the rule is armed.
 ``GET /_dm/faults``
-    The rules still pending.
+    The rules still pending, with what is left of their ``skip`` and ``count``.
 ``GET /_dm/requests[?account=A][&service=S][&action=X]``
     ``{"service:Action": n, ...}`` -- requests seen (faulted ones included),
     all accounts summed unless ``account`` is given.
@@ -31,9 +40,32 @@ the plugin's docstring.
 The service is the SigV4 credential scope's service
 (``Credential=AKID/date/region/SERVICE/aws4_request``); the action is the
 form body's (or query string's) ``Action=``, else the part of ``X-Amz-Target``
-after the last dot, else (S3 and other REST services) the HTTP method, e.g.
-``s3:PUT``.  A Smithy rpcv2 CBOR request's action is the operation in its path
+after the last dot, else (REST services) the HTTP method, e.g. ``lambda:POST``.
+A Smithy rpcv2 CBOR request's action is the operation in its path
 (``monitoring:PutMetricData``), and its injected errors are CBOR.
+
+S3's action is its operation, derived from the method, the path (path-style
+``/bucket/key``, or a virtual-hosted bucket in ``Host``), the query string
+and ``x-amz-copy-source`` (see ``s3_operation``), or the ``x-id`` query
+parameter when the SDK sends one: ``PutObject``, ``GetObject``,
+``HeadObject``, ``DeleteObject``, ``CopyObject`` (PUT with
+``x-amz-copy-source``), ``DeleteObjects`` (POST ``?delete``),
+``ListObjectsV2`` (GET bucket ``?list-type=2``), ``ListObjects``,
+``ListBuckets``, ``CreateBucket``, ``HeadBucket``, ``DeleteBucket``,
+``CreateMultipartUpload`` (POST key ``?uploads``), ``UploadPart`` (PUT
+``?partNumber&uploadId``), ``UploadPartCopy``, ``CompleteMultipartUpload``
+(POST ``?uploadId``), ``AbortMultipartUpload`` (DELETE ``?uploadId``),
+``ListParts``, ``ListMultipartUploads`` (GET bucket ``?uploads``),
+``GetBucketLifecycleConfiguration`` / ``PutBucketLifecycleConfiguration`` /
+``DeleteBucketLifecycle`` (``?lifecycle``), and the other bucket and object
+subresources (``?policy``, ``?tagging``, ``?versioning``, ``?acl``, ...).  A
+request it cannot name keeps the HTTP method as its action.  Counts report
+the operation (``s3:UploadPart``); a rule, ``/_dm/count`` or the ``action``
+filter of ``/_dm/requests`` given a bare HTTP method (``"PUT"``, ``"GET"``,
+...) still matches every S3 request of that method, as before.  Injected
+S3 errors are S3's XML (``<Error><Code>SlowDown</Code><Message>...``), so an
+SDK classifies 503 ``SlowDown`` as throttling and 500 ``InternalError`` as a
+transient server error, as on AWS.
 """
 
 from __future__ import annotations
@@ -92,6 +124,7 @@ class FaultRule:
     count: int
     account: str | None = None
     message: str | None = None
+    skip: int = 0
 
     @staticmethod
     def from_json(data: Any) -> FaultRule:
@@ -109,8 +142,10 @@ class FaultRule:
                 raise ValueError(f"{name} must be a non-empty string")
             return value
 
-        def integer(name: str, low: int, high: int) -> int:
+        def integer(name: str, low: int, high: int, default: int | None = None) -> int:
             value = data.get(name)
+            if value is None and default is not None:
+                return default
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
                 raise ValueError(f"{name} must be an integer in {low}..={high}")
             return value
@@ -123,12 +158,15 @@ class FaultRule:
             count=integer("count", 1, 1_000_000),
             account=text("account", required=False),
             message=text("message", required=False),
+            skip=integer("skip", 0, 1_000_000, default=0),
         )
 
-    def matches(self, service: str, action: str, account: str) -> bool:
+    def matches(self, service: str, action: str, account: str, method: str | None = None) -> bool:
+        """``method``: the HTTP method, for services whose actions are derived
+        from it (S3); a rule naming a bare method then matches too."""
         return (
             self.service == service
-            and (self.action == "*" or self.action == action)
+            and (self.action == "*" or self.action == action or (method is not None and self.action == method))
             and (self.account is None or self.account == account)
         )
 
@@ -139,7 +177,8 @@ class State:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._rules: list[FaultRule] = []
-        self._counts: Counter[tuple[str, str]] = Counter()  # (account, "svc:Action")
+        # (account, "svc:Action", HTTP method if the action was derived from it, else None)
+        self._counts: Counter[tuple[str, str, str | None]] = Counter()
 
     def add_rule(self, rule: FaultRule) -> None:
         with self._lock:
@@ -149,25 +188,45 @@ class State:
         with self._lock:
             return [asdict(r) for r in self._rules]
 
-    def record(self, service: str, action: str, account: str) -> FaultRule | None:
-        """Counts the request; returns the fault to answer with, if any."""
+    def record(self, service: str, action: str, account: str, method: str | None = None) -> FaultRule | None:
+        """Counts the request; returns the fault to answer with, if any.
+
+        Every matching rule still skipping counts the request down; the
+        first matching rule past its skip (if any) fails it."""
         with self._lock:
-            self._counts[(account, f"{service}:{action}")] += 1
-            for index, rule in enumerate(self._rules):
-                if rule.matches(service, action, account):
+            self._counts[(account, f"{service}:{action}", method)] += 1
+            chosen: FaultRule | None = None
+            for rule in list(self._rules):
+                if not rule.matches(service, action, account, method):
+                    continue
+                if rule.skip > 0:
+                    rule.skip -= 1
+                elif chosen is None:
+                    chosen = rule
                     rule.count -= 1
                     if rule.count <= 0:
-                        del self._rules[index]
-                    return rule
-            return None
+                        self._rules.remove(rule)
+            return chosen
 
-    def counts(self, account: str | None) -> dict[str, int]:
+    def counts(self, account: str | None, service: str | None = None, action: str | None = None) -> dict[str, int]:
+        """``{"svc:Action": n}``, optionally only ``service`` and ``action``
+        (for S3 ``action`` may also be an HTTP method: its requests, by operation)."""
         with self._lock:
             total: Counter[str] = Counter()
-            for (acct, key), n in self._counts.items():
-                if account is None or acct == account:
-                    total[key] += n
+            for (acct, key, method), n in self._counts.items():
+                if account is not None and acct != account:
+                    continue
+                svc, act = key.split(":", 1)
+                if service and svc != service.lower():
+                    continue
+                if action and act != action and method != action:
+                    continue
+                total[key] += n
             return dict(sorted(total.items()))
+
+    def count(self, account: str | None, service: str, action: str) -> int:
+        """Requests of ``service:action`` (for S3 ``action`` may be an HTTP method)."""
+        return sum(self.counts(account, service, action).values())
 
     def reset(self, account: str | None) -> None:
         with self._lock:
@@ -201,6 +260,187 @@ def _read_body(environ: dict[str, Any]) -> bytes:
     return body
 
 
+# S3 operations, by subresource (a query parameter naming what the request is
+# about) and HTTP method; a request may carry several subresources, the first
+# one in table order that has an entry for its method names the operation.
+def _crud(name: str, delete: str | None = None, get: str = "Get", put: str = "Put") -> dict[str, str]:
+    table = {"GET": f"{get}{name}", "PUT": f"{put}{name}"}
+    if delete is not None:
+        table["DELETE"] = delete
+    return table
+
+
+_S3_BUCKET_SUBRESOURCES: dict[str, dict[str, str]] = {
+    "lifecycle": {
+        "GET": "GetBucketLifecycleConfiguration",
+        "PUT": "PutBucketLifecycleConfiguration",
+        "DELETE": "DeleteBucketLifecycle",
+    },
+    "uploads": {"GET": "ListMultipartUploads"},
+    "versions": {"GET": "ListObjectVersions"},
+    "delete": {"POST": "DeleteObjects"},
+    "policy": _crud("BucketPolicy", "DeleteBucketPolicy"),
+    "policyStatus": {"GET": "GetBucketPolicyStatus"},
+    "versioning": _crud("BucketVersioning"),
+    "tagging": _crud("BucketTagging", "DeleteBucketTagging"),
+    "cors": _crud("BucketCors", "DeleteBucketCors"),
+    "encryption": _crud("BucketEncryption", "DeleteBucketEncryption"),
+    "acl": _crud("BucketAcl"),
+    "location": {"GET": "GetBucketLocation"},
+    "logging": _crud("BucketLogging"),
+    "notification": _crud("BucketNotificationConfiguration"),
+    "publicAccessBlock": _crud("PublicAccessBlock", "DeletePublicAccessBlock"),
+    "ownershipControls": _crud("BucketOwnershipControls", "DeleteBucketOwnershipControls"),
+    "website": _crud("BucketWebsite", "DeleteBucketWebsite"),
+    "replication": _crud("BucketReplication", "DeleteBucketReplication"),
+    "object-lock": _crud("ObjectLockConfiguration"),
+    "accelerate": _crud("BucketAccelerateConfiguration"),
+    "requestPayment": _crud("BucketRequestPayment"),
+    "analytics": _crud("BucketAnalyticsConfiguration", "DeleteBucketAnalyticsConfiguration"),
+    "inventory": _crud("BucketInventoryConfiguration", "DeleteBucketInventoryConfiguration"),
+    "metrics": _crud("BucketMetricsConfiguration", "DeleteBucketMetricsConfiguration"),
+    "intelligent-tiering": _crud(
+        "BucketIntelligentTieringConfiguration", "DeleteBucketIntelligentTieringConfiguration"
+    ),
+}
+# GET of these without ?id= lists the configurations.
+_S3_LISTED_CONFIGURATIONS = {
+    "analytics": "ListBucketAnalyticsConfigurations",
+    "inventory": "ListBucketInventoryConfigurations",
+    "metrics": "ListBucketMetricsConfigurations",
+    "intelligent-tiering": "ListBucketIntelligentTieringConfigurations",
+}
+_S3_OBJECT_SUBRESOURCES: dict[str, dict[str, str]] = {
+    "uploads": {"POST": "CreateMultipartUpload"},
+    "uploadId": {
+        "PUT": "UploadPart",
+        "POST": "CompleteMultipartUpload",
+        "DELETE": "AbortMultipartUpload",
+        "GET": "ListParts",
+    },
+    "tagging": _crud("ObjectTagging", "DeleteObjectTagging"),
+    "acl": _crud("ObjectAcl"),
+    "attributes": {"GET": "GetObjectAttributes"},
+    "retention": _crud("ObjectRetention"),
+    "legal-hold": _crud("ObjectLegalHold"),
+    "restore": {"POST": "RestoreObject"},
+    "select": {"POST": "SelectObjectContent"},
+    "torrent": {"GET": "GetObjectTorrent"},
+    "renameObject": {"PUT": "RenameObject"},
+}
+# Ordinary parameters (not subresources).  A request with a parameter outside
+# these and the tables is not named (its action stays the HTTP method).
+_S3_BUCKET_PARAMS = frozenset(
+    {
+        "prefix",
+        "delimiter",
+        "marker",
+        "max-keys",
+        "encoding-type",
+        "list-type",
+        "continuation-token",
+        "fetch-owner",
+        "start-after",
+        "key-marker",
+        "upload-id-marker",
+        "max-uploads",
+        "version-id-marker",
+        "id",
+        "x-id",
+        "max-buckets",
+        "bucket-region",
+    }
+)
+_S3_OBJECT_PARAMS = frozenset(
+    {"versionId", "partNumber", "max-parts", "part-number-marker", "select-type", "x-id"}
+)
+_S3_DEFAULT_OBJECT_OPERATIONS = {
+    "GET": "GetObject",
+    "HEAD": "HeadObject",
+    "PUT": "PutObject",
+    "DELETE": "DeleteObject",
+}
+_S3_DEFAULT_BUCKET_OPERATIONS = {"HEAD": "HeadBucket", "PUT": "CreateBucket", "DELETE": "DeleteBucket"}
+_OPERATION_NAME = re.compile(r"[A-Z][A-Za-z0-9]{2,63}")
+_IPV4 = re.compile(r"[0-9]{1,3}(\.[0-9]{1,3}){3}")
+_S3_PATH_STYLE_HOST = re.compile(r"s3([.-](dualstack|fips))?([.-][a-z0-9-]+)?\.amazonaws\.com(\.cn)?")
+_S3_VIRTUAL_HOST = re.compile(r"(.+?)\.s3([.-][a-z0-9-]+)*\.amazonaws\.com(\.cn)?")
+
+
+def _s3_bucket_and_key(environ: dict[str, Any]) -> tuple[str, str]:
+    """(bucket, key) of an S3 request; either may be empty.  Path-style for
+    hosts that are IP addresses, ``localhost``, dotless or ``s3[.region].amazonaws.com``
+    (as moto decides), else the bucket is in the host."""
+    path = str(environ.get("PATH_INFO") or "/")
+    host = str(environ.get("HTTP_HOST") or "").lower()
+    if host.startswith("["):  # [IPv6]:port
+        name = host[1 : host.find("]")] if "]" in host else host
+        path_style = True
+    else:
+        name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+        path_style = (
+            not name
+            or "." not in name
+            or name.startswith(("localhost", "localstack", "host.docker.internal"))
+            or _IPV4.fullmatch(name) is not None
+            or _S3_PATH_STYLE_HOST.fullmatch(name) is not None
+        )
+    if path_style:
+        bucket, _, key = path.lstrip("/").partition("/")
+        return bucket, key
+    match = _S3_VIRTUAL_HOST.fullmatch(name)
+    bucket = match.group(1) if match else name.split(".", 1)[0]
+    return bucket, path[1:] if path.startswith("/") else path
+
+
+def s3_operation(environ: dict[str, Any]) -> str | None:
+    """The S3 operation of a request (``UploadPart``, ``ListObjectsV2``, ...),
+    or None if it cannot tell."""
+    method = str(environ.get("REQUEST_METHOD", "GET")).upper()
+    params = parse_qs(str(environ.get("QUERY_STRING") or ""), keep_blank_values=True)
+    explicit = params.get("x-id", [""])[0]
+    if _OPERATION_NAME.fullmatch(explicit):
+        return explicit  # the Smithy SDKs name some operations themselves: ?x-id=GetObject
+    # Presigned URLs carry X-Amz-* parameters; GetObject takes response-* overrides.
+    names = {n for n in params if not n.lower().startswith("x-amz-") and not n.startswith("response-")}
+    bucket, key = _s3_bucket_and_key(environ)
+    copy = bool(environ.get("HTTP_X_AMZ_COPY_SOURCE"))
+    if not bucket:
+        return "ListBuckets" if method == "GET" and names <= _S3_BUCKET_PARAMS else None
+    if key:
+        table, plain = _S3_OBJECT_SUBRESOURCES, _S3_OBJECT_PARAMS
+    else:
+        table, plain = _S3_BUCKET_SUBRESOURCES, _S3_BUCKET_PARAMS
+    if names - table.keys() - plain:
+        return None
+    for subresource, operations in table.items():
+        if subresource not in names:
+            continue
+        operation = operations.get(method)
+        if operation is None:
+            return None
+        if not key and method == "GET" and subresource in _S3_LISTED_CONFIGURATIONS and "id" not in names:
+            return _S3_LISTED_CONFIGURATIONS[subresource]
+        if operation == "UploadPart" and copy:
+            return "UploadPartCopy"
+        return operation
+    if key:
+        if method == "PUT" and copy:
+            return "CopyObject"
+        return _S3_DEFAULT_OBJECT_OPERATIONS.get(method)
+    if method == "GET":
+        return "ListObjectsV2" if params.get("list-type", [""])[0] == "2" else "ListObjects"
+    return _S3_DEFAULT_BUCKET_OPERATIONS.get(method)
+
+
+def http_method_alias(service: str, environ: dict[str, Any]) -> str | None:
+    """The HTTP method, for services whose action is derived from it (S3):
+    rules and counts given a bare method still match their requests."""
+    if service == "s3":
+        return str(environ.get("REQUEST_METHOD", "GET")).upper()
+    return None
+
+
 def classify(environ: dict[str, Any]) -> tuple[str, str]:
     """(service, action) of an AWS request, as used for counts and faults."""
     authorization = environ.get("HTTP_AUTHORIZATION") or ""
@@ -213,6 +453,8 @@ def classify(environ: dict[str, Any]) -> tuple[str, str]:
         service = credential[3].lower() if len(credential) >= 5 else "unknown"
 
     method = str(environ.get("REQUEST_METHOD", "GET")).upper()
+    if service == "s3":
+        return service, s3_operation(environ) or method
     if service in _REST_XML:
         return service, method
     rpc_action = rpc_operation(environ)  # Smithy rpcv2 CBOR: /service/S/operation/ACTION
@@ -332,7 +574,7 @@ class FaultsMiddleware:
 
         service, action = classify(environ)
         account = resolve_account(environ)
-        rule = self.state.record(service, action, account)
+        rule = self.state.record(service, action, account, http_method_alias(service, environ))
         if rule is None:
             if not self.log:
                 return self.app(environ, start_response)
@@ -375,23 +617,14 @@ class FaultsMiddleware:
             if route == "faults" and method == "GET":
                 return _json(start_response, 200, {"faults": self.state.rules()})
             if route == "requests" and method == "GET":
-                counts = self.state.counts(account)
-                service = params.get("service")
-                action = params.get("action")
-                if service or action:
-                    counts = {
-                        k: n
-                        for k, n in counts.items()
-                        if (not service or k.split(":", 1)[0] == service.lower())
-                        and (not action or k.split(":", 1)[1] == action)
-                    }
+                counts = self.state.counts(account, params.get("service"), params.get("action"))
                 return _json(start_response, 200, counts)
             if route == "count" and method == "GET":
                 service = (params.get("service") or "").lower()
                 action = params.get("action") or ""
                 if not service or not action:
                     return _json(start_response, 400, {"error": "service and action are required"})
-                count = self.state.counts(account).get(f"{service}:{action}", 0)
+                count = self.state.count(account, service, action)
                 return _json(start_response, 200, {"count": count})
             if route == "reset" and method == "POST":
                 _read_body(environ)

@@ -148,7 +148,7 @@ def test_fault_scoped_to_an_account_spares_others(endpoint: str) -> None:
     client(endpoint, "ec2", target).describe_instances()
 
 
-def test_s3_fault_uses_the_http_method_as_action(endpoint: str) -> None:
+def test_s3_fault_by_bare_http_method_still_matches(endpoint: str) -> None:
     account = fresh_account()
     s3 = client(endpoint, "s3", account)
     bucket = f"dm-test-{account}"
@@ -165,8 +165,15 @@ def test_s3_fault_uses_the_http_method_as_action(endpoint: str) -> None:
     s3.create_bucket(Bucket=bucket)
     s3.put_object(Bucket=bucket, Key="k", Body=b"hello")
     assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"hello"
+    # Counts name the operation; a bare method still counts its requests.
     _, counts = control(endpoint, "GET", f"requests?account={account}")
-    assert counts == {"s3:GET": 1, "s3:PUT": 3}
+    assert counts == {"s3:CreateBucket": 2, "s3:GetObject": 1, "s3:PutObject": 1}
+    assert control(endpoint, "GET", f"count?service=s3&action=PUT&account={account}") == (200, {"count": 3})
+    assert control(endpoint, "GET", f"count?service=s3&action=GET&account={account}") == (200, {"count": 1})
+    assert control(endpoint, "GET", f"requests?account={account}&service=s3&action=PUT") == (
+        200,
+        {"s3:CreateBucket": 2, "s3:PutObject": 1},
+    )
 
 
 def test_faults_survive_sdk_retries_only_count_times(endpoint: str) -> None:

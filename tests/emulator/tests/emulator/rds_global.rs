@@ -142,6 +142,7 @@ fn switchover_over_the_query_protocol_moves_the_writer() {
             code: "ServiceUnavailable".into(),
             count: 1,
             account: Some(account.clone()),
+            ..Default::default()
         })
         .unwrap();
     let switchover = [

@@ -8,7 +8,7 @@ use emulator::{fresh_account, shared, FaultRule};
 
 /// Sends a request signed (in looks only) as `account` for `service` in
 /// `region`; returns (status, headers in lower case, body).
-fn send(
+pub(crate) fn send(
     service: &str,
     region: &str,
     account: &str,
@@ -91,6 +91,7 @@ fn fault_then_pass_and_counts_round_trip() {
             code: "ServiceUnavailable".into(),
             count: 2,
             account: Some(account.clone()),
+            ..Default::default()
         })
         .unwrap();
 
@@ -131,6 +132,7 @@ fn faults_for_one_account_spare_another() {
             code: "RequestLimitExceeded".into(),
             count: 1,
             account: Some(target.clone()),
+            ..Default::default()
         })
         .unwrap();
     let describe = "Action=DescribeInstances&Version=2016-11-15";
@@ -168,6 +170,7 @@ fn bad_rules_are_reported() {
             code: "X".into(),
             count: 1,
             account: None,
+            ..Default::default()
         })
         .unwrap_err();
     assert!(format!("{err:#}").contains("400"), "{err:#}");
@@ -255,6 +258,7 @@ fn own_emulator_resets_and_dies_on_drop() {
         code: "InternalFailure".into(),
         count: 5,
         account: None,
+        ..Default::default()
     })
     .unwrap();
     assert_eq!(own.request_count(None, "sts", "GetCallerIdentity").unwrap(), 0);
