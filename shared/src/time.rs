@@ -26,6 +26,44 @@ pub fn format_ms(ms: i64) -> String {
     )
 }
 
+/// Epoch milliseconds of the start of an hour, UTC; none for a date that does not
+/// exist (month 13, February 30th, hour 24).
+pub fn hour_start_ms(year: i64, month: u32, day: u32, hour: u32) -> Option<i64> {
+    if !(1..=12).contains(&month) || day == 0 || hour > 23 {
+        return None;
+    }
+    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    let month_days = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    if day > month_days[month as usize - 1] {
+        return None;
+    }
+    Some((days_from_civil(year, month, day) * 24 + hour as i64) * 3_600_000)
+}
+
+/// A proleptic Gregorian date to days since 1970-01-01 (Howard Hinnant's algorithm).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = (m as i64 + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
@@ -42,7 +80,26 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 
 #[cfg(test)]
 mod tests {
-    use super::format_ms;
+    use super::{format_ms, hour_start_ms};
+
+    #[test]
+    fn hour_starts_round_trip_through_the_formatter() {
+        for ms in [0, 1_548_784_800_000, 1_709_208_000_000, 4_102_444_800_000] {
+            let s = format_ms(ms);
+            let field = |r: std::ops::Range<usize>| s[r].parse::<u32>().unwrap();
+            let start = hour_start_ms(field(0..4) as i64, field(5..7), field(8..10), field(11..13));
+            assert_eq!(start, Some(ms - ms.rem_euclid(3_600_000)), "{s}");
+        }
+        assert_eq!(hour_start_ms(2024, 2, 29, 0), Some(1_709_164_800_000));
+        for (y, m, d, h) in [
+            (2023, 2, 29, 0),
+            (2024, 13, 1, 0),
+            (2024, 1, 0, 0),
+            (2024, 1, 1, 24),
+        ] {
+            assert_eq!(hour_start_ms(y, m, d, h), None, "{y}-{m}-{d} {h}h");
+        }
+    }
 
     #[test]
     fn formats_like_the_original_dm() {

@@ -10,6 +10,7 @@
 pub mod agents;
 #[cfg(feature = "aws")]
 pub mod aws;
+pub mod upload;
 
 use std::future::Future;
 
@@ -324,14 +325,137 @@ pub trait Scaling: Send + Sync {
     fn set_unhealthy(&self, region: &str, instance_id: &str) -> impl Future<Output = CloudResult<()>> + Send;
 }
 
+/// An object as a listing or a GET describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    pub key: String,
+    pub size: u64,
+    /// The ETag as S3 sends it, quotes included: it changes whenever the object does.
+    pub etag: String,
+}
+
+/// One page of a listing, in key order.
+#[derive(Debug, Clone, Default)]
+pub struct ObjectPage {
+    pub objects: Vec<ObjectMeta>,
+    /// Pass back to get the next page; none after the last.
+    pub next: Option<String>,
+}
+
+/// A GET under way: what the object is, then its body a chunk at a time, so that a
+/// reader holds one chunk, not the object.
+pub struct ObjectBody {
+    pub meta: ObjectMeta,
+    pub chunks: futures_util::stream::BoxStream<'static, CloudResult<Vec<u8>>>,
+}
+
+impl ObjectBody {
+    /// The next chunk of the body; none at its end.
+    pub async fn next_chunk(&mut self) -> CloudResult<Option<Vec<u8>>> {
+        use futures_util::StreamExt;
+        self.chunks.next().await.transpose()
+    }
+}
+
+/// A multipart upload that was started and never completed or aborted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingUpload {
+    pub key: String,
+    pub upload_id: String,
+    pub initiated_ms: i64,
+}
+
+/// A bucket lifecycle rule the DM owns: expire what is under `prefix` after `days`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpiryRule {
+    /// Starts with [`ExpiryRule::OWNED`], which is how the DM tells its rules from
+    /// everybody else's.
+    pub id: String,
+    pub prefix: String,
+    pub days: u32,
+    /// Also abort multipart uploads left incomplete under the prefix this many days
+    /// after they began.
+    pub abort_incomplete_after_days: Option<u32>,
+}
+
+impl ExpiryRule {
+    /// The id prefix of the rules the DM owns.
+    pub const OWNED: &'static str = "okera-dm-";
+}
+
+/// What merging the DM's rules into a bucket's lifecycle configuration did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LifecycleMerge {
+    /// False when the bucket already had exactly these rules: nothing was written.
+    pub changed: bool,
+    /// The ids of the rules others own, kept as they were.
+    pub foreign: Vec<String>,
+}
+
 /// S3: the staging bucket.
 pub trait ObjectStore: Send + Sync {
     fn put(&self, bucket: &str, key: &str, body: Vec<u8>) -> impl Future<Output = CloudResult<()>> + Send;
     fn get(&self, bucket: &str, key: &str) -> impl Future<Output = CloudResult<Option<Vec<u8>>>> + Send;
+    /// Starts a GET whose body is read in chunks; none when the object is missing.
+    fn get_body(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> impl Future<Output = CloudResult<Option<ObjectBody>>> + Send;
     /// Every key under a prefix, following continuation tokens.
     fn list(&self, bucket: &str, prefix: &str) -> impl Future<Output = CloudResult<Vec<String>>> + Send;
+    /// One page (up to 1000 objects) of the objects under a prefix, after `next`.
+    fn list_page(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        next: Option<String>,
+    ) -> impl Future<Output = CloudResult<ObjectPage>> + Send;
     /// Deletes keys, up to 1000 per request.
     fn delete(&self, bucket: &str, keys: &[String]) -> impl Future<Output = CloudResult<()>> + Send;
+    /// Copies an object (up to 5 GB) inside the bucket, on the server side.
+    fn copy(&self, bucket: &str, from: &str, to: &str) -> impl Future<Output = CloudResult<()>> + Send;
+    /// Starts a multipart upload; returns its upload id.
+    fn create_multipart(&self, bucket: &str, key: &str) -> impl Future<Output = CloudResult<String>> + Send;
+    /// Uploads part `number` (from 1); returns its ETag. Every part but the last
+    /// must hold at least 5 MiB.
+    fn upload_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        body: Vec<u8>,
+    ) -> impl Future<Output = CloudResult<String>> + Send;
+    /// Joins the parts, given as `(number, etag)` in order, into the object.
+    fn complete_multipart(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        parts: &[(i32, String)],
+    ) -> impl Future<Output = CloudResult<()>> + Send;
+    /// Throws an upload's parts away. One that is already gone is not an error.
+    fn abort_multipart(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> impl Future<Output = CloudResult<()>> + Send;
+    /// The multipart uploads under a prefix that were neither completed nor aborted.
+    fn pending_uploads(
+        &self,
+        bucket: &str,
+        prefix: &str,
+    ) -> impl Future<Output = CloudResult<Vec<PendingUpload>>> + Send;
+    /// Makes the DM's rules (ids starting with [`ExpiryRule::OWNED`]) in the
+    /// bucket's lifecycle configuration exactly `ours`, and leaves every other rule
+    /// as it was.
+    fn merge_lifecycle(
+        &self,
+        bucket: &str,
+        ours: &[ExpiryRule],
+    ) -> impl Future<Output = CloudResult<LifecycleMerge>> + Send;
 }
 
 /// A per-cluster CloudWatch alarm.

@@ -5,6 +5,7 @@
 mod cluster;
 mod environment;
 pub mod health;
+pub mod logs;
 mod names;
 pub mod security_group;
 pub mod tags;

@@ -118,8 +118,20 @@ fn probe_json(p: &Option<Probe>) -> Option<String> {
 
 impl Store {
     /// Takes the named lease for `ttl_ms` if it is free, expired or already ours.
+    /// A lease is made the first time its name is claimed.
     pub async fn claim_lease(&self, name: &str, owner: &str, ttl_ms: i64) -> Result<bool, StoreError> {
         let now = crate::time::now_ms();
+        let insert = match self.backend() {
+            super::Backend::Sqlite => {
+                "INSERT OR IGNORE INTO leases (name, owner, until_ms) VALUES (?, '', 0)"
+            }
+            super::Backend::MySql => "INSERT IGNORE INTO leases (name, owner, until_ms) VALUES (?, '', 0)",
+        };
+        sqlx::query(insert)
+            .bind(name)
+            .execute(self.pool())
+            .await
+            .map_err(q("make lease"))?;
         let done = sqlx::query(
             "UPDATE leases SET owner = ?, until_ms = ? WHERE name = ? AND (until_ms < ? OR owner = ?)",
         )

@@ -5,7 +5,9 @@
 //! every cluster's health each minute, and repairs broken nodes.
 
 pub mod commands;
+pub mod kill;
 pub mod lifecycle;
 pub mod reconcile;
+pub mod rotation;
 pub mod sweep;
 pub mod wake;
