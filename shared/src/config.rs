@@ -187,6 +187,76 @@ impl HealthConfig {
     }
 }
 
+/// Retention: how long history rows stay in the database, and after how many days
+/// the staging bucket's lifecycle rules expire logs, diagnostics and history
+/// archives. Every variable is optional; each is a whole number of days from 1 to
+/// [`RetentionConfig::MAX_DAYS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionConfig {
+    /// `OKERA_HISTORY_RETENTION_DAYS` (default 30): status history, finished
+    /// operations and audit rows older than this go to the archive and leave the
+    /// database.
+    pub history_days: u32,
+    /// `OKERA_LOG_RETENTION_DAYS` (default 30): node logs (`logs/`) expire.
+    pub log_days: u32,
+    /// `OKERA_DIAGNOSTICS_RETENTION_DAYS` (default 14): diagnostics bundles
+    /// (`diagnostics/`) expire.
+    pub diagnostics_days: u32,
+    /// `OKERA_HISTORY_ARCHIVE_RETENTION_DAYS` (default 365): history archives
+    /// (`history/`) expire.
+    pub history_archive_days: u32,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            history_days: 30,
+            log_days: 30,
+            diagnostics_days: 14,
+            history_archive_days: 365,
+        }
+    }
+}
+
+impl RetentionConfig {
+    /// The longest retention accepted, in days (100 years).
+    pub const MAX_DAYS: u32 = 36_500;
+
+    pub fn from_env() -> Result<RetentionConfig, String> {
+        RetentionConfig::from_lookup(|name| env::var(name).ok())
+    }
+
+    /// Reads the settings through `lookup` (the environment, or a test's table).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<RetentionConfig, String> {
+        let days = |name: &str, default: u32| match lookup(name) {
+            None => Ok(default),
+            Some(raw) => raw
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|d| (1..=RetentionConfig::MAX_DAYS).contains(d))
+                .ok_or_else(|| {
+                    format!(
+                        "{name} must be a whole number of days from 1 to {}, got {raw:?}",
+                        RetentionConfig::MAX_DAYS
+                    )
+                }),
+        };
+        let d = RetentionConfig::default();
+        Ok(RetentionConfig {
+            history_days: days("OKERA_HISTORY_RETENTION_DAYS", d.history_days)?,
+            log_days: days("OKERA_LOG_RETENTION_DAYS", d.log_days)?,
+            diagnostics_days: days("OKERA_DIAGNOSTICS_RETENTION_DAYS", d.diagnostics_days)?,
+            history_archive_days: days("OKERA_HISTORY_ARCHIVE_RETENTION_DAYS", d.history_archive_days)?,
+        })
+    }
+
+    /// History rows older than this (epoch milliseconds) leave the database.
+    pub fn history_cutoff_ms(&self, now_ms: i64) -> i64 {
+        now_ms - i64::from(self.history_days) * 86_400_000
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::S3Location;

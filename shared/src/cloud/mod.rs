@@ -450,7 +450,8 @@ pub trait ObjectStore: Send + Sync {
     ) -> impl Future<Output = CloudResult<Vec<PendingUpload>>> + Send;
     /// Makes the DM's rules (ids starting with [`ExpiryRule::OWNED`]) in the
     /// bucket's lifecycle configuration exactly `ours`, and leaves every other rule
-    /// as it was.
+    /// as it was. Each of ours also expires noncurrent versions a day after they
+    /// become noncurrent, so that in a versioned bucket expiry frees space.
     fn merge_lifecycle(
         &self,
         bucket: &str,

@@ -1,4 +1,5 @@
 //! The state store: environments, clusters, nodes, operations, idempotency keys,
+pub mod archive;
 //! the audit log and API tokens, in SQLite (the local default) or MySQL / Aurora
 //! MySQL, chosen by the URL in `OKERA_DB_URL`.
 //!

@@ -4,10 +4,12 @@
 //! their agent is ready and leave once their logs are flushed; [`sweep`] judges
 //! every cluster's health each minute, and repairs broken nodes.
 
+pub mod archive;
 pub mod commands;
 pub mod kill;
 pub mod lifecycle;
 pub mod reconcile;
+pub mod retention;
 pub mod rotation;
 pub mod sweep;
 pub mod wake;

@@ -3,6 +3,7 @@
 //! concern.
 
 mod adapters;
+mod archive;
 mod agents;
 mod health;
 mod metrics;

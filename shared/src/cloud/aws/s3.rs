@@ -4,7 +4,8 @@
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
     AbortIncompleteMultipartUpload, BucketLifecycleConfiguration, CompletedMultipartUpload, CompletedPart,
-    Delete, ExpirationStatus, LifecycleExpiration, LifecycleRule, LifecycleRuleFilter, ObjectIdentifier,
+    Delete, ExpirationStatus, LifecycleExpiration, LifecycleRule, LifecycleRuleFilter,
+    NoncurrentVersionExpiration, ObjectIdentifier,
 };
 use aws_sdk_s3::Client;
 use futures_util::StreamExt;
@@ -310,16 +311,19 @@ impl ObjectStore for S3Adapter {
 
     async fn merge_lifecycle(&self, bucket: &str, ours: &[ExpiryRule]) -> CloudResult<LifecycleMerge> {
         let client = self.client().await;
-        let current = match client
+        let (current, transition_default) = match client
             .get_bucket_lifecycle_configuration()
             .bucket(bucket)
             .send()
             .await
             .map_err(|e| classify("GetBucketLifecycleConfiguration", e))
         {
-            Ok(out) => out.rules().to_vec(),
+            Ok(out) => (
+                out.rules().to_vec(),
+                out.transition_default_minimum_object_size().cloned(),
+            ),
             Err(e) if e.code == "NoSuchLifecycleConfiguration" || e.kind == CloudErrorKind::NotFound => {
-                Vec::new()
+                (Vec::new(), None)
             }
             Err(e) => return Err(e),
         };
@@ -339,15 +343,30 @@ impl ObjectStore for S3Adapter {
             });
         }
         // Others' rules go back exactly as S3 gave them, first and in their order.
-        let rules = foreign.into_iter().chain(wanted).collect();
+        let rules: Vec<LifecycleRule> = foreign.into_iter().chain(wanted).collect();
+        if rules.is_empty() {
+            // S3 refuses an empty configuration: no rules is no configuration.
+            client
+                .delete_bucket_lifecycle()
+                .bucket(bucket)
+                .send()
+                .await
+                .map_err(|e| classify("DeleteBucketLifecycle", e))?;
+            return Ok(LifecycleMerge {
+                changed: true,
+                foreign: foreign_ids,
+            });
+        }
         let config = BucketLifecycleConfiguration::builder()
             .set_rules(Some(rules))
             .build()
             .expect("rules are set");
+        // The bucket-wide setting goes back as it was, too.
         client
             .put_bucket_lifecycle_configuration()
             .bucket(bucket)
             .lifecycle_configuration(config)
+            .set_transition_default_minimum_object_size(transition_default)
             .send()
             .await
             .map_err(|e| classify("PutBucketLifecycleConfiguration", e))?;
@@ -363,7 +382,10 @@ fn lifecycle_rule(rule: &ExpiryRule) -> LifecycleRule {
         .id(&rule.id)
         .filter(LifecycleRuleFilter::builder().prefix(&rule.prefix).build())
         .status(ExpirationStatus::Enabled)
-        .expiration(LifecycleExpiration::builder().days(rule.days as i32).build());
+        .expiration(LifecycleExpiration::builder().days(rule.days as i32).build())
+        // In a versioned bucket, expiring or deleting an object leaves its
+        // old version behind: let those go a day later, or nothing is freed.
+        .noncurrent_version_expiration(NoncurrentVersionExpiration::builder().noncurrent_days(1).build());
     if let Some(days) = rule.abort_incomplete_after_days {
         builder = builder.abort_incomplete_multipart_upload(
             AbortIncompleteMultipartUpload::builder()
