@@ -126,6 +126,29 @@ enum ClusterCommand {
         #[command(flatten)]
         wait: WaitArgs,
     },
+    /// Build a diagnostics bundle (a tar.gz of the cluster's logs of the last days,
+    /// with its state, status history, operations and audit entries) in S3, and
+    /// print its s3:// URI
+    Diag(ClusterDiag),
+}
+
+#[derive(Args)]
+struct ClusterDiag {
+    /// Cluster id
+    id: u64,
+    /// Days of logs to include, from 1 to 30 (server default: 1)
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    days: Option<i64>,
+    /// Write the bundle under this s3://bucket/prefix instead of the DM's
+    /// staging location
+    #[arg(long = "s3-upload-path", value_name = "S3_URI")]
+    s3_upload_path: Option<String>,
+    /// Do not wait for the bundle: print the operation that builds it and return
+    #[arg(long = "no-wait")]
+    no_wait: bool,
+    /// Give up waiting for the bundle after this many seconds (exit 2)
+    #[arg(long, value_name = "SECS", default_value_t = 1800, conflicts_with = "no_wait")]
+    timeout: u64,
 }
 
 #[derive(Subcommand)]
@@ -304,6 +327,17 @@ fn cluster_spec(a: &ClusterCreate) -> Result<Value> {
     Ok(Value::Object(spec))
 }
 
+fn diag_body(a: &ClusterDiag) -> Value {
+    let mut body = Map::new();
+    if let Some(days) = a.days {
+        body.insert("days".into(), json!(days));
+    }
+    if let Some(path) = &a.s3_upload_path {
+        body.insert("s3UploadPath".into(), json!(path));
+    }
+    Value::Object(body)
+}
+
 fn cluster_patch(a: &ClusterUpdate) -> Value {
     let mut patch = Map::new();
     if let Some(n) = a.num_nodes {
@@ -449,6 +483,68 @@ fn clusters(client: &Client, out: &Out, command: ClusterCommand) -> Result<i32> 
         ClusterCommand::Delete { id, wait } => {
             let reply = client.delete(&format!("/v1/clusters/{id}"))?;
             accepted(client, out, &format!("Deletion of cluster {id}"), &reply, &wait)
+        }
+        ClusterCommand::Diag(a) => diag(client, out, &a),
+    }
+}
+
+/// `clusters diag`: asks for the bundle, then (unless `--no-wait`) follows the
+/// operation that builds it and prints the bundle's URI, alone on stdout, so that
+/// `uri=$(ocadm clusters diag 1)` works. Progress goes to stderr.
+fn diag(client: &Client, out: &Out, a: &ClusterDiag) -> Result<i32> {
+    let reply = client.post(&format!("/v1/clusters/{}/diagnostics", a.id), &diag_body(a))?;
+    let op_id = reply["operationId"]
+        .as_u64()
+        .context("the server's answer has no operationId")?;
+    let uri = render::text(&reply["diagnostics"]["uri"]);
+    if a.no_wait {
+        if out.json {
+            say(&format!("{}\n", serde_json::to_string_pretty(&reply)?))?;
+        } else {
+            say(&format!(
+                "Diagnostics of cluster {} accepted as operation {op_id}; the bundle goes to {uri}\n{}\n",
+                a.id,
+                render::follow_hint(op_id)
+            ))?;
+        }
+        return Ok(0);
+    }
+    let days = render::text(&reply["diagnostics"]["days"]);
+    eprintln!(
+        "Building the diagnostics bundle of cluster {} ({days} day(s) of logs) as operation {op_id}.",
+        a.id
+    );
+    let timeout = Duration::from_secs(a.timeout);
+    let outcome = wait::wait(client, op_id, timeout, wait::poll_interval())
+        .with_context(|| format!("could not follow operation {op_id}"))?;
+    match outcome {
+        Outcome::Succeeded(op) => {
+            if out.json {
+                out.print(&op, render::operation)?;
+            } else {
+                let written = op["result"].as_str().unwrap_or(&uri);
+                say(&format!("{written}\n"))?;
+            }
+            Ok(0)
+        }
+        Outcome::Failed(op) => {
+            if out.json {
+                out.print(&op, render::operation)?;
+            }
+            eprintln!("error: operation {op_id} failed: {}", render::failure_reason(&op));
+            Ok(1)
+        }
+        Outcome::TimedOut(op) => {
+            if out.json {
+                out.print(&op, render::operation)?;
+            }
+            eprintln!(
+                "error: gave up waiting for operation {op_id} after {} s; it is still {}, and its bundle will be at {uri}\n{}",
+                a.timeout,
+                render::text(&op["state"]),
+                render::follow_hint(op_id)
+            );
+            Ok(2)
         }
     }
 }
@@ -826,6 +922,45 @@ mod tests {
         assert!(cli.json);
         assert!(parse(&["clusters", "status"]).is_err());
         assert!(parse(&["clusters", "status", "analytics"]).is_err());
+    }
+
+    #[test]
+    fn clusters_diag() {
+        let cli = parse(&["clusters", "diag", "3"]).unwrap();
+        let Command::Clusters(ClusterCommand::Diag(a)) = cli.command else {
+            panic!("not clusters diag")
+        };
+        assert_eq!((a.id, a.no_wait, a.timeout), (3, false, 1800));
+        assert_eq!(diag_body(&a), json!({}));
+
+        let cli = parse(&[
+            "clusters",
+            "diag",
+            "--days",
+            "7",
+            "--s3-upload-path",
+            "s3://my-bucket/diag",
+            "3",
+            "--no-wait",
+        ])
+        .unwrap();
+        let Command::Clusters(ClusterCommand::Diag(a)) = cli.command else {
+            panic!("not clusters diag")
+        };
+        assert!(a.no_wait);
+        assert_eq!(
+            diag_body(&a),
+            json!({"days": 7, "s3UploadPath": "s3://my-bucket/diag"})
+        );
+        // The server checks the values, and names the field at fault.
+        let cli = parse(&["clusters", "diag", "--days", "-1", "3"]).unwrap();
+        let Command::Clusters(ClusterCommand::Diag(a)) = cli.command else {
+            panic!("not clusters diag")
+        };
+        assert_eq!(diag_body(&a), json!({"days": -1}));
+        assert!(parse(&["clusters", "diag"]).is_err());
+        assert!(parse(&["clusters", "diag", "3", "--no-wait", "--timeout", "5"]).is_err());
+        assert!(parse(&["clusters", "diag", "3", "--days", "two"]).is_err());
     }
 
     #[test]

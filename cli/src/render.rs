@@ -236,6 +236,10 @@ pub fn operation(v: &Value) -> String {
         "error: {}\n",
         error_text(&v["error"]).unwrap_or_else(|| "-".to_owned())
     ));
+    // Only operations that produce something have a result (a diagnostics bundle).
+    if let Some(result) = v["result"].as_str() {
+        out.push_str(&format!("result: {result}\n"));
+    }
     out.push_str(&key_values(v, &["principal", "createdAt", "updatedAt"]));
     match v["steps"].as_array() {
         Some(steps) if !steps.is_empty() => {

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_autoscaling::Client;
 
+mod diag;
+
 struct Dm {
     child: Child,
     dir: PathBuf,

@@ -8,6 +8,7 @@ use serde_json::json;
 use shared::domain::FieldError;
 use shared::store::StoreError;
 use shared::workflows::commands::CommandError;
+use shared::workflows::diagnostics::RequestError;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -114,6 +115,21 @@ impl From<CommandError> for ApiError {
             CommandError::NotFound { kind, id } => ApiError::not_found(format!("{kind} {id} does not exist")),
             CommandError::Conflict(m) => ApiError::conflict(m),
             CommandError::Internal(e) => ApiError::internal(e),
+        }
+    }
+}
+
+impl From<RequestError> for ApiError {
+    fn from(e: RequestError) -> Self {
+        match e {
+            RequestError::Invalid(f) => f.into(),
+            RequestError::UnknownCluster(_) => {
+                ApiError::field(StatusCode::NOT_FOUND, "NOT_FOUND", "id", e.to_string())
+            }
+            RequestError::Deleted { .. } => {
+                ApiError::field(StatusCode::CONFLICT, "CONFLICT", "id", e.to_string())
+            }
+            RequestError::Command(c) => c.into(),
         }
     }
 }

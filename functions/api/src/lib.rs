@@ -11,12 +11,14 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde_json::json;
+use shared::config::S3Location;
 use shared::domain::{ClusterUpdate, ProposedCluster, ProposedEnvironment};
 use shared::store::{Role, Store, Submitted};
 use shared::workflows::commands::{self, Limits};
+use shared::workflows::diagnostics::{self, ProposedDiagnostics};
 use shared::workflows::reconcile::Target;
 pub use shared::workflows::wake::{wake_by_invoke, BoxFuture, Kick};
 
@@ -29,6 +31,16 @@ pub struct AppState {
     pub store: Store,
     pub limits: Limits,
     pub kick: Kick,
+    pub diagnostics: Diagnostics,
+}
+
+/// What diagnostics requests need: the staging location (bundles go under it
+/// unless the request names another) and the wake-up of the worker that builds
+/// them (the log-rotation function in Lambda, a task in dm-local).
+#[derive(Clone)]
+pub struct Diagnostics {
+    pub staging: S3Location,
+    pub wake: diagnostics::Wake,
 }
 
 /// The API, with every route under `/v1`.
@@ -46,6 +58,7 @@ pub fn router(state: AppState) -> Router {
             get(get_cluster).patch(update_cluster).delete(delete_cluster),
         )
         .route("/clusters/{id}/status", get(cluster_status))
+        .route("/clusters/{id}/diagnostics", post(request_diagnostics))
         .route("/operations/{id}", get(get_operation))
         .method_not_allowed_fallback(method_not_allowed);
     Router::new()
@@ -253,6 +266,33 @@ async fn delete_cluster(
     let submitted = commands::delete_cluster(&state.store, &ctx, id).await?;
     let cluster = state.store.get_cluster(id).await?;
     Ok(accepted(&state, submitted, "cluster", views::cluster(&cluster, None)).await)
+}
+
+/// Asks for a diagnostics bundle of a cluster. The bundle is built by the
+/// worker, not here: a big one takes longer than an API request may.
+async fn request_diagnostics(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Id(id): Id,
+    body: JsonBody<ProposedDiagnostics>,
+) -> Result<Response, ApiError> {
+    let ctx = body.write_ctx(&caller);
+    let requested =
+        diagnostics::request(&state.store, &state.diagnostics.staging, &ctx, id, body.value).await?;
+    let submitted = requested.submitted;
+    let mut headers = HeaderMap::new();
+    if submitted.replayed {
+        headers.insert("Idempotent-Replayed", HeaderValue::from_static("true"));
+    } else {
+        (state.diagnostics.wake)(submitted.operation_id).await;
+    }
+    let cluster = state.store.get_cluster(id).await?;
+    let body = json!({
+        "operationId": submitted.operation_id,
+        "cluster": views::cluster(&cluster, None),
+        "diagnostics": { "uri": requested.uri, "days": requested.days },
+    });
+    Ok((StatusCode::ACCEPTED, headers, Json(body)).into_response())
 }
 
 async fn get_operation(

@@ -1,6 +1,7 @@
 //! The API function in Lambda: read the configuration once, connect the store once,
 //! and let `lambda_http` feed API Gateway requests to the shared router. After a
-//! write it wakes the reconciler function with an asynchronous invoke.
+//! write it wakes the reconciler function with an asynchronous invoke, and after a
+//! diagnostics request the log-rotation function, which builds the bundle.
 
 use std::sync::Arc;
 
@@ -33,7 +34,14 @@ async fn main() -> Result<(), lambda_http::Error> {
         endpoint: config.aws_endpoint.clone(),
         ..Default::default()
     };
-    let kick = api::wake_by_invoke(Arc::new(LambdaAdapter::new(settings, &region)), reconciler);
+    let worker = std::env::var("OKERA_LOG_ROTATION_FUNCTION")
+        .context("OKERA_LOG_ROTATION_FUNCTION is not set (the function that builds diagnostics bundles)")?;
+    let lambda = Arc::new(LambdaAdapter::new(settings, &region));
+    let kick = api::wake_by_invoke(lambda.clone(), reconciler);
+    let diagnostics = api::Diagnostics {
+        staging: config.staging.clone(),
+        wake: shared::workflows::diagnostics::wake_by_invoke(lambda, worker),
+    };
     let state = api::AppState {
         store,
         limits: Limits {
@@ -41,6 +49,7 @@ async fn main() -> Result<(), lambda_http::Error> {
             default_version: config.default_version,
         },
         kick,
+        diagnostics,
     };
     lambda_http::run(api::router(state)).await
 }

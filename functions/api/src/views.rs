@@ -201,6 +201,7 @@ pub fn operation(o: &OperationRow) -> Value {
         "state": o.state,
         "steps": o.steps,
         "error": o.error,
+        "result": o.result,
         "principal": o.principal,
         "createdAt": format_ms(o.created_at),
         "updatedAt": format_ms(o.updated_at),

@@ -1,5 +1,4 @@
 //! The state store: environments, clusters, nodes, operations, idempotency keys,
-pub mod archive;
 //! the audit log and API tokens, in SQLite (the local default) or MySQL / Aurora
 //! MySQL, chosen by the URL in `OKERA_DB_URL`.
 //!
@@ -9,9 +8,11 @@ pub mod archive;
 //! `row_version`, reconcilers hold a lease with an expiry, idempotency keys are
 //! claimed in the same transaction as the change they guard.
 
+pub mod archive;
 mod auth;
 mod catalog;
 mod clusters;
+mod diagnostics;
 mod environments;
 mod health;
 mod operations;
@@ -24,6 +25,7 @@ use sqlx::{AnyPool, ConnectOptions, Executor};
 
 pub use auth::Role;
 pub use clusters::{ClusterObservation, NewNode};
+pub use diagnostics::{Claim, DiagnosticsJob, Finish, NewDiagnostics, DIAGNOSTICS};
 pub use environments::EnvironmentObservation;
 pub use health::{
     AuditEntry, HealthWrite, JoiningNode, NodeUpdate, StatusChange, SweepCluster, SweepWrite, WriteStats,

@@ -146,6 +146,18 @@ pub(crate) async fn finish(
     ctx: &WriteCtx,
     change: Change<'_>,
 ) -> Result<Submitted, StoreError> {
+    let submitted = record(&mut tx, ctx, change).await?;
+    tx.commit().await.map_err(q("commit write"))?;
+    Ok(submitted)
+}
+
+/// [`finish`] without the commit, for a write that records more in the same
+/// transaction once it knows the operation's id.
+pub(crate) async fn record(
+    tx: &mut Transaction<'static, Any>,
+    ctx: &WriteCtx,
+    change: Change<'_>,
+) -> Result<Submitted, StoreError> {
     let now = now_ms();
     let target = format!("{}/{}", change.target_kind, change.target_id);
     let steps = serde_json::to_string(&change.steps).expect("steps serialise");
@@ -161,10 +173,10 @@ pub(crate) async fn finish(
     .bind(&ctx.principal)
     .bind(now)
     .bind(now)
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await
     .map_err(q("insert operation"))?;
-    let operation_id = inserted_id(&mut tx, &op).await?;
+    let operation_id = inserted_id(tx, &op).await?;
     if let Some((key, hash)) = &ctx.idempotency {
         let claimed = sqlx::query(
             "INSERT INTO idempotency_keys (principal, idem_key, request_hash, operation_id, target, created_at) VALUES (?, ?, ?, ?, ?, ?)",
@@ -175,7 +187,7 @@ pub(crate) async fn finish(
         .bind(operation_id)
         .bind(&target)
         .bind(now)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await;
         match claimed {
             Ok(_) => {}
@@ -191,10 +203,9 @@ pub(crate) async fn finish(
         .bind(change.kind)
         .bind(&target)
         .bind(change.audit_detail)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await
         .map_err(q("append audit log"))?;
-    tx.commit().await.map_err(q("commit write"))?;
     Ok(Submitted {
         operation_id,
         target_id: change.target_id,
@@ -269,6 +280,7 @@ impl Store {
 
 /// Updates the open operations of a target from what the reconciler observed:
 /// those whose generation has been reached finish (or fail), the rest show progress.
+/// `DIAGNOSTICS` operations are the diagnostics worker's, never the reconciler's.
 pub(crate) async fn progress(
     tx: &mut Transaction<'static, Any>,
     target_kind: &str,
@@ -282,7 +294,7 @@ pub(crate) async fn progress(
     if let Some(error) = failure {
         sqlx::query(
             "UPDATE operations SET state = 'FAILED', steps = ?, error = ?, updated_at = ? \
-             WHERE target_kind = ? AND target_id = ? AND state IN ('PENDING', 'RUNNING')",
+             WHERE target_kind = ? AND target_id = ? AND state IN ('PENDING', 'RUNNING') AND kind <> 'DIAGNOSTICS'",
         )
         .bind(&steps)
         .bind(error)
@@ -296,7 +308,7 @@ pub(crate) async fn progress(
     }
     sqlx::query(
         "UPDATE operations SET state = 'SUCCEEDED', steps = ?, updated_at = ? \
-         WHERE target_kind = ? AND target_id = ? AND state IN ('PENDING', 'RUNNING') AND target_generation <= ?",
+         WHERE target_kind = ? AND target_id = ? AND state IN ('PENDING', 'RUNNING') AND kind <> 'DIAGNOSTICS' AND target_generation <= ?",
     )
     .bind(&steps)
     .bind(now)
@@ -308,7 +320,7 @@ pub(crate) async fn progress(
     .map_err(q("finish operations"))?;
     sqlx::query(
         "UPDATE operations SET state = 'RUNNING', steps = ?, updated_at = ? \
-         WHERE target_kind = ? AND target_id = ? AND state IN ('PENDING', 'RUNNING')",
+         WHERE target_kind = ? AND target_id = ? AND state IN ('PENDING', 'RUNNING') AND kind <> 'DIAGNOSTICS'",
     )
     .bind(&steps)
     .bind(now)

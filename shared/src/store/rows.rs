@@ -246,13 +246,15 @@ pub struct OperationRow {
     pub state: String,
     pub steps: Vec<Step>,
     pub error: Option<String>,
+    /// What the operation produced, once it succeeded (a diagnostics bundle's URI).
+    pub result: Option<String>,
     pub principal: String,
     pub created_at: i64,
     pub updated_at: i64,
 }
 
 pub(crate) const OPERATION_COLUMNS: &str = "id, kind, target_kind, target_id, target_generation, state, \
-    steps, error, principal, created_at, updated_at";
+    steps, error, result, principal, created_at, updated_at";
 
 impl OperationRow {
     pub(crate) fn from_row(r: &AnyRow) -> Result<Self, StoreError> {
@@ -265,6 +267,7 @@ impl OperationRow {
             state: text(r, "state")?,
             steps: json("operation steps", &text(r, "steps")?)?,
             error: opt_text(r, "error")?,
+            result: opt_text(r, "result")?,
             principal: text(r, "principal")?,
             created_at: col(r, "created_at")?,
             updated_at: col(r, "updated_at")?,

@@ -6,6 +6,7 @@
 
 pub mod archive;
 pub mod commands;
+pub mod diagnostics;
 pub mod kill;
 pub mod lifecycle;
 pub mod reconcile;

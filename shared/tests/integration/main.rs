@@ -3,8 +3,9 @@
 //! concern.
 
 mod adapters;
-mod archive;
 mod agents;
+mod archive;
+mod diagnostics;
 mod health;
 mod metrics;
 mod reconcile;

@@ -59,6 +59,14 @@ const OTHER_EVENTS: &[(&str, &str)] = &[
         "the health sweep's EventBridge schedule, for functions/health-sweep",
     ),
     (
+        "schedule-log-rotation.json",
+        "log rotation's EventBridge schedule, for functions/log-rotation",
+    ),
+    (
+        "invoke-diagnostics.json",
+        "the API's invoke of the log-rotation function for a bundle, for functions/log-rotation",
+    ),
+    (
         "lifecycle-launch.json",
         "an Auto Scaling launch hook for functions/lifecycle: shared's lifecycle tests read it",
     ),

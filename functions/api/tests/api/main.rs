@@ -7,6 +7,7 @@
 mod auth;
 mod bodies;
 mod clusters;
+mod diagnostics;
 mod environments;
 mod events;
 mod health;

@@ -83,6 +83,7 @@ pub struct Fixture {
     pub state: AppState,
     pub account: String,
     kicks: Arc<Mutex<Vec<Target>>>,
+    wakes: Arc<Mutex<Vec<i64>>>,
     ready: OnceCell<i64>,
 }
 
@@ -103,6 +104,9 @@ impl Fixture {
         }
         let kicks = Arc::new(Mutex::new(Vec::new()));
         let recorder = kicks.clone();
+        let wakes = Arc::new(Mutex::new(Vec::new()));
+        let wake_recorder = wakes.clone();
+        let account = emulator::fresh_account();
         let state = AppState {
             store: store.clone(),
             limits: Limits {
@@ -113,14 +117,22 @@ impl Fixture {
                 recorder.lock().expect("kick log").push(target);
                 Box::pin(async {})
             }),
+            diagnostics: api::Diagnostics {
+                staging: S3Location::parse(&format!("s3://dm-{account}/staging")).expect("staging location"),
+                wake: Arc::new(move |operation| {
+                    wake_recorder.lock().expect("wake log").push(operation);
+                    Box::pin(async {})
+                }),
+            },
         };
         Fixture {
             backend,
             db_url: db_url.to_owned(),
             store,
             state,
-            account: emulator::fresh_account(),
+            account,
             kicks,
+            wakes,
             ready: OnceCell::new(),
         }
     }
@@ -133,6 +145,11 @@ impl Fixture {
     /// The targets the API kicked the reconciler for, in order.
     pub fn kicked(&self) -> Vec<Target> {
         self.kicks.lock().expect("kick log").clone()
+    }
+
+    /// The operations the API woke the diagnostics worker for, in order.
+    pub fn woken(&self) -> Vec<i64> {
+        self.wakes.lock().expect("wake log").clone()
     }
 
     /// Sends one request through a freshly built router, as Lambda and dm-local do.
@@ -182,6 +199,7 @@ impl Fixture {
             audit,
             next_operation,
             kicks: self.kicks(),
+            wakes: self.woken().len(),
         }
     }
 
@@ -212,6 +230,10 @@ impl Fixture {
         assert_eq!(
             now.kicks, before.kicks,
             "[{b}] {after_what} kicked the reconciler"
+        );
+        assert_eq!(
+            now.wakes, before.wakes,
+            "[{b}] {after_what} woke the diagnostics worker"
         );
     }
 
@@ -414,6 +436,7 @@ pub struct Snapshot {
     /// The id the next operation would get: it must not exist afterwards.
     pub next_operation: i64,
     pub kicks: usize,
+    pub wakes: usize,
 }
 
 /// A valid environment spec.

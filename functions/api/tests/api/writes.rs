@@ -346,6 +346,7 @@ async fn environments_clusters_and_operations_have_the_documented_fields() {
             "state",
             "steps",
             "error",
+            "result",
             "principal",
             "createdAt",
             "updatedAt",

@@ -1,0 +1,151 @@
+//! The log-rotation function. On its schedule it keeps the staging bucket
+//! within bounds:
+//!
+//! 1. merges the DM's expiry rules into the bucket's lifecycle configuration
+//!    (`shared::workflows::retention`);
+//! 2. compacts every closed hour of node logs into one gzip object
+//!    (`shared::workflows::rotation`);
+//! 3. moves history rows older than the retention to S3 and deletes them
+//!    (`shared::workflows::archive`);
+//! 4. builds the diagnostics bundles whose wake-up was lost ([`diagnostics`]).
+//!
+//! A direct invoke `{"diagnostics": {"operationId": N}}` (from the API) builds
+//! one diagnostics bundle.
+//!
+//! Each step runs even when an earlier one failed; the answer reports all three.
+//! A lease keeps two rotations from running at once.
+
+pub mod diagnostics;
+
+use serde_json::{json, Value};
+use shared::cloud::ObjectStore;
+use shared::config::RetentionConfig;
+use shared::time::now_ms;
+use shared::workflows::archive::Archiver;
+use shared::workflows::retention::apply_retention;
+use shared::workflows::rotation::{LogRotation, RotationSettings};
+use tracing::{info, warn};
+
+/// The lease that keeps rotations from overlapping.
+pub const LEASE: &str = "log-rotation";
+/// How long a rotation's lease lasts: a killed run blocks the next one for at
+/// most this long.
+pub const LEASE_MS: i64 = 15 * 60_000;
+
+/// Everything one run needs. The archiver carries the store, the object store
+/// and the staging location the other steps use too.
+pub struct Logs<O: ObjectStore> {
+    pub archiver: Archiver<O>,
+    pub rotation: RotationSettings,
+    pub retention: RetentionConfig,
+}
+
+/// What an event asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// The schedule: retention, rotation, archive.
+    Scheduled,
+}
+
+/// Accepts the schedule's event (an EventBridge `Scheduled Event`).
+pub fn parse_event(event: &Value) -> Result<Request, String> {
+    match (
+        event.get("detail-type").and_then(Value::as_str),
+        event.get("source").and_then(Value::as_str),
+    ) {
+        (Some("Scheduled Event"), Some("aws.events")) => Ok(Request::Scheduled),
+        _ => Err(format!(
+            "expected an EventBridge \"Scheduled Event\" from aws.events, got detail-type {} and source {}",
+            event.get("detail-type").unwrap_or(&Value::Null),
+            event.get("source").unwrap_or(&Value::Null)
+        )),
+    }
+}
+
+impl<O: ObjectStore> Logs<O> {
+    /// Handles one event. A malformed event is refused with its reason and
+    /// changes nothing; a failed step is reported, and the function fails so that
+    /// the failure shows in its metrics, after the other steps ran.
+    pub async fn handle(&self, event: &Value) -> Result<Value, anyhow::Error> {
+        if let Some(parsed) = shared::workflows::diagnostics::parse_event(event) {
+            return diagnostics::handle(self, parsed).await;
+        }
+        match parse_event(event) {
+            Err(reason) => {
+                warn!(%reason, "rejected event");
+                Ok(json!({ "rejected": reason }))
+            }
+            Ok(Request::Scheduled) => self.scheduled().await,
+        }
+    }
+
+    /// One scheduled run, unless another holds the lease.
+    pub async fn scheduled(&self) -> Result<Value, anyhow::Error> {
+        let a = &self.archiver;
+        if !a.store.claim_lease(LEASE, &a.owner, LEASE_MS).await? {
+            info!("another log rotation is running; this one does nothing");
+            return Ok(json!({ "skipped": true }));
+        }
+        let mut failures = Vec::new();
+        let retention = match apply_retention(&a.objects, &a.staging, &self.retention).await {
+            Ok(merge) => json!({ "changed": merge.changed, "foreignRules": merge.foreign }),
+            Err(e) => {
+                failures.push(format!("retention: {e}"));
+                json!({ "error": e.to_string() })
+            }
+        };
+        let rotation = match LogRotation::new(&a.objects, &a.staging, self.rotation.clone())
+            .run()
+            .await
+        {
+            Ok(report) => {
+                info!("log rotation: {}", report.summary());
+                serde_json::to_value(&report).expect("a report serialises")
+            }
+            Err(e) => {
+                failures.push(format!("rotation: {e}"));
+                json!({ "error": e.to_string() })
+            }
+        };
+        let archive = match a.archive(self.retention.history_cutoff_ms(now_ms())).await {
+            Ok(report) => {
+                info!(
+                    rows = report.rows,
+                    batches = report.batches.len(),
+                    more = report.more,
+                    "history archived"
+                );
+                json!({
+                    "skipped": report.skipped,
+                    "batches": report.batches.len(),
+                    "rows": report.rows,
+                    "discarded": report.discarded,
+                    "more": report.more,
+                })
+            }
+            Err(e) => {
+                failures.push(format!("history archive: {e}"));
+                json!({ "error": e.to_string() })
+            }
+        };
+        if let Err(e) = a.store.release_lease(LEASE, &a.owner).await {
+            warn!(error = %e, "could not release the log-rotation lease; it expires on its own");
+        }
+        // Bundles whose wake-up was lost, or whose worker ran out of time.
+        let diagnostics = diagnostics::run_due(self).await;
+        if let Some(e) = diagnostics.get("error") {
+            failures.push(format!("diagnostics: {e}"));
+        }
+        let answer = json!({
+            "retention": retention,
+            "rotation": rotation,
+            "archive": archive,
+            "diagnostics": diagnostics,
+        });
+        if failures.is_empty() {
+            Ok(answer)
+        } else {
+            Err(anyhow::anyhow!("{}; {answer}", failures.join("; ")))
+        }
+    }
+}
