@@ -20,10 +20,15 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use shared::cloud::agents::{HttpAgents, Resolver};
 use shared::cloud::aws::{AwsSettings, S3Adapter};
-use shared::config::{Config, HealthConfig, S3Location};
+use shared::config::{Config, HealthConfig, RetentionConfig, S3Location};
 use shared::domain::health::AGENT_PORT;
+use shared::domain::logs::LogClock;
 use shared::store::Store;
+use shared::workflows::archive::Archiver;
 use shared::workflows::commands::Limits;
+use shared::workflows::diagnostics;
+use shared::workflows::kill::KillSwitch;
+use shared::workflows::rotation::RotationSettings;
 use tokio::sync::Notify;
 use tracing::{error, info};
 
@@ -83,6 +88,18 @@ struct UpArgs {
     /// Milliseconds a simulated node agent takes to bring all its services up.
     #[arg(long, default_value_t = sim::DEFAULT_STARTUP.as_millis() as u64)]
     agent_startup_ms: u64,
+    /// Seconds an hour of the log clock lasts, 10 to 3600, for demos and tests
+    /// (default: real hours). Kept in DIR/log-clock.json: log time carries on
+    /// from the last run, never backwards.
+    #[arg(long, value_name = "N", value_parser = sim::logs::parse_hour_seconds, conflicts_with = "real_aws")]
+    hour_seconds: Option<u32>,
+    /// Seconds between log-rotation runs (default: one log hour, at most 300).
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    rotation_interval: Option<u64>,
+    /// Seconds between a simulated agent's periodic log uploads (default: a
+    /// twelfth of a log hour, so 300, or 5 with --hour-seconds 60).
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    log_upload_interval: Option<u64>,
 }
 
 /// A machine image the emulator knows; real AWS needs OKERA_NODE_AMI.
@@ -185,6 +202,29 @@ async fn up(args: UpArgs) -> Result<()> {
     }
     let tokens = tokens::load_or_create(&data_dir, &store).await?;
 
+    // The clock that keys node logs: real hours, or --hour-seconds, continuing
+    // from the last run's (DIR/log-clock.json). Real nodes write on the wall clock.
+    let log_clock = if args.real_aws {
+        LogClock::WALL
+    } else {
+        sim::logs::open_clock(&data_dir, args.hour_seconds, shared::time::now_ms())?
+    };
+    let mut log_settings = sim::logs::LogSettings::new(log_clock);
+    if let Some(s) = args.log_upload_interval {
+        log_settings.upload_every = Duration::from_secs(s);
+    }
+    let rotation_every = args.rotation_interval.map_or_else(
+        || schedule::default_rotation_interval(&log_clock),
+        Duration::from_secs,
+    );
+    info!(
+        hour_seconds = log_clock.hour_ms / 1000,
+        log_time = %shared::time::format_ms(log_clock.now()),
+        agent_uploads_every_ms = log_settings.upload_every.as_millis() as u64,
+        rotation_every_s = rotation_every.as_secs(),
+        "log clock"
+    );
+
     // Node agents: simulated on loopback when dm-local drives the emulator.
     let simulation = if args.real_aws {
         None
@@ -194,7 +234,7 @@ async fn up(args: UpArgs) -> Result<()> {
             store: store.clone(),
             default: args.region.clone(),
         };
-        Some(sim::Simulation::start(&settings, &config, regions, startup, &data_dir).await?)
+        Some(sim::Simulation::start(&settings, &config, regions, startup, log_settings, &data_dir).await?)
     };
     // The prober of the node agents. The health sweep and the lifecycle handler
     // will take it; nothing probes yet. Locally it finds the simulated agents in
@@ -230,11 +270,35 @@ async fn up(args: UpArgs) -> Result<()> {
             Box::pin(async {})
         })
     };
+    let archive_owner = format!("{owner}-archive");
     let sweeper = health_sweep::build(store.clone(), settings.clone(), &health, agents.clone(), owner);
     tokio::spawn(schedule::sweep_loop(
         sweeper,
         Duration::from_secs(args.sweep_interval),
         data_dir.join("metrics.log"),
+    ));
+    // The log-rotation function: its schedule (retention, rotation, history
+    // archive, lost diagnostics requests) on a timer, and diagnostics bundles when
+    // the API asks, both through the function's own handler.
+    let logs = Arc::new(log_rotation::Logs {
+        archiver: Archiver {
+            store: store.clone(),
+            objects: S3Adapter::new(settings.clone(), &args.region),
+            staging: config.staging.clone(),
+            settings: Default::default(),
+            owner: archive_owner,
+            kill: KillSwitch::off(),
+        },
+        rotation: RotationSettings {
+            clock: log_clock,
+            ..Default::default()
+        },
+        retention: RetentionConfig::from_env().map_err(anyhow::Error::msg)?,
+    });
+    tokio::spawn(schedule::rotation_loop(
+        logs.clone(),
+        rotation_every,
+        data_dir.join("rotation.log"),
     ));
     // Lifecycle actions: the emulator records the EventBridge events AWS would
     // send; deliver each to the lifecycle handler, as the EventBridge rule does.
@@ -248,6 +312,19 @@ async fn up(args: UpArgs) -> Result<()> {
         ));
     }
 
+    // Diagnostics bundles: built in a task when the API asks (in Lambda, the
+    // log-rotation function is invoked), and every minute for requests whose
+    // wake-up was lost or whose worker was stopped.
+    let diagnostics_wake: diagnostics::Wake = Arc::new(move |operation_id| {
+        let logs = logs.clone();
+        tokio::spawn(async move {
+            match logs.handle(&diagnostics::event(operation_id)).await {
+                Ok(answer) => info!(operation_id, %answer, "diagnostics"),
+                Err(e) => error!(operation_id, error = %e, "diagnostics run failed"),
+            }
+        });
+        Box::pin(async {})
+    });
     let state = api::AppState {
         store,
         limits: Limits {
@@ -255,6 +332,10 @@ async fn up(args: UpArgs) -> Result<()> {
             default_version: config.default_version.clone(),
         },
         kick,
+        diagnostics: api::Diagnostics {
+            staging: config.staging.clone(),
+            wake: diagnostics_wake,
+        },
     };
     let addr = SocketAddr::from(([127, 0, 0, 1], args.port));
     let listener = tokio::net::TcpListener::bind(addr)

@@ -1,13 +1,17 @@
 //! The triggers AWS would fire, run locally: the health sweep's EventBridge
-//! schedule, and the EventBridge rule that delivers Auto Scaling lifecycle
-//! actions. Both hand the handlers the same JSON that AWS sends.
+//! schedule, the log-rotation schedule, and the EventBridge rule that delivers
+//! Auto Scaling lifecycle actions. The sweep and the lifecycle handler get the
+//! same JSON that AWS sends.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use log_rotation::Logs;
 use serde_json::json;
+use shared::cloud::aws::S3Adapter;
+use shared::domain::logs::LogClock;
 use shared::workflows::wake::Kick;
 use tracing::{error, info, warn};
 
@@ -50,6 +54,52 @@ pub async fn sweep_loop(sweeper: health_sweep::AwsSweeper, every: Duration, metr
     }
 }
 
+/// The longest default period of log rotation.
+const MAX_DEFAULT_ROTATION: Duration = Duration::from_secs(300);
+
+/// How often log rotation runs when `--rotation-interval` is not given: once per
+/// log hour, but at least every 5 minutes. So with real hours it runs every 5
+/// minutes (an hour is compacted within minutes of closing, after its grace),
+/// and with `--hour-seconds 60` every minute.
+pub fn default_rotation_interval(clock: &LogClock) -> Duration {
+    let hour = Duration::from_millis(clock.real_duration_ms(shared::domain::logs::HOUR_MS).max(1000) as u64);
+    hour.min(MAX_DEFAULT_ROTATION)
+}
+
+/// Hands the log-rotation function its scheduled event every `every`, as its
+/// EventBridge schedule does in AWS, and appends each run's answer to
+/// `report_log` as a JSON line.
+pub async fn rotation_loop(logs: Arc<Logs<S3Adapter>>, every: Duration, report_log: PathBuf) {
+    let event = json!({ "detail-type": "Scheduled Event", "source": "aws.events", "detail": {} });
+    loop {
+        tokio::time::sleep(every).await;
+        let answer = match logs.handle(&event).await {
+            Ok(answer) => answer,
+            Err(e) => {
+                error!(error = %e, "log rotation failed");
+                json!({ "error": e.to_string() })
+            }
+        };
+        let line = json!({
+            "at": shared::time::format_ms(shared::time::now_ms()),
+            "logTime": shared::time::format_ms(logs.rotation.clock.now()),
+            "run": answer,
+        });
+        append_line(&report_log, &line.to_string());
+    }
+}
+
+fn append_line(path: &Path, line: &str) {
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut f| writeln!(f, "{line}"));
+    if let Err(e) = written {
+        warn!(error = %e, path = %path.display(), "cannot append to the report log");
+    }
+}
+
 /// Polls the emulator for lifecycle events every half second and hands each to
 /// the lifecycle handler, in its own task (a joining node may take a while).
 pub async fn lifecycle_pump(
@@ -89,6 +139,28 @@ pub async fn lifecycle_pump(
                     Err(e) => error!(error = %e, "lifecycle event failed"),
                 }
             });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotation_runs_once_per_log_hour_at_most_every_five_minutes() {
+        assert_eq!(
+            default_rotation_interval(&LogClock::WALL),
+            Duration::from_secs(300)
+        );
+        let now = shared::time::now_ms();
+        for (hour, every) in [(60, 60), (10, 10), (600, 300), (3600, 300)] {
+            let clock = LogClock::shortened(hour, LogClock::WALL, now);
+            assert_eq!(
+                default_rotation_interval(&clock),
+                Duration::from_secs(every),
+                "{hour}"
+            );
         }
     }
 }

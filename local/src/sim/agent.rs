@@ -5,6 +5,9 @@
 //! A new agent reports its services coming up one by one, in dependency order,
 //! until all run after the startup time. A service that is not running makes
 //! every service after it `UNKNOWN`, as a real agent does.
+//!
+//! Its services write log lines, which it uploads to the staging bucket
+//! periodically and on `POST /v1/logs/flush` (see [`super::logs`]).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -21,8 +24,11 @@ use serde_json::json;
 use shared::cloud::ObjectStore;
 use shared::config::S3Location;
 use shared::domain::health::{ServiceHealth, ServiceState, SERVICES};
+use shared::domain::logs::LogClock;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
+
+use super::logs::{log_now, LogBook, LogSettings, Staged};
 
 /// How long a `slow` agent takes to answer: longer than any probe waits.
 pub const SLOW_ANSWER: Duration = Duration::from_secs(30);
@@ -178,28 +184,37 @@ pub struct Identity {
 struct Ctx<O> {
     identity: Identity,
     state: SharedState,
-    objects: Arc<O>,
+    clock: LogClock,
+    logs: Arc<LogBook>,
+    sink: Staged<O>,
 }
 
-/// A running agent's server. Dropping it stops the server and frees its port.
+/// A running agent's server and log uploader. Dropping it stops both and frees
+/// its port; lines not uploaded yet are lost, as on a node that is gone.
 pub struct AgentServer {
     pub addr: SocketAddr,
     pub state: SharedState,
+    /// The node's log lines not uploaded yet.
+    #[cfg(test)]
+    pub logs: Arc<LogBook>,
     task: JoinHandle<()>,
+    uploader: JoinHandle<()>,
 }
 
 impl Drop for AgentServer {
     fn drop(&mut self) {
         self.task.abort();
+        self.uploader.abort();
     }
 }
 
 impl AgentServer {
-    /// Starts an agent on a free port of 127.0.0.1.
+    /// Starts an agent on a free port of 127.0.0.1, and its periodic log uploads.
     pub async fn start<O: ObjectStore + 'static>(
         identity: Identity,
         startup: Duration,
         objects: Arc<O>,
+        log_settings: LogSettings,
     ) -> Result<AgentServer> {
         let listener = TcpListener::bind(("127.0.0.1", 0))
             .await
@@ -207,15 +222,28 @@ impl AgentServer {
         let addr = listener.local_addr()?;
         let state: SharedState = Arc::new(Mutex::new(AgentState::new(startup)));
         let instance = identity.instance_id.clone();
+        let clock = log_settings.clock;
+        let logs = Arc::new(LogBook::new(
+            identity.cluster_id,
+            &identity.instance_id,
+            &log_settings,
+            log_now(&clock),
+        ));
+        let sink = Staged {
+            objects,
+            staging: identity.staging.clone(),
+        };
         let ctx = Arc::new(Ctx {
             identity,
             state: state.clone(),
-            objects,
+            clock,
+            logs: logs.clone(),
+            sink,
         });
         let router = Router::new()
             .route("/v1/health", get(health::<O>))
             .route("/v1/logs/flush", post(flush::<O>))
-            .with_state(ctx);
+            .with_state(ctx.clone());
         let gated = GatedListener {
             inner: listener,
             state: state.clone(),
@@ -225,7 +253,47 @@ impl AgentServer {
                 tracing::warn!(instance = %instance, error = %e, "simulated agent stopped");
             }
         });
-        Ok(AgentServer { addr, state, task })
+        let uploader = tokio::spawn(upload_loop(ctx, log_settings.upload_every));
+        Ok(AgentServer {
+            addr,
+            state,
+            #[cfg(test)]
+            logs,
+            task,
+            uploader,
+        })
+    }
+}
+
+/// Uploads the node's new log lines every `every`, as a real agent does. A dead
+/// (unreachable) node writes and uploads nothing; failed parts are tried again
+/// at the next tick.
+async fn upload_loop<O: ObjectStore + 'static>(ctx: Arc<Ctx<O>>, every: Duration) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let (dead, health) = {
+            let state = lock(&ctx.state);
+            (state.knobs.mode == NodeMode::Unreachable, state.services())
+        };
+        let now = log_now(&ctx.clock);
+        if dead {
+            ctx.logs.skip_until(now).await;
+            continue;
+        }
+        let report = ctx.logs.upload(&ctx.sink, now, &health).await;
+        if let Some(first) = report.errors.first() {
+            tracing::warn!(
+                instance = %ctx.identity.instance_id,
+                failed = report.errors.len(),
+                uploaded = report.uploaded,
+                error = %first,
+                "simulated agent could not upload some log parts; their lines stay pending for the next upload"
+            );
+        } else {
+            tracing::debug!(instance = %ctx.identity.instance_id, parts = report.uploaded, lines = report.lines, "simulated agent uploaded its logs");
+        }
     }
 }
 
@@ -274,51 +342,25 @@ async fn health<O: ObjectStore + 'static>(State(ctx): State<Arc<Ctx<O>>>) -> Jso
     }))
 }
 
+/// Uploads every line not uploaded yet (waiting for a periodic upload under way
+/// to finish first), and answers once they are in the bucket.
 async fn flush<O: ObjectStore + 'static>(State(ctx): State<Arc<Ctx<O>>>) -> Response {
     delay_if_slow(&ctx.state).await;
-    let now = shared::time::now_ms();
-    let mut uploaded = 0;
-    for service in SERVICES {
-        let key = ctx.identity.staging.key(&log_path(&ctx.identity, service, now));
-        let body = log_lines(&ctx.identity.instance_id, service, now).into_bytes();
-        if let Err(e) = ctx.objects.put(&ctx.identity.staging.bucket, &key, body).await {
-            tracing::warn!(key = %key, error = %e, "simulated agent could not upload a log part");
-            let message = format!("uploading {key}: {e}");
-            return (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                Json(json!({ "error": message })),
-            )
-                .into_response();
-        }
-        uploaded += 1;
+    let health = lock(&ctx.state).services();
+    let report = ctx.logs.upload(&ctx.sink, log_now(&ctx.clock), &health).await;
+    if let Some(first) = report.errors.first() {
+        tracing::warn!(instance = %ctx.identity.instance_id, error = %first, "simulated agent: log flush failed");
+        let message = format!(
+            "{} of the node's log parts could not be uploaded (they stay pending): {first}",
+            report.errors.len()
+        );
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({ "error": message, "uploaded": report.uploaded })),
+        )
+            .into_response();
     }
-    Json(json!({ "uploaded": uploaded })).into_response()
-}
-
-/// `logs/<cluster>/<instance>/<service>/<yyyy>/<mm>/<dd>/<hh>/<epoch-ms>.log`.
-pub fn log_path(identity: &Identity, service: &str, now_ms: i64) -> String {
-    // `YYYY-MM-DD HH:MM:SS.mmm`
-    let stamp = shared::time::format_ms(now_ms);
-    let hour = format!(
-        "{}/{}/{}/{}",
-        &stamp[0..4],
-        &stamp[5..7],
-        &stamp[8..10],
-        &stamp[11..13]
-    );
-    format!(
-        "logs/{}/{}/{service}/{hour}/{now_ms}.log",
-        identity.cluster_id, identity.instance_id
-    )
-}
-
-fn log_lines(instance_id: &str, service: &str, now_ms: i64) -> String {
-    let stamp = shared::time::format_ms(now_ms);
-    format!(
-        "{stamp} INFO {service}: started on {instance_id} (simulated by dm-local)\n\
-         {stamp} INFO {service}: health check passed\n\
-         {stamp} INFO {service}: log flush requested\n"
-    )
+    Json(json!({ "uploaded": report.uploaded, "lines": report.lines })).into_response()
 }
 
 #[cfg(test)]
@@ -401,18 +443,5 @@ mod tests {
         state.knobs.mode = NodeMode::Slow;
         assert_eq!(state.summary(), "SLOW");
         assert_eq!(summarize(&services(3, None)), "STARTING 3/7");
-    }
-
-    #[test]
-    fn log_parts_are_keyed_by_cluster_instance_service_and_hour() {
-        let identity = Identity {
-            instance_id: "i-1".into(),
-            cluster_id: 4,
-            version: "2.0.0".into(),
-            staging: S3Location::parse("s3://bucket/staging").unwrap(),
-        };
-        let path = log_path(&identity, "planner", 1_548_786_695_485);
-        assert_eq!(path, "logs/4/i-1/planner/2019/01/29/18/1548786695485.log");
-        assert_eq!(identity.staging.key(&path), format!("staging/{path}"));
     }
 }

@@ -8,12 +8,18 @@
 //! region in use, starts an agent for each new live instance of a cluster, and
 //! stops the agents of instances that are shutting down, terminated or gone.
 //!
+//! Every agent's services write log lines, which the agent uploads to the
+//! staging bucket periodically and when asked to flush ([`logs`]).
+//!
 //! [`control`] serves the API that `dm-local sim` ([`cli`]) uses to fail a
 //! service, fail a node (unreachable or slow), restore it, or list the agents.
 
 pub mod agent;
 pub mod cli;
 pub mod control;
+pub mod logs;
+#[cfg(test)]
+mod terminate_tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -29,6 +35,7 @@ use shared::domain::health::SERVICES;
 use shared::store::Store;
 
 use agent::{lock, AgentServer, FailedService, Identity, Knobs, NodeMode};
+use logs::LogSettings;
 
 /// How often the simulator looks for new and gone instances.
 pub const SYNC_INTERVAL: Duration = Duration::from_millis(500);
@@ -297,12 +304,14 @@ pub struct Simulator<C, O> {
     directory: AgentDirectory,
     fleet: Fleet,
     startup: Duration,
+    logs: LogSettings,
     version: String,
 }
 
 impl<C: Compute + 'static, O: ObjectStore + 'static> Simulator<C, O> {
     /// A simulator that registers its agents in `directory`. Agents upload logs
-    /// to `staging` through `objects`, and bring their services up in `startup`.
+    /// to `staging` through `objects`, as `logs` says, and bring their services
+    /// up in `startup`.
     pub fn new(
         compute: Arc<C>,
         objects: Arc<O>,
@@ -310,6 +319,7 @@ impl<C: Compute + 'static, O: ObjectStore + 'static> Simulator<C, O> {
         regions: Regions,
         directory: AgentDirectory,
         startup: Duration,
+        logs: LogSettings,
     ) -> Self {
         Simulator {
             compute,
@@ -319,6 +329,7 @@ impl<C: Compute + 'static, O: ObjectStore + 'static> Simulator<C, O> {
             directory,
             fleet: Fleet::default(),
             startup,
+            logs,
             version: "2.0.0".to_owned(),
         }
     }
@@ -382,7 +393,7 @@ impl<C: Compute + 'static, O: ObjectStore + 'static> Simulator<C, O> {
             version: self.version.clone(),
             staging: self.staging.clone(),
         };
-        match AgentServer::start(identity, self.startup, self.objects.clone()).await {
+        match AgentServer::start(identity, self.startup, self.objects.clone(), self.logs).await {
             Ok(server) => {
                 tracing::info!(instance = %node.instance_id, cluster = node.cluster_id, addr = %server.addr, "simulated agent started");
                 self.directory.insert(node.instance_id.clone(), server.addr);
@@ -423,6 +434,7 @@ impl Simulation {
         config: &Config,
         regions: Regions,
         startup: Duration,
+        logs: LogSettings,
         data_dir: &Path,
     ) -> anyhow::Result<Simulation> {
         let directory = AgentDirectory::new();
@@ -433,6 +445,7 @@ impl Simulation {
             regions,
             directory.clone(),
             startup,
+            logs,
         )
         .with_version(config.default_version.clone());
         let control = control::ControlServer::start(simulator.fleet()).await?;
