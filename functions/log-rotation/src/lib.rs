@@ -109,12 +109,6 @@ impl<O: ObjectStore> Logs<O> {
         };
         let archive = match a.archive(self.retention.history_cutoff_ms(now_ms())).await {
             Ok(report) => {
-                info!(
-                    rows = report.rows,
-                    batches = report.batches.len(),
-                    more = report.more,
-                    "history archived"
-                );
                 json!({
                     "skipped": report.skipped,
                     "batches": report.batches.len(),

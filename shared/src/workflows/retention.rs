@@ -52,12 +52,13 @@ pub async fn apply_retention<O: ObjectStore>(
     let merge = objects
         .merge_lifecycle(&staging.bucket, &expiry_rules(staging, retention))
         .await?;
-    tracing::info!(
-        bucket = %staging.bucket,
-        changed = merge.changed,
-        kept = ?merge.foreign,
-        "staging bucket lifecycle rules merged"
-    );
+    if merge.changed {
+        tracing::info!(
+            bucket = %staging.bucket,
+            kept = ?merge.foreign,
+            "staging bucket lifecycle rules merged"
+        );
+    }
     Ok(merge)
 }
 
