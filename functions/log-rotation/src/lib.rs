@@ -115,6 +115,7 @@ impl<O: ObjectStore> Logs<O> {
                     "rows": report.rows,
                     "discarded": report.discarded,
                     "more": report.more,
+                    "idempotencyKeysExpired": report.keys_expired,
                 })
             }
             Err(e) => {

@@ -265,6 +265,17 @@ impl Store {
         rows.iter().map(OperationRow::from_row).collect()
     }
 
+    /// Forgets the idempotency keys recorded before `cutoff_ms`; returns how many.
+    /// They answer retries of a request, which do not come a retention later.
+    pub async fn expire_idempotency_keys(&self, cutoff_ms: i64) -> Result<u64, StoreError> {
+        sqlx::query("DELETE FROM idempotency_keys WHERE created_at < ?")
+            .bind(cutoff_ms)
+            .execute(self.pool())
+            .await
+            .map(|r| r.rows_affected())
+            .map_err(q("expire idempotency keys"))
+    }
+
     /// The audit log of one target, oldest first.
     pub async fn audit_of(&self, target: &str) -> Result<Vec<AuditRow>, StoreError> {
         let rows = sqlx::query(

@@ -108,6 +108,9 @@ pub struct ArchiveReport {
     /// The run stopped at `max_batches` (or lost its lease): rows may be left
     /// for the next run.
     pub more: bool,
+    /// Idempotency keys older than the cutoff, forgotten: a retry that late is
+    /// a new request.
+    pub keys_expired: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -318,6 +321,7 @@ impl<O: ObjectStore> Archiver<O> {
                 self.advance(batch, rendered, report).await?;
             }
         }
+        report.keys_expired = self.store.expire_idempotency_keys(cutoff_ms).await?;
         Ok(())
     }
 

@@ -53,6 +53,17 @@ async fn the_schedule_sets_retention_rotates_and_archives_on_both_databases() {
             .await
             .unwrap();
         }
+        for (key, at) in [("old-key", old), ("new-key", now_ms())] {
+            sqlx::query(
+                "INSERT INTO idempotency_keys (principal, idem_key, request_hash, operation_id, target, created_at) \
+                 VALUES ('tester', ?, 'h', 1, 'cluster/1', ?)",
+            )
+            .bind(key)
+            .bind(at)
+            .execute(&db)
+            .await
+            .unwrap();
+        }
         let h = hour("planner", 3);
         let (_, lines) = b.part(&h, 1, 4, false).await;
         let logs = logs(&b, store).await;
@@ -61,6 +72,16 @@ async fn the_schedule_sets_retention_rotates_and_archives_on_both_databases() {
         assert_eq!(out["retention"]["changed"], json!(true), "{backend}: {out}");
         assert_eq!(out["rotation"]["hoursCompacted"], json!(1), "{backend}: {out}");
         assert_eq!(out["archive"]["rows"], json!(2), "{backend}: {out}");
+        assert_eq!(
+            out["archive"]["idempotencyKeysExpired"],
+            json!(1),
+            "{backend}: {out}"
+        );
+        let keys: Vec<String> = sqlx::query_scalar("SELECT idem_key FROM idempotency_keys")
+            .fetch_all(&db)
+            .await
+            .unwrap();
+        assert_eq!(keys, ["new-key"], "{backend}: only the old key is forgotten");
         assert_eq!(b.lines_of(&h.compacted_key(1)).await, lines, "{backend}");
         assert_eq!(b.keys("history/").await.len(), 1, "{backend}");
         let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_log WHERE detail = 'old'")
