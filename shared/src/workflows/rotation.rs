@@ -410,6 +410,15 @@ impl<'a, O: ObjectStore> LogRotation<'a, O> {
                 }
             }
         }
+        // An hour that rotation already finished: one object and its manifest,
+        // nothing else. Most hours are like this; they cost no request.
+        if parts.is_empty()
+            && compacted.len() == 1
+            && manifests.len() == 1
+            && compacted.keys().eq(manifests.keys())
+        {
+            return Ok(());
+        }
         let committed = match manifests.last_key_value() {
             None => None,
             Some((&generation, meta)) => Some(self.manifest(generation, meta).await?),

@@ -92,10 +92,18 @@ async fn compacts_each_closed_hour_once_and_leaves_open_hours() {
     assert_compacted(&b, &f.other, &f.other_lines).await;
     assert_eq!(b.keys(&hour("planner", 0).prefix()).await, [f.open_key]);
 
-    // Again: nothing left to do, and nothing is rewritten.
+    // Again: nothing left to do, nothing is rewritten, and finished hours cost
+    // no request beyond the listing.
     let before = b.get(&f.closed.compacted_key(1)).await;
+    let gets = || {
+        emulator::shared()
+            .request_count(Some(&b.account), "s3", "GetObject")
+            .unwrap()
+    };
+    let gets_before = gets();
     let again = b.rotate().await;
     assert_eq!(again.hours_compacted + again.leftovers_deleted, 0, "{again:?}");
+    assert_eq!(gets(), gets_before, "a finished hour is not read again");
     assert_eq!(b.get(&f.closed.compacted_key(1)).await, before);
 }
 
