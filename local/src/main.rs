@@ -281,6 +281,7 @@ async fn up(args: UpArgs) -> Result<()> {
     // archive, lost diagnostics requests) on a timer, and diagnostics bundles when
     // the API asks, both through the function's own handler.
     let logs = Arc::new(log_rotation::Logs {
+        region: args.region.clone(),
         archiver: Archiver {
             store: store.clone(),
             objects: S3Adapter::new(settings.clone(), &args.region),
@@ -299,6 +300,7 @@ async fn up(args: UpArgs) -> Result<()> {
         logs.clone(),
         rotation_every,
         data_dir.join("rotation.log"),
+        data_dir.join("metrics.log"),
     ));
     // Lifecycle actions: the emulator records the EventBridge events AWS would
     // send; deliver each to the lifecycle handler, as the EventBridge rule does.
@@ -318,7 +320,7 @@ async fn up(args: UpArgs) -> Result<()> {
     let diagnostics_wake: diagnostics::Wake = Arc::new(move |operation_id| {
         let logs = logs.clone();
         tokio::spawn(async move {
-            match logs.handle(&diagnostics::event(operation_id)).await {
+            match logs.handle(&diagnostics::event(operation_id), &|_| {}).await {
                 Ok(answer) => info!(operation_id, %answer, "diagnostics"),
                 Err(e) => error!(operation_id, error = %e, "diagnostics run failed"),
             }

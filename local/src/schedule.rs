@@ -67,13 +67,19 @@ pub fn default_rotation_interval(clock: &LogClock) -> Duration {
 }
 
 /// Hands the log-rotation function its scheduled event every `every`, as its
-/// EventBridge schedule does in AWS, and appends each run's answer to
-/// `report_log` as a JSON line.
-pub async fn rotation_loop(logs: Arc<Logs<S3Adapter>>, every: Duration, report_log: PathBuf) {
+/// EventBridge schedule does in AWS; appends each run's answer to `report_log`
+/// and its metric line to `metrics_log`, each a JSON line.
+pub async fn rotation_loop(
+    logs: Arc<Logs<S3Adapter>>,
+    every: Duration,
+    report_log: PathBuf,
+    metrics_log: PathBuf,
+) {
     let event = json!({ "detail-type": "Scheduled Event", "source": "aws.events", "detail": {} });
     loop {
         tokio::time::sleep(every).await;
-        let answer = match logs.handle(&event).await {
+        let emit = |line: &str| append_line(&metrics_log, line);
+        let answer = match logs.handle(&event, &emit).await {
             Ok(answer) => answer,
             Err(e) => {
                 error!(error = %e, "log rotation failed");

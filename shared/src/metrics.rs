@@ -43,6 +43,19 @@ pub const PROBE_FAILURES: &str = "ProbeFailures";
 /// Per region: repairs the sweep started, such as replacing a node (`Count`).
 pub const REPAIRS: &str = "Repairs";
 
+/// Per region and log-rotation run (all `Count` but the duration): closed hours
+/// compacted, parts folded into them, corrupt parts quarantined, hours left for
+/// the next run after an error, keys outside the layout, history rows archived,
+/// and how long the run took (`Milliseconds`). Alarm on the quarantined, retried
+/// and outside-layout counts: each needs a person.
+pub const LOG_HOURS_COMPACTED: &str = "LogHoursCompacted";
+pub const LOG_PARTS_COMPACTED: &str = "LogPartsCompacted";
+pub const LOG_PARTS_QUARANTINED: &str = "LogPartsQuarantined";
+pub const LOG_HOURS_RETRIED: &str = "LogHoursRetried";
+pub const LOG_KEYS_OUTSIDE_LAYOUT: &str = "LogKeysOutsideLayout";
+pub const HISTORY_ROWS_ARCHIVED: &str = "HistoryRowsArchived";
+pub const LOG_ROTATION_DURATION: &str = "LogRotationDuration";
+
 /// Dimension: the cluster's id, in decimal.
 pub const CLUSTER_ID_DIMENSION: &str = "ClusterId";
 /// Dimension: the AWS region the cluster runs in (`us-west-2`).
@@ -94,6 +107,69 @@ const REGION_METRICS: [MetricDefinition; 5] = [
         unit: COUNT,
     },
 ];
+
+const ROTATION_METRICS: [MetricDefinition; 7] = [
+    MetricDefinition {
+        name: LOG_HOURS_COMPACTED,
+        unit: COUNT,
+    },
+    MetricDefinition {
+        name: LOG_PARTS_COMPACTED,
+        unit: COUNT,
+    },
+    MetricDefinition {
+        name: LOG_PARTS_QUARANTINED,
+        unit: COUNT,
+    },
+    MetricDefinition {
+        name: LOG_HOURS_RETRIED,
+        unit: COUNT,
+    },
+    MetricDefinition {
+        name: LOG_KEYS_OUTSIDE_LAYOUT,
+        unit: COUNT,
+    },
+    MetricDefinition {
+        name: HISTORY_ROWS_ARCHIVED,
+        unit: COUNT,
+    },
+    MetricDefinition {
+        name: LOG_ROTATION_DURATION,
+        unit: MILLISECONDS,
+    },
+];
+
+/// One log-rotation run of a region.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RotationSample {
+    #[serde(skip)]
+    pub at_ms: i64,
+    pub region: String,
+    pub log_hours_compacted: u64,
+    pub log_parts_compacted: u64,
+    pub log_parts_quarantined: u64,
+    pub log_hours_retried: u64,
+    pub log_keys_outside_layout: u64,
+    pub history_rows_archived: u64,
+    pub log_rotation_duration: u64,
+}
+
+/// The EMF line of one log-rotation run, dimension `Region`.
+pub fn rotation_emf_line(sample: &RotationSample) -> String {
+    #[derive(Serialize)]
+    struct Line<'a> {
+        #[serde(rename = "_aws")]
+        aws: Metadata,
+        #[serde(flatten)]
+        sample: &'a RotationSample,
+    }
+    let line = Line {
+        aws: Metadata::new(sample.at_ms, &REGION_DIMENSIONS, &ROTATION_METRICS),
+        sample,
+    };
+    serde_json::to_string(&line).expect("an EMF line serializes")
+}
 
 /// What the sweep found for one cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -407,6 +483,40 @@ mod tests {
             }
         }
         found
+    }
+
+    #[test]
+    fn a_rotation_run_is_one_valid_emf_line_per_region() {
+        let sample = RotationSample {
+            at_ms: 1_764_086_400_000,
+            region: "us-west-2".into(),
+            log_hours_compacted: 21,
+            log_parts_compacted: 252,
+            log_parts_quarantined: 1,
+            log_hours_retried: 2,
+            log_keys_outside_layout: 3,
+            history_rows_archived: 5000,
+            log_rotation_duration: 8123,
+        };
+        let root = parse(&rotation_emf_line(&sample));
+        assert_eq!(root["_aws"]["Timestamp"], sample.at_ms);
+        assert_eq!(root["Region"], "us-west-2");
+        let metrics = check_emf(&root);
+        assert_eq!(metrics.len(), 7);
+        for (namespace, dims, name, unit) in metrics {
+            assert_eq!(
+                (namespace.as_str(), dims),
+                (NAMESPACE, vec![REGION_DIMENSION.to_owned()])
+            );
+            let expected = if name == LOG_ROTATION_DURATION {
+                "Milliseconds"
+            } else {
+                "Count"
+            };
+            assert_eq!(unit, expected, "{name}");
+        }
+        assert_eq!(root[LOG_PARTS_QUARANTINED], 1);
+        assert_eq!(root[HISTORY_ROWS_ARCHIVED], 5000);
     }
 
     #[test]

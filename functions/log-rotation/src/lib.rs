@@ -20,6 +20,7 @@ pub mod diagnostics;
 use serde_json::{json, Value};
 use shared::cloud::ObjectStore;
 use shared::config::RetentionConfig;
+use shared::metrics::{rotation_emf_line, RotationSample};
 use shared::time::now_ms;
 use shared::workflows::archive::Archiver;
 use shared::workflows::retention::apply_retention;
@@ -35,6 +36,8 @@ pub const LEASE_MS: i64 = 15 * 60_000;
 /// Everything one run needs. The archiver carries the store, the object store
 /// and the staging location the other steps use too.
 pub struct Logs<O: ObjectStore> {
+    /// The region this function runs in: the dimension of its metrics.
+    pub region: String,
     pub archiver: Archiver<O>,
     pub rotation: RotationSettings,
     pub retention: RetentionConfig,
@@ -66,7 +69,9 @@ impl<O: ObjectStore> Logs<O> {
     /// Handles one event. A malformed event is refused with its reason and
     /// changes nothing; a failed step is reported, and the function fails so that
     /// the failure shows in its metrics, after the other steps ran.
-    pub async fn handle(&self, event: &Value) -> Result<Value, anyhow::Error> {
+    /// A scheduled run hands its metric line (CloudWatch Embedded Metric Format)
+    /// to `emit`.
+    pub async fn handle(&self, event: &Value, emit: &(dyn Fn(&str) + Sync)) -> Result<Value, anyhow::Error> {
         if let Some(parsed) = shared::workflows::diagnostics::parse_event(event) {
             return diagnostics::handle(self, parsed).await;
         }
@@ -75,13 +80,19 @@ impl<O: ObjectStore> Logs<O> {
                 warn!(%reason, "rejected event");
                 Ok(json!({ "rejected": reason }))
             }
-            Ok(Request::Scheduled) => self.scheduled().await,
+            Ok(Request::Scheduled) => self.scheduled(emit).await,
         }
     }
 
     /// One scheduled run, unless another holds the lease.
-    pub async fn scheduled(&self) -> Result<Value, anyhow::Error> {
+    pub async fn scheduled(&self, emit: &(dyn Fn(&str) + Sync)) -> Result<Value, anyhow::Error> {
+        let started = std::time::Instant::now();
         let a = &self.archiver;
+        let mut sample = RotationSample {
+            at_ms: now_ms(),
+            region: self.region.clone(),
+            ..Default::default()
+        };
         if !a.store.claim_lease(LEASE, &a.owner, LEASE_MS).await? {
             info!("another log rotation is running; this one does nothing");
             return Ok(json!({ "skipped": true }));
@@ -100,6 +111,11 @@ impl<O: ObjectStore> Logs<O> {
         {
             Ok(report) => {
                 info!("log rotation: {}", report.summary());
+                sample.log_hours_compacted = report.hours_compacted;
+                sample.log_parts_compacted = report.parts_compacted;
+                sample.log_parts_quarantined = report.quarantined_count;
+                sample.log_hours_retried = report.retry_count;
+                sample.log_keys_outside_layout = report.outside_layout_count;
                 serde_json::to_value(&report).expect("a report serialises")
             }
             Err(e) => {
@@ -109,6 +125,7 @@ impl<O: ObjectStore> Logs<O> {
         };
         let archive = match a.archive(self.retention.history_cutoff_ms(now_ms())).await {
             Ok(report) => {
+                sample.history_rows_archived = report.rows;
                 json!({
                     "skipped": report.skipped,
                     "batches": report.batches.len(),
@@ -131,6 +148,8 @@ impl<O: ObjectStore> Logs<O> {
         if let Some(e) = diagnostics.get("error") {
             failures.push(format!("diagnostics: {e}"));
         }
+        sample.log_rotation_duration = started.elapsed().as_millis() as u64;
+        emit(&rotation_emf_line(&sample));
         let answer = json!({
             "retention": retention,
             "rotation": rotation,

@@ -29,6 +29,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         ..Default::default()
     };
     let logs = log_rotation::Logs {
+        region: region.clone(),
         archiver: Archiver {
             store,
             objects: S3Adapter::new(settings, &region),
@@ -42,7 +43,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     };
     let logs = &logs;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        logs.handle(&event.payload)
+        logs.handle(&event.payload, &|line| println!("{line}"))
             .await
             .map_err(lambda_runtime::Error::from)
     }))

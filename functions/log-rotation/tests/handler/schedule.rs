@@ -22,6 +22,7 @@ fn sample(name: &str) -> Value {
 async fn logs(b: &Bucket, store: Store) -> Logs<S3Adapter> {
     let fresh = crate::support::bucket_handle(&b.account);
     Logs {
+        region: crate::support::REGION.into(),
         archiver: Archiver {
             store,
             objects: fresh,
@@ -68,7 +69,22 @@ async fn the_schedule_sets_retention_rotates_and_archives_on_both_databases() {
         let (_, lines) = b.part(&h, 1, 4, false).await;
         let logs = logs(&b, store).await;
 
-        let out = logs.handle(&sample("schedule-log-rotation.json")).await.unwrap();
+        let emitted = std::sync::Mutex::new(Vec::new());
+        let emit = |l: &str| emitted.lock().unwrap().push(l.to_owned());
+        let out = logs
+            .handle(&sample("schedule-log-rotation.json"), &emit)
+            .await
+            .unwrap();
+        let emitted = emitted.into_inner().unwrap();
+        assert_eq!(emitted.len(), 1, "{backend}: one metric line per run");
+        let metrics: Value = serde_json::from_str(&emitted[0]).unwrap();
+        assert_eq!(
+            metrics["_aws"]["CloudWatchMetrics"][0]["Namespace"],
+            json!("Okera/DM")
+        );
+        assert_eq!(metrics["LogHoursCompacted"], json!(1), "{backend}: {metrics}");
+        assert_eq!(metrics["HistoryRowsArchived"], json!(2), "{backend}: {metrics}");
+        assert_eq!(metrics["LogPartsQuarantined"], json!(0), "{backend}: {metrics}");
         assert_eq!(out["retention"]["changed"], json!(true), "{backend}: {out}");
         assert_eq!(out["rotation"]["hoursCompacted"], json!(1), "{backend}: {out}");
         assert_eq!(out["archive"]["rows"], json!(2), "{backend}: {out}");
@@ -91,7 +107,10 @@ async fn the_schedule_sets_retention_rotates_and_archives_on_both_databases() {
         assert_eq!(left, 1, "{backend}: the archived rows left the database");
 
         // Again: the rules are in place and nothing is left to do.
-        let again = logs.handle(&sample("schedule-log-rotation.json")).await.unwrap();
+        let again = logs
+            .handle(&sample("schedule-log-rotation.json"), &|_| {})
+            .await
+            .unwrap();
         assert_eq!(again["retention"]["changed"], json!(false), "{backend}: {again}");
         assert_eq!(
             again["rotation"]["hoursCompacted"],
@@ -111,7 +130,7 @@ async fn a_run_while_another_holds_the_lease_does_nothing() {
     let (key, _) = b.part(&h, 1, 2, false).await;
     let out = logs(&b, store)
         .await
-        .handle(&sample("schedule-log-rotation.json"))
+        .handle(&sample("schedule-log-rotation.json"), &|_| {})
         .await
         .unwrap();
     assert_eq!(out, json!({ "skipped": true }));
@@ -136,7 +155,7 @@ async fn malformed_events_are_refused_and_change_nothing() {
         wrong_source,
         sample("lifecycle-terminate.json"),
     ] {
-        let out = logs.handle(&event).await.unwrap();
+        let out = logs.handle(&event, &|_| {}).await.unwrap();
         let reason = out["rejected"]
             .as_str()
             .unwrap_or_else(|| panic!("{event}: {out}"));
@@ -157,14 +176,17 @@ async fn diagnostics_events_name_an_operation_or_are_refused() {
         json!({ "diagnostics": { "operationId": 0 } }),
         json!({ "diagnostics": { "operationId": 7, "extra": true } }),
     ] {
-        let out = logs.handle(&event).await.unwrap();
+        let out = logs.handle(&event, &|_| {}).await.unwrap();
         let reason = out["rejected"]
             .as_str()
             .unwrap_or_else(|| panic!("{event}: {out}"));
         assert!(reason.contains("diagnostics"), "{reason}");
     }
     // The sample names an operation this store never had: nothing to build.
-    let out = logs.handle(&sample("invoke-diagnostics.json")).await.unwrap();
+    let out = logs
+        .handle(&sample("invoke-diagnostics.json"), &|_| {})
+        .await
+        .unwrap();
     assert_eq!(out["diagnostics"]["state"], json!("ALREADY_FINISHED"), "{out}");
     assert_eq!(b.keys("").await, Vec::<String>::new());
 }
