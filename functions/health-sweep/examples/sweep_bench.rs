@@ -52,7 +52,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -203,7 +202,7 @@ fn main() -> ExitCode {
     let rss_at_start = vm_kb("VmRSS");
     let emulator = match args.mode {
         Mode::Memory => None,
-        Mode::Emulator => match start_emulator() {
+        Mode::Emulator => match emulator::start_own("sweep-bench") {
             Ok(e) => Some(e),
             Err(e) => {
                 eprintln!("cannot start the emulator: {e:#}");
@@ -244,19 +243,6 @@ fn main() -> ExitCode {
         Ok(Ok(true)) => ExitCode::SUCCESS,
         Ok(Ok(false)) => ExitCode::from(2),
     }
-}
-
-fn start_emulator() -> Result<emulator::Emulator> {
-    let target = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target");
-    let python = match std::env::var_os("DM_EMULATOR_PYTHON") {
-        Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => emulator::ensure_venv(&target.join("emulator-venv"))?,
-    };
-    let log = target
-        .join("emulator-logs")
-        .join(format!("sweep-bench-{}.log", std::process::id()));
-    eprintln!("starting the emulator ({})", log.display());
-    emulator::Emulator::start(&python, Some(&log))
 }
 
 /// Sets up, measures, prints. Ok(false) when a target is missed.

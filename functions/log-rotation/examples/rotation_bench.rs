@@ -64,7 +64,6 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
@@ -186,7 +185,7 @@ fn main() -> ExitCode {
             return ExitCode::from(64);
         }
     };
-    let emulator = match start_emulator() {
+    let emulator = match emulator::start_own("rotation-bench") {
         Ok(e) => e,
         Err(e) => {
             eprintln!("cannot start the emulator: {e:#}");
@@ -216,19 +215,6 @@ fn main() -> ExitCode {
         Ok(Ok(true)) => ExitCode::SUCCESS,
         Ok(Ok(false)) => ExitCode::from(2),
     }
-}
-
-fn start_emulator() -> Result<emulator::Emulator> {
-    let target = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target");
-    let python = match std::env::var_os("DM_EMULATOR_PYTHON") {
-        Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => emulator::ensure_venv(&target.join("emulator-venv"))?,
-    };
-    let log = target
-        .join("emulator-logs")
-        .join(format!("rotation-bench-{}.log", std::process::id()));
-    eprintln!("starting the emulator ({})", log.display());
-    emulator::Emulator::start(&python, Some(&log))
 }
 
 // ---------------------------------------------------------------------------

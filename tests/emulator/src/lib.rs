@@ -637,20 +637,30 @@ pub fn shared() -> &'static Emulator {
 }
 
 fn start_shared() -> Result<Emulator> {
-    let target = workspace_root().join("target");
-    let python = match std::env::var_os("DM_EMULATOR_PYTHON") {
-        Some(python) if !python.is_empty() => PathBuf::from(python),
-        _ => ensure_venv(&target.join("emulator-venv"))?,
-    };
-    let log = match std::env::var_os("DM_EMULATOR_LOG") {
-        Some(log) if !log.is_empty() => PathBuf::from(log),
-        _ => {
-            let dir = target.join("emulator-logs");
-            prune_old_logs(&dir, Duration::from_secs(24 * 3600));
-            dir.join(format!("emulator-{}.log", std::process::id()))
-        }
-    };
+    match std::env::var_os("DM_EMULATOR_LOG") {
+        Some(log) if !log.is_empty() => Emulator::start(&python()?, Some(Path::new(&log))),
+        _ => start_own("emulator"),
+    }
+}
+
+/// Starts an emulator of the caller's own (a benchmark's), with the interpreter
+/// `shared` uses: `DM_EMULATOR_PYTHON`, else the venv in the workspace's
+/// `target/`. It logs to `target/emulator-logs/<name>-<pid>.log`.
+pub fn start_own(name: &str) -> Result<Emulator> {
+    let dir = workspace_root().join("target").join("emulator-logs");
+    prune_old_logs(&dir, Duration::from_secs(24 * 3600));
+    let log = dir.join(format!("{name}-{}.log", std::process::id()));
+    let python = python()?;
+    progress(&format!("starting the AWS emulator (log: {})", log.display()));
     Emulator::start(&python, Some(&log))
+}
+
+/// `DM_EMULATOR_PYTHON`, else the workspace's venv (made if missing).
+fn python() -> Result<PathBuf> {
+    match std::env::var_os("DM_EMULATOR_PYTHON") {
+        Some(python) if !python.is_empty() => Ok(PathBuf::from(python)),
+        _ => ensure_venv(&workspace_root().join("target").join("emulator-venv")),
+    }
 }
 
 /// A fresh 12-digit account id to use as the AWS access key id: unique within
