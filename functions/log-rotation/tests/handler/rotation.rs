@@ -337,6 +337,12 @@ async fn s3_errors_partway_leave_the_hour_for_the_next_run() {
 async fn throttling_that_the_sdk_retries_through_costs_nothing() {
     let b = bucket(3).await;
     let f = fixture(&b, false).await;
+    let puts = || {
+        emulator::shared()
+            .request_count(Some(&b.account), "s3", "PutObject")
+            .unwrap()
+    };
+    let puts_before = puts();
     emulator::shared()
         .inject_fault(
             &FaultRule::new("s3", "PutObject", 503, "SlowDown", 2)
@@ -346,6 +352,12 @@ async fn throttling_that_the_sdk_retries_through_costs_nothing() {
         .unwrap();
     let report = b.rotate().await;
     assert_eq!((report.retry_count, report.hours_compacted), (0, 2), "{report:?}");
+    // Two objects and two manifests, and the two throttled attempts the SDK retried.
+    assert_eq!(
+        puts() - puts_before,
+        4 + 2,
+        "the faults were hit and retried through"
+    );
     assert_compacted(&b, &f.closed, &f.closed_lines).await;
 }
 
