@@ -19,7 +19,9 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use shared::cloud::agents::{HttpAgents, Resolver};
-use shared::cloud::aws::{AwsSettings, S3Adapter};
+use shared::cloud::aws::{AwsSettings, Route53Adapter, S3Adapter};
+use shared::cloud::Dns;
+use shared::workflows::runbook::{DnsZone, Runner, RunbookSettings};
 use shared::config::{Config, HealthConfig, RetentionConfig, S3Location};
 use shared::domain::health::AGENT_PORT;
 use shared::domain::logs::LogClock;
@@ -104,6 +106,9 @@ struct UpArgs {
 
 /// A machine image the emulator knows; real AWS needs OKERA_NODE_AMI.
 const EMULATOR_AMI: &str = "ami-12c6146b";
+/// The Route 53 zone dm-local makes in the emulator for cluster endpoints
+/// (`.test` is reserved for testing: it never resolves on the internet).
+const LOCAL_ZONE: &str = "dm-local.test";
 /// The emulator's account, as the access key id the emulator maps to it.
 const EMULATOR_ACCOUNT: &str = "123456789012";
 
@@ -189,7 +194,9 @@ async fn up(args: UpArgs) -> Result<()> {
         },
         node_instance_profile: std::env::var("OKERA_NODE_INSTANCE_PROFILE").ok(),
         aws_endpoint: settings.endpoint.clone(),
+        dns_zone: None,
     };
+    let mut config = config;
 
     let store = Store::connect(&config.db_url)
         .await
@@ -201,6 +208,20 @@ async fn up(args: UpArgs) -> Result<()> {
             .context("creating the staging bucket in the emulator")?;
     }
     let tokens = tokens::load_or_create(&data_dir, &store).await?;
+    // Cluster endpoints: in the emulator, a zone of our own; with real AWS, the
+    // configured one (OKERA_DNS_ZONE_ID and OKERA_DNS_ZONE_NAME), if any.
+    config.dns_zone = if args.real_aws {
+        shared::config::dns_zone_from_env().map_err(anyhow::Error::msg)?
+    } else {
+        let id = Route53Adapter::new(settings.clone())
+            .ensure_zone(LOCAL_ZONE)
+            .await
+            .context("creating the endpoint zone in the emulator")?;
+        Some(DnsZone {
+            id,
+            name: LOCAL_ZONE.into(),
+        })
+    };
 
     // The clock that keys node logs: real hours, or --hour-seconds, continuing
     // from the last run's (DIR/log-clock.json). Real nodes write on the wall clock.
@@ -271,6 +292,7 @@ async fn up(args: UpArgs) -> Result<()> {
         })
     };
     let archive_owner = format!("{owner}-archive");
+    let runbook_owner = format!("{owner}-runbooks");
     let sweeper = health_sweep::build(store.clone(), settings.clone(), &health, agents.clone(), owner);
     tokio::spawn(schedule::sweep_loop(
         sweeper,
@@ -280,6 +302,24 @@ async fn up(args: UpArgs) -> Result<()> {
     // The log-rotation function: its schedule (retention, rotation, history
     // archive, lost diagnostics requests) on a timer, and diagnostics bundles when
     // the API asks, both through the function's own handler.
+    // Runbooks: run when the API submits one, and every second for those whose
+    // wait is over (in Lambda: a direct invoke, and a schedule every minute).
+    let runbook_wake = Arc::new(Notify::new());
+    let runner = Arc::new(Runner {
+        store: store.clone(),
+        dns: Route53Adapter::new(settings.clone()),
+        agents: agents.clone(),
+        zone: config.dns_zone.clone(),
+        kick: kick.clone(),
+        settings: RunbookSettings {
+            poll_ms: 1000,
+            budget: Duration::from_secs(2),
+            ..Default::default()
+        },
+        owner: runbook_owner,
+        kill: KillSwitch::off(),
+    });
+    tokio::spawn(schedule::runbook_loop(runner, runbook_wake.clone(), Duration::from_secs(1)));
     let logs = Arc::new(log_rotation::Logs {
         region: args.region.clone(),
         archiver: Archiver {
@@ -338,6 +378,8 @@ async fn up(args: UpArgs) -> Result<()> {
             staging: config.staging.clone(),
             wake: diagnostics_wake,
         },
+        // TODO(runbooks): wake the in-process runbook runner.
+        run_runbook: Arc::new(|_| Box::pin(async {})),
     };
     let addr = SocketAddr::from(([127, 0, 0, 1], args.port));
     let listener = tokio::net::TcpListener::bind(addr)

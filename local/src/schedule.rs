@@ -13,6 +13,7 @@ use serde_json::json;
 use shared::cloud::aws::S3Adapter;
 use shared::domain::logs::LogClock;
 use shared::workflows::wake::Kick;
+use tokio::sync::Notify;
 use tracing::{error, info, warn};
 
 /// The event an EventBridge schedule sends.
@@ -143,6 +144,41 @@ pub async fn lifecycle_pump(
                 match lifecycle::handle(&lifecycle, Some(&kick), &event).await {
                     Ok(outcome) => info!(%outcome, "lifecycle event"),
                     Err(e) => error!(error = %e, "lifecycle event failed"),
+                }
+            });
+        }
+    }
+}
+
+/// Runs the runbooks that are due, when the API submits one and every `every`.
+/// Each runbook runs in its own task, so that one waiting runbook does not hold
+/// up the others; the store's lease keeps two tasks off one runbook.
+pub async fn runbook_loop<D, A>(
+    runner: Arc<shared::workflows::runbook::Runner<D, A>>,
+    wake: Arc<Notify>,
+    every: Duration,
+) where
+    D: shared::cloud::Dns + 'static,
+    A: shared::cloud::Agents + 'static,
+{
+    loop {
+        tokio::select! {
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(every) => {}
+        }
+        let due = match runner.store.due_runbooks(shared::time::now_ms()).await {
+            Ok(due) => due,
+            Err(e) => {
+                tracing::error!(error = %e, "listing due runbooks");
+                continue;
+            }
+        };
+        for id in due {
+            let runner = runner.clone();
+            tokio::spawn(async move {
+                match runner.run(id).await {
+                    Ok(outcome) => tracing::debug!(runbook = id, ?outcome, "runbook run"),
+                    Err(e) => tracing::error!(runbook = id, error = %e, "runbook run failed"),
                 }
             });
         }

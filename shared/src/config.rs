@@ -5,6 +5,7 @@ use std::env;
 use std::time::Duration;
 
 use crate::workflows::lifecycle::Timing;
+use crate::workflows::runbook::DnsZone;
 use crate::workflows::sweep::SweepSettings;
 
 /// An `s3://bucket/prefix` location.
@@ -66,6 +67,29 @@ pub struct Config {
     pub node_instance_profile: Option<String>,
     /// `AWS_ENDPOINT_URL`: set only to talk to an emulator.
     pub aws_endpoint: Option<String>,
+    /// `OKERA_DNS_ZONE_ID` and `OKERA_DNS_ZONE_NAME`: the Route 53 zone of the
+    /// clusters' endpoints; none (no endpoints) when both are unset.
+    pub dns_zone: Option<DnsZone>,
+}
+
+/// Reads the endpoint zone: both variables or neither.
+pub fn dns_zone_from_env() -> Result<Option<DnsZone>, String> {
+    let id = env::var("OKERA_DNS_ZONE_ID").ok().filter(|s| !s.is_empty());
+    let name = env::var("OKERA_DNS_ZONE_NAME").ok().filter(|s| !s.is_empty());
+    match (id, name) {
+        (None, None) => Ok(None),
+        (Some(id), Some(name)) => {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            if name.is_empty() || name.len() > 190 || name.split('.').any(|l| l.is_empty() || l.len() > 63) {
+                return Err(format!("OKERA_DNS_ZONE_NAME {name:?} is not a DNS name"));
+            }
+            Ok(Some(DnsZone {
+                id: id.trim_start_matches("/hostedzone/").to_owned(),
+                name,
+            }))
+        }
+        _ => Err("set both OKERA_DNS_ZONE_ID and OKERA_DNS_ZONE_NAME, or neither".into()),
+    }
 }
 
 fn var(name: &str) -> Result<String, String> {
@@ -95,6 +119,7 @@ impl Config {
                 .ok()
                 .filter(|s| !s.is_empty()),
             aws_endpoint: env::var("AWS_ENDPOINT_URL").ok().filter(|s| !s.is_empty()),
+            dns_zone: dns_zone_from_env()?,
         })
     }
 }

@@ -512,6 +512,7 @@ async fn make_steady(
                 })
                 .collect(),
             running_services: None,
+            endpoint: None,
             observed_generation: Some(1),
             steps: vec![],
             failure: None,

@@ -204,6 +204,7 @@ async fn cluster(store: &Store) -> Result<i64> {
         config_uri: None,
         nodes: vec![],
         running_services: Some(7),
+        endpoint: None,
         observed_generation: Some(1),
         steps: vec![],
         failure: None,

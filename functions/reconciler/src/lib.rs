@@ -4,14 +4,17 @@
 //! parses the event and maps the result.
 
 use serde_json::{json, Value};
-use shared::cloud::aws::{AutoScalingAdapter, AwsSettings, CloudWatchAdapter, Ec2Adapter, S3Adapter};
+use shared::cloud::aws::{
+    AutoScalingAdapter, AwsSettings, CloudWatchAdapter, Ec2Adapter, Route53Adapter, S3Adapter,
+};
 use shared::config::Config;
 use shared::store::Store;
 use shared::workflows::reconcile::{Outcome, Reconciler, Target};
 use tracing::warn;
 
 /// The reconciler over the real AWS adapters.
-pub type AwsReconciler = Reconciler<Ec2Adapter, AutoScalingAdapter, S3Adapter, CloudWatchAdapter>;
+pub type AwsReconciler =
+    Reconciler<Ec2Adapter, AutoScalingAdapter, S3Adapter, CloudWatchAdapter, Route53Adapter>;
 
 /// Builds the reconciler once per process. `home_region` is where the staging
 /// bucket lives.
@@ -27,7 +30,9 @@ pub fn build(
         compute: Ec2Adapter::new(settings.clone()),
         scaling: AutoScalingAdapter::new(settings.clone()),
         objects: S3Adapter::new(settings.clone(), home_region),
-        metrics: CloudWatchAdapter::new(settings),
+        metrics: CloudWatchAdapter::new(settings.clone()),
+        dns: Route53Adapter::new(settings),
+        zone: config.dns_zone.clone(),
         staging: config.staging.clone(),
         node_ami: config.node_ami.clone(),
         node_instance_profile: config.node_instance_profile.clone(),

@@ -8,13 +8,14 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Subcommand, ValueEnum};
 use serde::de::DeserializeOwned;
+use serde::Serialize;
 use serde_json::Value;
 use shared::domain::health::SERVICES;
 use ureq::Agent;
 
 use super::agent::SLOW_ANSWER;
-use super::control::{ControlRequest, NodeRef, SimFile, SIM_FILE};
-use super::AgentView;
+use super::control::{ControlRequest, NodeRef, SimFile, VersionRequest, DEFAULT_VERSION_SERVICE, SIM_FILE};
+use super::{AgentView, BrokenVersion, VersionChange};
 
 #[derive(clap::Args)]
 pub struct SimArgs {
@@ -45,12 +46,30 @@ enum SimAction {
         #[arg(long, value_enum, default_value_t = Mode::Unreachable)]
         mode: Mode,
     },
-    /// Undo every failure of a node.
+    /// Undo every failure of a node (not its version's: see restore-version).
     Restore {
         #[command(flatten)]
         node: NodeArgs,
     },
-    /// List the simulated agents.
+    /// Break an ODAS version: every node of a cluster that runs it, now or
+    /// later, reports the service FAILED, so such a cluster never becomes READY.
+    FailVersion {
+        /// The version, as clusters name it (e.g. 2.1.0).
+        version: String,
+        /// The service the version's nodes report FAILED.
+        #[arg(
+            long,
+            default_value = DEFAULT_VERSION_SERVICE,
+            value_parser = clap::builder::PossibleValuesParser::new(SERVICES)
+        )]
+        service: String,
+    },
+    /// Undo fail-version: the version's nodes run again (their own failures stay).
+    RestoreVersion {
+        /// The version, as clusters name it (e.g. 2.1.0).
+        version: String,
+    },
+    /// List the simulated agents, and the broken versions.
     List,
 }
 
@@ -138,12 +157,77 @@ pub fn run(args: &SimArgs) -> Result<String> {
                 agent.state
             ))
         }
+        SimAction::FailVersion { version, service } => {
+            let req = VersionRequest {
+                version: Some(version.clone()),
+                service: Some(service.clone()),
+            };
+            let change: VersionChange = control.post("/sim/fail-version", &req)?;
+            Ok(broken_line(&change))
+        }
+        SimAction::RestoreVersion { version } => {
+            let req = VersionRequest {
+                version: Some(version.clone()),
+                service: None,
+            };
+            let change: VersionChange = control.post("/sim/restore-version", &req)?;
+            Ok(restored_line(&change))
+        }
         SimAction::List => {
             let answer: Value = control.get("/sim/agents")?;
-            let agents: Vec<AgentView> = serde_json::from_value(answer["agents"].clone())
-                .context("the runner answered with a list of agents this dm-local does not understand")?;
-            Ok(table(&agents))
+            let not_understood =
+                "the runner answered with a list of agents this dm-local does not understand";
+            let agents: Vec<AgentView> =
+                serde_json::from_value(answer["agents"].clone()).context(not_understood)?;
+            let broken: Vec<BrokenVersion> = match answer.get("brokenVersions") {
+                Some(v) => serde_json::from_value(v.clone()).context(not_understood)?,
+                None => Vec::new(),
+            };
+            let mut out = table(&agents);
+            if !broken.is_empty() {
+                let names: Vec<String> = broken
+                    .iter()
+                    .map(|b| format!("{} ({} FAILED)", b.version, b.service))
+                    .collect();
+                out.push_str(&format!("\nBroken versions: {}", names.join(", ")));
+            }
+            Ok(out)
         }
+    }
+}
+
+/// The nodes a version change touched, one per line, or a word that there are none.
+fn nodes_of(change: &VersionChange) -> String {
+    if change.agents.is_empty() {
+        return "no node runs it now".to_owned();
+    }
+    let lines: Vec<String> = change
+        .agents
+        .iter()
+        .map(|a| format!("\n  {}: {}", who(a), a.state))
+        .collect();
+    format!("nodes that run it now:{}", lines.concat())
+}
+
+fn broken_line(change: &VersionChange) -> String {
+    let service = change.service.as_deref().unwrap_or(DEFAULT_VERSION_SERVICE);
+    let again = if change.was_broken {
+        " (was already broken; now this way)"
+    } else {
+        ""
+    };
+    format!(
+        "Version {} is BROKEN{again}: {service} FAILED on every node of a cluster that runs it, now or later; {}",
+        change.version,
+        nodes_of(change)
+    )
+}
+
+fn restored_line(change: &VersionChange) -> String {
+    if change.was_broken {
+        format!("Version {} restored; {}", change.version, nodes_of(change))
+    } else {
+        format!("Version {} was not broken; nothing changed", change.version)
     }
 }
 
@@ -166,7 +250,7 @@ fn table(agents: &[AgentView]) -> String {
     if agents.is_empty() {
         return "No simulated agents: no cluster has live instances.".to_owned();
     }
-    let rows: Vec<[String; 5]> = agents
+    let rows: Vec<[String; 6]> = agents
         .iter()
         .map(|a| {
             [
@@ -174,11 +258,12 @@ fn table(agents: &[AgentView]) -> String {
                 a.index.to_string(),
                 a.instance_id.clone(),
                 a.address.clone(),
+                a.version.clone(),
                 a.state.clone(),
             ]
         })
         .collect();
-    let header = ["cluster", "node", "instance", "address", "state"].map(str::to_owned);
+    let header = ["cluster", "node", "instance", "address", "version", "state"].map(str::to_owned);
     let mut widths = header.clone().map(|h| h.len());
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -241,7 +326,7 @@ impl Control {
         self.finish(result)
     }
 
-    fn post<T: DeserializeOwned>(&self, path: &str, body: &ControlRequest) -> Result<T> {
+    fn post<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> Result<T> {
         let result = self
             .agent
             .post(format!("{}{path}", self.file.url))
@@ -289,6 +374,7 @@ mod tests {
             index,
             instance_id: id.into(),
             address: "127.0.0.1:40001".into(),
+            version: "2.0.0".into(),
             state: state.into(),
         }
     }
@@ -317,9 +403,66 @@ mod tests {
             view(1, 1, "i-0def", "STARTING 3/7"),
         ]);
         let lines: Vec<&str> = t.lines().collect();
-        assert_eq!(lines[0], "cluster  node  instance  address          state");
-        assert_eq!(lines[2], "1        1     i-0def    127.0.0.1:40001  STARTING 3/7");
+        assert_eq!(
+            lines[0],
+            "cluster  node  instance  address          version  state"
+        );
+        assert_eq!(
+            lines[2],
+            "1        1     i-0def    127.0.0.1:40001  2.0.0    STARTING 3/7"
+        );
         assert_eq!(table(&[]), "No simulated agents: no cluster has live instances.");
+    }
+
+    #[test]
+    fn version_changes_name_the_nodes_they_touched() {
+        let mut change = VersionChange {
+            version: "2.1.0".into(),
+            service: Some("planner".into()),
+            was_broken: false,
+            agents: vec![view(3, 0, "i-0abc", "planner FAILED")],
+        };
+        assert_eq!(
+            broken_line(&change),
+            "Version 2.1.0 is BROKEN: planner FAILED on every node of a cluster that runs it, now or later; \
+             nodes that run it now:\n  node 0 (i-0abc) of cluster 3: planner FAILED"
+        );
+        change.agents.clear();
+        assert!(broken_line(&change).ends_with("; no node runs it now"));
+        change.service = None;
+        change.was_broken = true;
+        change.agents = vec![view(3, 0, "i-0abc", "RUNNING")];
+        assert_eq!(
+            restored_line(&change),
+            "Version 2.1.0 restored; nodes that run it now:\n  node 0 (i-0abc) of cluster 3: RUNNING"
+        );
+        change.was_broken = false;
+        assert_eq!(
+            restored_line(&change),
+            "Version 2.1.0 was not broken; nothing changed"
+        );
+    }
+
+    #[test]
+    fn version_commands_parse() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            sim: SimArgs,
+        }
+        let parse = |args: &[&str]| Cli::try_parse_from(std::iter::once("sim").chain(args.iter().copied()));
+        let cli = parse(&["fail-version", "2.1.0"]).unwrap();
+        assert!(matches!(
+            cli.sim.action,
+            SimAction::FailVersion { ref version, ref service } if version == "2.1.0" && service == "planner"
+        ));
+        let cli = parse(&["fail-version", "2.1.0", "--service", "worker"]).unwrap();
+        assert!(matches!(cli.sim.action, SimAction::FailVersion { ref service, .. } if service == "worker"));
+        assert!(parse(&["fail-version", "2.1.0", "--service", "hms"]).is_err());
+        assert!(parse(&["fail-version"]).is_err());
+        let cli = parse(&["restore-version", "2.1.0"]).unwrap();
+        assert!(matches!(cli.sim.action, SimAction::RestoreVersion { ref version } if version == "2.1.0"));
     }
 
     #[test]

@@ -4,14 +4,19 @@
 //!
 //! | method and path | body | answer |
 //! |---|---|---|
-//! | `GET /sim/agents` | | `{"agents": [agent, ...]}` |
+//! | `GET /sim/agents` | | `{"agents": [agent, ...], "brokenVersions": [{"version", "service"}, ...]}` |
 //! | `POST /sim/fail-service` | `{"cluster", "node", "service", "message"?}` | `agent` |
 //! | `POST /sim/fail-node` | `{"cluster", "node", "mode"?}` (`unreachable`, the default, or `slow`) | `agent` |
 //! | `POST /sim/restore` | `{"cluster", "node"}` | `agent` |
+//! | `POST /sim/fail-version` | `{"version", "service"?}` (default `planner`) | `change` |
+//! | `POST /sim/restore-version` | `{"version"}` | `change` |
 //!
 //! `node` is an instance id or a 0-based index (a number or a string of digits).
-//! An agent is `{"cluster", "index", "instanceId", "address", "state"}`. Errors
-//! are `{"error": {"code", "field"?, "message"}}` with a 4xx status.
+//! An agent is `{"cluster", "index", "instanceId", "address", "version",
+//! "state"}`. A change is `{"version", "service"?, "wasBroken", "agents"}`: the
+//! agents that run the version now. `restore` of a node leaves its version's
+//! failure; `restore-version` of a version that is not broken changes nothing.
+//! Errors are `{"error": {"code", "field"?, "message"}}` with a 4xx status.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -33,7 +38,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use super::agent::{FailedService, NodeMode};
-use super::{service_index, Action, AgentView, Fleet, SimError};
+use super::{service_index, Action, AgentView, Fleet, SimError, VersionChange};
 
 /// The file, under the data directory, that tells `dm-local sim` where the
 /// control API is.
@@ -78,6 +83,20 @@ pub struct ControlRequest {
     pub message: Option<String>,
 }
 
+/// The body of `POST /sim/fail-version` and `POST /sim/restore-version`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VersionRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The service the version's agents report failed (default: `planner`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+}
+
+/// The service a broken version fails unless told otherwise.
+pub const DEFAULT_VERSION_SERVICE: &str = "planner";
+
 /// An error answer.
 #[derive(Debug)]
 pub struct ControlError {
@@ -101,7 +120,9 @@ impl From<SimError> for ControlError {
     fn from(e: SimError) -> Self {
         let (status, code) = match e {
             SimError::Cluster { .. } | SimError::Node { .. } => (StatusCode::NOT_FOUND, "NOT_FOUND"),
-            SimError::Service { .. } | SimError::Mode { .. } => (StatusCode::BAD_REQUEST, "INVALID_FIELD"),
+            SimError::Service { .. } | SimError::Mode { .. } | SimError::Version { .. } => {
+                (StatusCode::BAD_REQUEST, "INVALID_FIELD")
+            }
         };
         ControlError {
             status,
@@ -163,11 +184,13 @@ fn router(fleet: Fleet, token: String) -> Router {
         .route("/sim/fail-service", post(fail_service))
         .route("/sim/fail-node", post(fail_node))
         .route("/sim/restore", post(restore))
+        .route("/sim/fail-version", post(fail_version))
+        .route("/sim/restore-version", post(restore_version))
         .with_state(Arc::new(Ctx { fleet, token }))
 }
 
 async fn list(_: Authorized, State(ctx): State<Arc<Ctx>>) -> Json<serde_json::Value> {
-    Json(json!({ "agents": ctx.fleet.list() }))
+    Json(json!({ "agents": ctx.fleet.list(), "brokenVersions": ctx.fleet.broken_versions() }))
 }
 
 type Answer = Result<Json<AgentView>, ControlError>;
@@ -217,6 +240,45 @@ async fn restore(
 ) -> Answer {
     let Json(req) = body?;
     act(&ctx, &req, Action::Restore)
+}
+
+/// The request's version, which both version routes need.
+fn version_of<'a>(req: &'a VersionRequest, route: &str) -> Result<&'a str, ControlError> {
+    req.version.as_deref().ok_or_else(|| ControlError {
+        status: StatusCode::BAD_REQUEST,
+        code: "MISSING_FIELD",
+        field: Some("version"),
+        message: format!("{route} needs a version, such as 2.1.0"),
+    })
+}
+
+async fn fail_version(
+    _: Authorized,
+    State(ctx): State<Arc<Ctx>>,
+    body: Result<Json<VersionRequest>, JsonRejection>,
+) -> Result<Json<VersionChange>, ControlError> {
+    let Json(req) = body?;
+    let version = version_of(&req, "fail-version")?;
+    let service = service_index(req.service.as_deref().unwrap_or(DEFAULT_VERSION_SERVICE))?;
+    Ok(Json(ctx.fleet.fail_version(version, service)?))
+}
+
+async fn restore_version(
+    _: Authorized,
+    State(ctx): State<Arc<Ctx>>,
+    body: Result<Json<VersionRequest>, JsonRejection>,
+) -> Result<Json<VersionChange>, ControlError> {
+    let Json(req) = body?;
+    if req.service.is_some() {
+        return Err(ControlError {
+            status: StatusCode::BAD_REQUEST,
+            code: "INVALID_FIELD",
+            field: Some("service"),
+            message: "restore-version takes only a version: it restores every service of it".to_owned(),
+        });
+    }
+    let version = version_of(&req, "restore-version")?;
+    Ok(Json(ctx.fleet.restore_version(version)?))
 }
 
 /// The control API, running. Dropping it stops the server.
@@ -296,6 +358,16 @@ mod tests {
         token: Option<&str>,
         body: &str,
     ) -> (StatusCode, serde_json::Value) {
+        call_fleet(&Fleet::default(), method, path, token, body).await
+    }
+
+    async fn call_fleet(
+        fleet: &Fleet,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: &str,
+    ) -> (StatusCode, serde_json::Value) {
         let mut req = Request::builder()
             .method(method)
             .uri(path)
@@ -303,7 +375,7 @@ mod tests {
         if let Some(t) = token {
             req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
         }
-        let response = router(Fleet::default(), TOKEN.to_owned())
+        let response = router(fleet.clone(), TOKEN.to_owned())
             .oneshot(req.body(Body::from(body.to_owned())).unwrap())
             .await
             .unwrap();
@@ -321,7 +393,7 @@ mod tests {
         }
         let (status, body) = call("GET", "/sim/agents", Some(TOKEN), "").await;
         assert_eq!(status, StatusCode::OK);
-        assert_eq!(body, json!({"agents": []}));
+        assert_eq!(body, json!({"agents": [], "brokenVersions": []}));
     }
 
     #[tokio::test]
@@ -367,6 +439,162 @@ mod tests {
         .await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert_eq!(body["error"]["field"], "service");
+    }
+
+    #[tokio::test]
+    async fn versions_are_broken_and_restored() {
+        let fleet = Fleet::default();
+        let post = |path: &'static str, body: &'static str| {
+            let fleet = fleet.clone();
+            async move { call_fleet(&fleet, "POST", path, Some(TOKEN), body).await }
+        };
+        let (status, body) = post("/sim/fail-version", r#"{"version": "2.1.0"}"#).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(
+            body,
+            json!({"version": "2.1.0", "service": "planner", "wasBroken": false, "agents": []})
+        );
+        let (_, body) = post(
+            "/sim/fail-version",
+            r#"{"version": "2.2.0", "service": "worker"}"#,
+        )
+        .await;
+        assert_eq!(body["service"], "worker");
+        let (_, listed) = call_fleet(&fleet, "GET", "/sim/agents", Some(TOKEN), "").await;
+        assert_eq!(
+            listed["brokenVersions"],
+            json!([{"version": "2.1.0", "service": "planner"}, {"version": "2.2.0", "service": "worker"}])
+        );
+        let (status, body) = post("/sim/restore-version", r#"{"version": "2.1.0"}"#).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body, json!({"version": "2.1.0", "wasBroken": true, "agents": []}));
+        let (_, body) = post("/sim/restore-version", r#"{"version": "2.1.0"}"#).await;
+        assert_eq!(body["wasBroken"], false);
+        let (_, listed) = call_fleet(&fleet, "GET", "/sim/agents", Some(TOKEN), "").await;
+        assert_eq!(
+            listed["brokenVersions"],
+            json!([{"version": "2.2.0", "service": "worker"}])
+        );
+    }
+
+    #[tokio::test]
+    async fn a_broken_version_shows_on_its_agents_until_restored() {
+        use std::time::Duration;
+
+        use super::super::agent::{quiet, AgentServer, Identity};
+        use super::super::NodeInfo;
+
+        let fleet = Fleet::default();
+        fleet.fail_version("2.1.0", 4).unwrap();
+        for (id, version) in [("i-a", "2.1.0"), ("i-b", "2.0.0")] {
+            let identity = Identity {
+                instance_id: id.into(),
+                cluster_id: 5,
+                version: version.into(),
+                staging: shared::config::S3Location::parse("s3://nowhere/staging").unwrap(),
+            };
+            let server = AgentServer::start(
+                identity,
+                Duration::ZERO,
+                Arc::new(quiet::objects()),
+                quiet::logs(),
+            )
+            .await
+            .unwrap();
+            let node = NodeInfo {
+                instance_id: id.into(),
+                cluster_id: 5,
+                launched_at: 1,
+            };
+            fleet.insert(node, version.into(), server);
+        }
+        let fleet = &fleet;
+        let get = || async move { call_fleet(fleet, "GET", "/sim/agents", Some(TOKEN), "").await.1 };
+        let post = |path: &'static str, body: &'static str| async move {
+            call_fleet(fleet, "POST", path, Some(TOKEN), body).await
+        };
+        let listed = get().await;
+        assert_eq!(listed["agents"][0]["instanceId"], "i-a");
+        assert_eq!(listed["agents"][0]["version"], "2.1.0");
+        assert_eq!(
+            listed["agents"][0]["state"], "worker FAILED",
+            "a later agent is broken too"
+        );
+        assert_eq!(listed["agents"][1]["state"], "RUNNING");
+
+        let (status, body) = post("/sim/fail-version", r#"{"version": "2.1.0"}"#).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["wasBroken"], true);
+        assert_eq!(body["agents"].as_array().unwrap().len(), 1);
+        assert_eq!(body["agents"][0]["state"], "planner FAILED");
+        let (_, body) = post("/sim/restore", r#"{"cluster": 5, "node": "i-a"}"#).await;
+        assert_eq!(
+            body["state"], "planner FAILED",
+            "restoring a node leaves its version broken"
+        );
+        let (_, body) = post("/sim/restore-version", r#"{"version": "2.1.0"}"#).await;
+        assert_eq!(body["agents"][0]["state"], "RUNNING");
+        assert_eq!(get().await["agents"][0]["state"], "RUNNING");
+    }
+
+    #[tokio::test]
+    async fn bad_version_requests_name_the_field() {
+        let cases = [
+            (
+                "/sim/fail-version",
+                r#"{"version": ""}"#,
+                "INVALID_FIELD",
+                "version",
+            ),
+            (
+                "/sim/fail-version",
+                r#"{"version": "2.1.0 beta"}"#,
+                "INVALID_FIELD",
+                "version",
+            ),
+            ("/sim/fail-version", r#"{}"#, "MISSING_FIELD", "version"),
+            (
+                "/sim/fail-version",
+                r#"{"version": "2.1.0", "service": "hms"}"#,
+                "INVALID_FIELD",
+                "service",
+            ),
+            (
+                "/sim/restore-version",
+                r#"{"version": "  "}"#,
+                "INVALID_FIELD",
+                "version",
+            ),
+            (
+                "/sim/restore-version",
+                r#"{"service": "planner"}"#,
+                "INVALID_FIELD",
+                "service",
+            ),
+            ("/sim/restore-version", r#"{}"#, "MISSING_FIELD", "version"),
+        ];
+        for (path, req, code, field) in cases {
+            let (status, body) = call("POST", path, Some(TOKEN), req).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{path} {req}: {body}");
+            assert_eq!(body["error"]["code"], code, "{path} {req}: {body}");
+            assert_eq!(body["error"]["field"], field, "{path} {req}: {body}");
+        }
+        let (_, body) = call("POST", "/sim/fail-version", Some(TOKEN), r#"{"version": ""}"#).await;
+        assert_eq!(
+            body["error"]["message"],
+            "version must be 1 to 32 characters of letters, digits, '.' and '-', got \"\""
+        );
+        let (status, body) = call(
+            "POST",
+            "/sim/fail-version",
+            Some(TOKEN),
+            r#"{"version": "2.1.0", "cluster": 1}"#,
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["error"]["code"], "MALFORMED_JSON");
+        let (status, _) = call("POST", "/sim/fail-version", None, r#"{"version": "2.1.0"}"#).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
     }
 
     #[test]

@@ -12,7 +12,11 @@
 //! staging bucket periodically and when asked to flush ([`logs`]).
 //!
 //! [`control`] serves the API that `dm-local sim` ([`cli`]) uses to fail a
-//! service, fail a node (unreachable or slow), restore it, or list the agents.
+//! service, fail a node (unreachable or slow), restore it, or list the agents;
+//! and to break a version: every agent, current or future, of a cluster that runs
+//! it reports one service failed, until the version is restored. An agent's
+//! version is its cluster's, read from the store once per cluster; nothing of
+//! this is persisted.
 
 pub mod agent;
 pub mod cli;
@@ -32,7 +36,7 @@ use shared::cloud::aws::{AwsSettings, Ec2Adapter, S3Adapter};
 use shared::cloud::{Compute, Instance, ObjectStore};
 use shared::config::{Config, S3Location};
 use shared::domain::health::SERVICES;
-use shared::store::Store;
+use shared::store::{Store, StoreError};
 
 use agent::{lock, AgentServer, FailedService, Identity, Knobs, NodeMode};
 use logs::LogSettings;
@@ -61,6 +65,8 @@ pub enum SimError {
     Service { service: String, known: String },
     #[error("there is no node failure mode {mode:?}; modes: unreachable, slow")]
     Mode { mode: String },
+    #[error("version must be 1 to 32 characters of letters, digits, '.' and '-', got {version:?}")]
+    Version { version: String },
 }
 
 impl SimError {
@@ -71,6 +77,7 @@ impl SimError {
             SimError::Node { .. } => "node",
             SimError::Service { .. } => "service",
             SimError::Mode { .. } => "mode",
+            SimError::Version { .. } => "version",
         }
     }
 }
@@ -102,6 +109,32 @@ pub fn service_index(name: &str) -> Result<usize, SimError> {
             service: name.to_owned(),
             known: SERVICES.join(", "),
         })
+}
+
+/// A version as the control API names it: trimmed, 1 to 32 letters, digits,
+/// `.` and `-` (what a cluster's version may be).
+pub fn parse_version(raw: &str) -> Result<String, SimError> {
+    let version = raw.trim();
+    let ok = !version.is_empty()
+        && version.len() <= 32
+        && version
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+    if ok {
+        Ok(version.to_owned())
+    } else {
+        Err(SimError::Version {
+            version: raw.to_owned(),
+        })
+    }
+}
+
+/// How a broken version fails `service` (an index in [`SERVICES`]).
+pub fn version_failure(version: &str, service: usize) -> FailedService {
+    FailedService {
+        index: service,
+        message: format!("{} exited with status 1 on version {version}", SERVICES[service]),
+    }
 }
 
 /// A node as the control API names it.
@@ -162,21 +195,58 @@ pub struct AgentView {
     pub index: usize,
     pub instance_id: String,
     pub address: String,
-    /// `RUNNING`, `STARTING 3/7`, `planner FAILED`, `UNREACHABLE` or `SLOW`.
+    /// The ODAS version the node runs: its cluster's.
+    #[serde(default)]
+    pub version: String,
+    /// `RUNNING`, `STARTING 3/7`, `RESTARTING 5/7`, `planner FAILED`,
+    /// `UNREACHABLE` or `SLOW`.
     pub state: String,
+}
+
+/// A version made to fail, as the control API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BrokenVersion {
+    pub version: String,
+    /// The service its agents report failed.
+    pub service: String,
+}
+
+/// What `fail-version` or `restore-version` changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VersionChange {
+    pub version: String,
+    /// The service the version fails, while it is broken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// Whether the version was broken before the change.
+    pub was_broken: bool,
+    /// The agents that run the version now.
+    pub agents: Vec<AgentView>,
 }
 
 struct Running {
     node: NodeInfo,
+    /// The ODAS version the agent reports: its cluster's.
+    version: String,
     server: AgentServer,
 }
 
-/// The running agents by instance id, shared by the simulator and the control API.
+#[derive(Default)]
+struct FleetState {
+    agents: BTreeMap<String, Running>,
+    /// Broken versions, and how their agents fail.
+    broken: BTreeMap<String, FailedService>,
+}
+
+/// The running agents by instance id, and the broken versions, shared by the
+/// simulator and the control API.
 #[derive(Clone, Default)]
-pub struct Fleet(Arc<Mutex<BTreeMap<String, Running>>>);
+pub struct Fleet(Arc<Mutex<FleetState>>);
 
 impl Fleet {
-    fn agents(&self) -> MutexGuard<'_, BTreeMap<String, Running>> {
+    fn state(&self) -> MutexGuard<'_, FleetState> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -185,7 +255,7 @@ impl Fleet {
     }
 
     fn running_ids(&self) -> BTreeSet<String> {
-        self.agents().keys().cloned().collect()
+        self.state().agents.keys().cloned().collect()
     }
 
     fn view(index: usize, running: &Running) -> AgentView {
@@ -194,14 +264,16 @@ impl Fleet {
             index,
             instance_id: running.node.instance_id.clone(),
             address: running.server.addr.to_string(),
+            version: running.version.clone(),
             state: lock(&running.server.state).summary(),
         }
     }
 
     /// Every agent, by cluster and index.
     pub fn list(&self) -> Vec<AgentView> {
-        let agents = self.agents();
-        let nodes = Self::nodes(&agents);
+        let state = self.state();
+        let agents = &state.agents;
+        let nodes = Self::nodes(agents);
         let clusters: BTreeSet<i64> = nodes.iter().map(|n| n.cluster_id).collect();
         clusters
             .into_iter()
@@ -215,10 +287,67 @@ impl Fleet {
             .collect()
     }
 
+    /// The broken versions, by version.
+    pub fn broken_versions(&self) -> Vec<BrokenVersion> {
+        self.state()
+            .broken
+            .iter()
+            .map(|(version, failed)| BrokenVersion {
+                version: version.clone(),
+                service: SERVICES[failed.index].to_owned(),
+            })
+            .collect()
+    }
+
+    /// Breaks `version`: every agent that runs it, now or later, reports
+    /// `service` (an index in [`SERVICES`]) failed, until [`Self::restore_version`].
+    pub fn fail_version(&self, version: &str, service: usize) -> Result<VersionChange, SimError> {
+        let version = parse_version(version)?;
+        let failed = version_failure(&version, service);
+        let was_broken = {
+            let mut state = self.state();
+            for running in state.agents.values().filter(|r| r.version == version) {
+                lock(&running.server.state).version_failure = Some(failed.clone());
+            }
+            state.broken.insert(version.clone(), failed).is_some()
+        };
+        Ok(VersionChange {
+            service: Some(SERVICES[service].to_owned()),
+            was_broken,
+            agents: self.running(&version),
+            version,
+        })
+    }
+
+    /// Undoes [`Self::fail_version`]; restoring a version that is not broken
+    /// changes nothing. A node's own failures stay.
+    pub fn restore_version(&self, version: &str) -> Result<VersionChange, SimError> {
+        let version = parse_version(version)?;
+        let was_broken = {
+            let mut state = self.state();
+            for running in state.agents.values().filter(|r| r.version == version) {
+                lock(&running.server.state).version_failure = None;
+            }
+            state.broken.remove(&version).is_some()
+        };
+        Ok(VersionChange {
+            service: None,
+            was_broken,
+            agents: self.running(&version),
+            version,
+        })
+    }
+
+    /// The agents that run `version`.
+    fn running(&self, version: &str) -> Vec<AgentView> {
+        self.list().into_iter().filter(|a| a.version == version).collect()
+    }
+
     /// Applies `action` to `node` of `cluster`; returns the agent as it is now.
     pub fn act(&self, cluster: i64, node: &str, action: Action) -> Result<AgentView, SimError> {
-        let agents = self.agents();
-        let (index, id) = resolve_node(cluster, node, &Self::nodes(&agents))?;
+        let state = self.state();
+        let agents = &state.agents;
+        let (index, id) = resolve_node(cluster, node, &Self::nodes(agents))?;
         let running = agents.get(&id).ok_or_else(|| SimError::Node {
             cluster,
             node: node.to_owned(),
@@ -228,14 +357,23 @@ impl Fleet {
         Ok(Self::view(index, running))
     }
 
-    fn insert(&self, node: NodeInfo, server: AgentServer) {
-        self.agents()
-            .insert(node.instance_id.clone(), Running { node, server });
+    /// Adds a started agent that runs `version`, failed as the version is.
+    fn insert(&self, node: NodeInfo, version: String, server: AgentServer) {
+        let mut state = self.state();
+        lock(&server.state).version_failure = state.broken.get(&version).cloned();
+        state.agents.insert(
+            node.instance_id.clone(),
+            Running {
+                node,
+                version,
+                server,
+            },
+        );
     }
 
     /// Stops an agent (dropping its server frees its port).
     fn remove(&self, instance_id: &str) -> bool {
-        self.agents().remove(instance_id).is_some()
+        self.state().agents.remove(instance_id).is_some()
     }
 }
 
@@ -305,7 +443,11 @@ pub struct Simulator<C, O> {
     fleet: Fleet,
     startup: Duration,
     logs: LogSettings,
+    /// The version of a cluster the store does not know.
     version: String,
+    /// Each cluster's version, as the store said: a cluster keeps its version
+    /// (an upgrade makes a new cluster row).
+    versions: Mutex<BTreeMap<i64, String>>,
 }
 
 impl<C: Compute + 'static, O: ObjectStore + 'static> Simulator<C, O> {
@@ -331,10 +473,11 @@ impl<C: Compute + 'static, O: ObjectStore + 'static> Simulator<C, O> {
             startup,
             logs,
             version: "2.0.0".to_owned(),
+            versions: Mutex::default(),
         }
     }
 
-    /// The ODAS version the agents report.
+    /// The ODAS version the agents of a cluster the store does not know report.
     pub fn with_version(mut self, version: impl Into<String>) -> Self {
         self.version = version.into();
         self
@@ -386,18 +529,50 @@ impl<C: Compute + 'static, O: ObjectStore + 'static> Simulator<C, O> {
         (all, complete)
     }
 
+    /// The version `cluster` runs: from the cache, else from the store. A
+    /// cluster the store does not know runs the default version; `None` when
+    /// the store could not answer (the agent starts at a later sync).
+    async fn version_of(&self, cluster: i64) -> Option<String> {
+        if let Some(version) = self.cached_versions().get(&cluster) {
+            return Some(version.clone());
+        }
+        match self.regions.store.get_cluster(cluster).await {
+            Ok(row) => {
+                self.cached_versions().insert(cluster, row.odas_version.clone());
+                Some(row.odas_version)
+            }
+            Err(StoreError::NotFound { .. }) => {
+                tracing::warn!(cluster, version = %self.version, "simulator: the store has no cluster {cluster}; its agents report the default version");
+                Some(self.version.clone())
+            }
+            Err(e) => {
+                tracing::warn!(cluster, error = %e, "simulator: reading a cluster's version; its new agents start at a later sync");
+                None
+            }
+        }
+    }
+
+    fn cached_versions(&self) -> MutexGuard<'_, BTreeMap<i64, String>> {
+        self.versions.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     async fn start(&self, node: NodeInfo) {
+        let Some(version) = self.version_of(node.cluster_id).await else {
+            return;
+        };
         let identity = Identity {
             instance_id: node.instance_id.clone(),
             cluster_id: node.cluster_id,
-            version: self.version.clone(),
+            version: version.clone(),
             staging: self.staging.clone(),
         };
         match AgentServer::start(identity, self.startup, self.objects.clone(), self.logs).await {
             Ok(server) => {
-                tracing::info!(instance = %node.instance_id, cluster = node.cluster_id, addr = %server.addr, "simulated agent started");
-                self.directory.insert(node.instance_id.clone(), server.addr);
-                self.fleet.insert(node, server);
+                tracing::info!(instance = %node.instance_id, cluster = node.cluster_id, version = %version, addr = %server.addr, "simulated agent started");
+                // In the fleet (failed as its version is) before the prober can find it.
+                let addr = server.addr;
+                self.fleet.insert(node.clone(), version, server);
+                self.directory.insert(node.instance_id, addr);
             }
             Err(e) => {
                 tracing::warn!(instance = %node.instance_id, error = %e, "could not start a simulated agent")
@@ -563,5 +738,236 @@ mod tests {
             partial.stop.is_empty(),
             "a region that did not answer stops nothing"
         );
+    }
+
+    #[test]
+    fn versions_are_checked_and_trimmed() {
+        assert_eq!(parse_version(" 2.1.0 "), Ok("2.1.0".into()));
+        assert_eq!(parse_version("2.1.0-rc1"), Ok("2.1.0-rc1".into()));
+        for bad in ["", "   ", "2.1.0 beta", "2.1/0", &"9".repeat(33)] {
+            let err = parse_version(bad).unwrap_err();
+            assert_eq!(err.field(), "version", "{bad:?}");
+        }
+        assert_eq!(
+            parse_version("").unwrap_err().to_string(),
+            "version must be 1 to 32 characters of letters, digits, '.' and '-', got \"\""
+        );
+        let fleet = Fleet::default();
+        assert!(matches!(
+            fleet.fail_version(" ", 3),
+            Err(SimError::Version { .. })
+        ));
+        assert!(matches!(fleet.restore_version(""), Err(SimError::Version { .. })));
+        assert!(fleet.broken_versions().is_empty());
+    }
+
+    mod versions {
+        use shared::cloud::agents::{HttpAgents, Resolver};
+        use shared::cloud::aws::Ec2Adapter;
+        use shared::cloud::{AgentTarget, Agents};
+        use shared::domain::health::ServiceState;
+        use shared::domain::{
+            ClusterSpec, EnvironmentSpec, EnvironmentStatus, InstanceSize, ProposedCluster,
+            ProposedEnvironment,
+        };
+        use shared::store::{EnvironmentObservation, WriteCtx};
+
+        use super::super::agent::quiet;
+        use super::*;
+
+        const PLANNER: usize = 3;
+        const WORKER: usize = 4;
+
+        /// A store with a READY environment and one cluster per version given.
+        async fn store_with_clusters(versions: &[Option<&str>]) -> (Store, Vec<i64>) {
+            let dir = std::env::temp_dir().join("dm-local-tests");
+            std::fs::create_dir_all(&dir).unwrap();
+            let db = dir.join(format!(
+                "sim-versions-{}-{}.sqlite",
+                std::process::id(),
+                rand::random_range(0..u64::MAX)
+            ));
+            let store = Store::connect(&format!("sqlite://{}", db.display()))
+                .await
+                .unwrap();
+            let ctx = WriteCtx {
+                principal: "tester".into(),
+                idempotency: None,
+            };
+            let spec = EnvironmentSpec::parse(ProposedEnvironment {
+                name: "dev".into(),
+                region: "us-west-2".into(),
+                vpc_id: None,
+                subnet_ids: None,
+                vpc_cidr: None,
+                admin_cidr: None,
+                create_security_group: false,
+            })
+            .unwrap();
+            let env = store.create_environment(&ctx, &spec).await.unwrap().target_id;
+            assert!(store.claim_environment(env, "fixture", 60_000).await.unwrap());
+            let ready = EnvironmentObservation {
+                vpc_id: Some("vpc-1".into()),
+                subnet_ids: vec!["subnet-1".into()],
+                vpc_cidr: Some("10.0.0.0/16".into()),
+                security_group_id: None,
+                status: EnvironmentStatus::Ready,
+                message: "ready".into(),
+                observed_generation: Some(1),
+                steps: vec![],
+                failure: None,
+            };
+            store.record_environment(env, "fixture", &ready).await.unwrap();
+            store.release_environment(env, "fixture").await.unwrap();
+            let mut ids = Vec::new();
+            for (i, version) in versions.iter().enumerate() {
+                let proposed = ProposedCluster {
+                    name: format!("c{i}"),
+                    num_nodes: 2,
+                    cluster_type: "STANDALONE_CLUSTER".into(),
+                    environment_id: env,
+                    instance_type: None,
+                    storage_gb: None,
+                    tags: Default::default(),
+                    description: None,
+                    termination_protection_enabled: false,
+                    auto_repair_enabled: None,
+                    version: version.map(str::to_owned),
+                };
+                let size = |_: &str| {
+                    Some(InstanceSize {
+                        vcpus: 2,
+                        memory_mib: 8192,
+                    })
+                };
+                let spec = ClusterSpec::parse(proposed, 10, "2.0.0", size).unwrap();
+                ids.push(store.create_cluster(&ctx, &spec).await.unwrap().target_id);
+            }
+            (store, ids)
+        }
+
+        fn simulator(store: Store) -> Simulator<Ec2Adapter, shared::cloud::aws::S3Adapter> {
+            Simulator::new(
+                Arc::new(Ec2Adapter::new(quiet::settings())),
+                Arc::new(quiet::objects()),
+                S3Location::parse("s3://nowhere/staging").unwrap(),
+                Regions {
+                    store,
+                    default: "us-west-2".into(),
+                },
+                AgentDirectory::new(),
+                Duration::ZERO,
+                quiet::logs(),
+            )
+            .with_version("9.9.9")
+        }
+
+        fn node(id: &str, cluster: i64, launched_at: i64) -> NodeInfo {
+            NodeInfo {
+                instance_id: id.into(),
+                cluster_id: cluster,
+                launched_at,
+            }
+        }
+
+        /// Each agent as `(instance, version, state)`.
+        fn states(fleet: &Fleet) -> Vec<(String, String, String)> {
+            fleet
+                .list()
+                .into_iter()
+                .map(|a| (a.instance_id, a.version, a.state))
+                .collect()
+        }
+
+        fn row(id: &str, version: &str, state: &str) -> (String, String, String) {
+            (id.into(), version.into(), state.into())
+        }
+
+        #[tokio::test]
+        async fn a_broken_version_fails_its_agents_now_and_later() {
+            let (store, ids) = store_with_clusters(&[Some("2.1.0"), None]).await;
+            let (new, old) = (ids[0], ids[1]);
+            let sim = simulator(store);
+            let fleet = sim.fleet();
+            sim.start(node("i-a1", new, 1)).await;
+            sim.start(node("i-b1", old, 1)).await;
+            assert_eq!(
+                states(&fleet),
+                [row("i-a1", "2.1.0", "RUNNING"), row("i-b1", "2.0.0", "RUNNING")]
+            );
+
+            let change = fleet.fail_version(" 2.1.0 ", PLANNER).unwrap();
+            assert_eq!(change.version, "2.1.0");
+            assert_eq!(change.service.as_deref(), Some("planner"));
+            assert!(!change.was_broken);
+            assert_eq!(change.agents.len(), 1);
+            assert_eq!(change.agents[0].state, "planner FAILED");
+            assert_eq!(
+                fleet.broken_versions(),
+                [BrokenVersion {
+                    version: "2.1.0".into(),
+                    service: "planner".into()
+                }]
+            );
+            // A node that joins the cluster later runs the broken version too.
+            sim.start(node("i-a2", new, 2)).await;
+            assert_eq!(
+                states(&fleet),
+                [
+                    row("i-a1", "2.1.0", "planner FAILED"),
+                    row("i-a2", "2.1.0", "planner FAILED"),
+                    row("i-b1", "2.0.0", "RUNNING"),
+                ]
+            );
+
+            // What the DM sees: the cluster's version, planner failed, through a
+            // restart and a restore of the node.
+            let prober = HttpAgents::new(Resolver::Directory(sim.directory.clone())).allow_remote(false);
+            let target = AgentTarget {
+                instance_id: "i-a2".into(),
+                private_ip: None,
+            };
+            prober.restart(&target, None).await.unwrap();
+            fleet.act(new, "i-a2", Action::Restore).unwrap();
+            let report = prober.health(&target).await.unwrap();
+            assert_eq!(report.version, "2.1.0");
+            let planner = &report.normalized()[PLANNER];
+            assert_eq!(planner.state, ServiceState::Failed);
+            assert_eq!(planner.message, "planner exited with status 1 on version 2.1.0");
+            assert!(!report.ready());
+
+            // Breaking it another way replaces the failure; restoring ends it.
+            let change = fleet.fail_version("2.1.0", WORKER).unwrap();
+            assert!(change.was_broken);
+            assert!(change.agents.iter().all(|a| a.state == "worker FAILED"));
+            let change = fleet.restore_version("2.1.0").unwrap();
+            assert!(change.was_broken);
+            assert!(change.agents.iter().all(|a| a.state == "RUNNING"), "{change:?}");
+            assert!(fleet.broken_versions().is_empty());
+            assert!(!fleet.restore_version("2.1.0").unwrap().was_broken);
+            // A node's own failure is not the version's to restore.
+            fleet
+                .act(new, "0", Action::FailService(FailedService::killed(1)))
+                .unwrap();
+            fleet.fail_version("2.1.0", PLANNER).unwrap();
+            fleet.restore_version("2.1.0").unwrap();
+            assert_eq!(states(&fleet)[0], row("i-a1", "2.1.0", "zookeeper FAILED"));
+        }
+
+        #[tokio::test]
+        async fn cluster_versions_are_read_once_and_unknown_clusters_get_the_default() {
+            let (store, ids) = store_with_clusters(&[Some("2.1.0")]).await;
+            let sim = simulator(store);
+            assert_eq!(sim.version_of(ids[0]).await.as_deref(), Some("2.1.0"));
+            assert_eq!(
+                sim.cached_versions().get(&ids[0]).map(String::as_str),
+                Some("2.1.0")
+            );
+            // The cache answers from then on, whatever the store would say.
+            sim.cached_versions().insert(ids[0], "cached".into());
+            assert_eq!(sim.version_of(ids[0]).await.as_deref(), Some("cached"));
+            assert_eq!(sim.version_of(999).await.as_deref(), Some("9.9.9"));
+            assert!(!sim.cached_versions().contains_key(&999), "a guess is not cached");
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! Ports to the systems the DM drives: EC2 [`Compute`], Auto Scaling [`Scaling`],
-//! S3 [`ObjectStore`], Lambda [`Functions`], CloudWatch [`Metrics`] and the node
-//! agents [`Agents`]. Workflows are written against these traits; the real
+//! S3 [`ObjectStore`], Lambda [`Functions`], CloudWatch [`Metrics`], Route 53
+//! [`Dns`] and the node agents [`Agents`]. Workflows are written against these traits; the real
 //! adapters in [`aws`] (behind the `aws-*` cargo features) use the AWS SDK, and
 //! integration tests run them against the emulator. [`agents`] holds the HTTP
 //! prober of the node agents.
@@ -525,6 +525,41 @@ pub trait Agents: Send + Sync {
     /// `POST /v1/logs/flush`: the agent uploads what it has not yet uploaded to
     /// the staging bucket, and answers when done.
     fn flush_logs(&self, node: &AgentTarget) -> impl Future<Output = Result<(), ProbeError>> + Send;
+    /// `POST /v1/services/restart`: the agent restarts one service (`Some`) or all
+    /// of them, and answers once the restart has begun; health then reports the
+    /// services coming back up in dependency order.
+    fn restart(
+        &self,
+        node: &AgentTarget,
+        service: Option<&str>,
+    ) -> impl Future<Output = Result<(), ProbeError>> + Send;
+}
+
+/// One DNS record set: a fully qualified name (with or without the final dot),
+/// its type (`A`, `CNAME`), TTL in seconds and values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordSet {
+    pub name: String,
+    pub kind: String,
+    pub ttl: i64,
+    pub values: Vec<String>,
+}
+
+/// Route 53: the stable DNS names of clusters. Route 53 is global: no region.
+/// Changes are UPSERTs (never CREATE, which the emulator duplicates), and callers
+/// read back what they wrote.
+pub trait Dns: Send + Sync {
+    /// Every record set in `zone_id` whose name is `name`, whatever its type, in
+    /// the order Route 53 lists them. Two sets of one type mean someone CREATEd
+    /// twice: the caller treats that as a mismatch and writes again.
+    fn records(&self, zone_id: &str, name: &str) -> impl Future<Output = CloudResult<Vec<RecordSet>>> + Send;
+    /// Creates or replaces one record set (UPSERT).
+    fn upsert(&self, zone_id: &str, record: &RecordSet) -> impl Future<Output = CloudResult<()>> + Send;
+    /// Deletes exactly this record set (its values must match); `NotFound` when gone.
+    fn delete(&self, zone_id: &str, record: &RecordSet) -> impl Future<Output = CloudResult<()>> + Send;
+    /// The id of the hosted zone named `name`, creating a public one when there
+    /// is none (dm-local makes its zone in the emulator with this).
+    fn ensure_zone(&self, name: &str) -> impl Future<Output = CloudResult<String>> + Send;
 }
 
 /// Lambda: waking another DM function.

@@ -111,7 +111,7 @@ pub fn parse_num_nodes(n: i64, max_nodes: i64) -> Result<i64, FieldError> {
     }
 }
 
-fn parse_version(raw: &str) -> Result<String, FieldError> {
+pub(crate) fn parse_version(raw: &str) -> Result<String, FieldError> {
     let ok = !raw.is_empty()
         && raw.len() <= 32
         && raw
@@ -201,6 +201,9 @@ pub struct ClusterUpdate {
     pub termination_protection_enabled: Option<bool>,
     #[serde(default)]
     pub auto_repair_enabled: Option<bool>,
+    /// Whether termination protection lets upgrades (by replacement) through.
+    #[serde(default)]
+    pub protection_allows_upgrade: Option<bool>,
 }
 
 impl ClusterUpdate {
@@ -210,10 +213,11 @@ impl ClusterUpdate {
         if self.num_nodes.is_none()
             && self.termination_protection_enabled.is_none()
             && self.auto_repair_enabled.is_none()
+            && self.protection_allows_upgrade.is_none()
         {
             return Err(FieldError::new(
                 "numNodes",
-                "an update needs numNodes, terminationProtectionEnabled or autoRepairEnabled",
+                "an update needs numNodes, terminationProtectionEnabled, autoRepairEnabled or protectionAllowsUpgrade",
             ));
         }
         if let Some(n) = self.num_nodes {

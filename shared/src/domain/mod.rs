@@ -9,6 +9,7 @@ pub mod logs;
 mod names;
 pub mod security_group;
 pub mod tags;
+pub mod upgrade;
 
 pub use cluster::{
     ClusterSpec, ClusterStatus, ClusterType, ClusterUpdate, InstanceSize, ProposedCluster,

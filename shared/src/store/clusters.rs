@@ -28,6 +28,8 @@ pub struct ClusterObservation {
     pub nodes: Vec<NewNode>,
     /// Services running on every node, when the status is a health code.
     pub running_services: Option<i64>,
+    /// The cluster's DNS name; kept once set.
+    pub endpoint: Option<String>,
     /// Set when desired state was reached at this generation.
     pub observed_generation: Option<i64>,
     pub steps: Vec<Step>,
@@ -150,11 +152,14 @@ impl Store {
             .termination_protection_enabled
             .unwrap_or(current.termination_protection);
         let auto_repair = update.auto_repair_enabled.unwrap_or(current.auto_repair);
+        let allows_upgrade = update
+            .protection_allows_upgrade
+            .unwrap_or(current.protection_allows_upgrade);
         let generation = current.generation + 1;
         let now = now_ms();
         let changed = sqlx::query(
             "UPDATE clusters SET status_since = CASE WHEN status_code = ? THEN status_since ELSE ? END, \
-             num_nodes = ?, termination_protection = ?, auto_repair = ?, generation = ?, status_code = ?, \
+             num_nodes = ?, termination_protection = ?, auto_repair = ?, protection_allows_upgrade = ?, generation = ?, status_code = ?, \
              status_message = ?, row_version = row_version + 1, updated_at = ? WHERE id = ? AND row_version = ?",
         )
         .bind(ClusterStatus::Updating.as_str())
@@ -162,6 +167,7 @@ impl Store {
         .bind(num_nodes)
         .bind(protection as i64)
         .bind(auto_repair as i64)
+        .bind(allows_upgrade as i64)
         .bind(generation)
         .bind(ClusterStatus::Updating.as_str())
         .bind("Waiting for the reconciler.")
@@ -178,8 +184,12 @@ impl Store {
         }
         let detail = format!(
             "update cluster {}: numNodes {} -> {num_nodes}, terminationProtection {} -> {protection}, \
-             autoRepair {} -> {auto_repair}",
-            current.name, current.num_nodes, current.termination_protection, current.auto_repair
+             autoRepair {} -> {auto_repair}, protectionAllowsUpgrade {} -> {allows_upgrade}",
+            current.name,
+            current.num_nodes,
+            current.termination_protection,
+            current.auto_repair,
+            current.protection_allows_upgrade
         );
         finish(
             tx,
@@ -253,7 +263,7 @@ impl Store {
         .await
     }
 
-    async fn get_cluster_in(
+    pub(crate) async fn get_cluster_in(
         &self,
         tx: &mut sqlx::Transaction<'static, sqlx::Any>,
         id: i64,
@@ -343,7 +353,7 @@ impl Store {
         let updated = sqlx::query(
             "UPDATE clusters SET status_since = CASE WHEN status_code = ? THEN status_since ELSE ? END, \
              status_code = ?, status_message = ?, asg_name = ?, launch_template_id = ?, config_uri = ?, \
-             running_services = COALESCE(?, running_services), \
+             running_services = COALESCE(?, running_services), endpoint = COALESCE(endpoint, ?), \
              observed_generation = COALESCE(?, observed_generation), \
              live_key = CASE WHEN ? = 1 THEN NULL ELSE live_key END, \
              row_version = row_version + 1, updated_at = ? WHERE id = ? AND lease_owner = ?",
@@ -356,6 +366,7 @@ impl Store {
         .bind(obs.launch_template_id.clone())
         .bind(obs.config_uri.clone())
         .bind(obs.running_services)
+        .bind(obs.endpoint.clone())
         .bind(obs.observed_generation)
         .bind(terminated as i64)
         .bind(now)

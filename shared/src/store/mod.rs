@@ -17,6 +17,7 @@ mod environments;
 mod health;
 mod operations;
 mod rows;
+mod runbooks;
 
 use std::time::Duration;
 
@@ -32,6 +33,10 @@ pub use health::{
     BATCH, SWEEP_LEASE,
 };
 pub use operations::{OpState, Step, StepState, Submitted, WriteCtx};
+pub use runbooks::{
+    components_text, NewStep, RunbookContext, RunbookKind, RunbookParams, RunbookRow, RunbookStep, StepEnd,
+    UpgradeRequest,
+};
 pub use rows::{AuditRow, ClusterRow, EnvironmentRow, NodeRow, OperationRow};
 
 /// Which database the store talks to.

@@ -31,6 +31,7 @@ pub enum OpState {
     Running,
     Succeeded,
     Failed,
+    Cancelled,
 }
 
 impl OpState {
@@ -40,6 +41,7 @@ impl OpState {
             OpState::Running => "RUNNING",
             OpState::Succeeded => "SUCCEEDED",
             OpState::Failed => "FAILED",
+            OpState::Cancelled => "CANCELLED",
         }
     }
 }
@@ -51,6 +53,9 @@ pub enum StepState {
     Running,
     Done,
     Failed,
+    /// A runbook step passed over because an earlier one failed.
+    Skipped,
+    Cancelled,
 }
 
 /// One step of an operation, as the reconciler last saw it.
@@ -289,9 +294,14 @@ impl Store {
     }
 }
 
+/// The operation kinds the reconciler finishes.
+const RECONCILED: &str =
+    "('CREATE_CLUSTER', 'UPDATE_CLUSTER', 'DELETE_CLUSTER', 'CREATE_ENVIRONMENT', 'DELETE_ENVIRONMENT')";
+
 /// Updates the open operations of a target from what the reconciler observed:
 /// those whose generation has been reached finish (or fail), the rest show progress.
-/// `DIAGNOSTICS` operations are the diagnostics worker's, never the reconciler's.
+/// Only the reconciler's own kinds: `DIAGNOSTICS` operations are the diagnostics
+/// worker's, and runbook operations (upgrade, rollback, restart) their runner's.
 pub(crate) async fn progress(
     tx: &mut Transaction<'static, Any>,
     target_kind: &str,
@@ -303,10 +313,10 @@ pub(crate) async fn progress(
     let now = now_ms();
     let steps = serde_json::to_string(steps).expect("steps serialise");
     if let Some(error) = failure {
-        sqlx::query(
+        sqlx::query(&format!(
             "UPDATE operations SET state = 'FAILED', steps = ?, error = ?, updated_at = ? \
-             WHERE target_kind = ? AND target_id = ? AND state IN ('PENDING', 'RUNNING') AND kind <> 'DIAGNOSTICS'",
-        )
+             WHERE target_kind = ? AND target_id = ? AND state IN ('PENDING', 'RUNNING') AND kind IN {RECONCILED}"
+        ))
         .bind(&steps)
         .bind(error)
         .bind(now)
@@ -317,10 +327,10 @@ pub(crate) async fn progress(
         .map_err(q("fail operations"))?;
         return Ok(());
     }
-    sqlx::query(
+    sqlx::query(&format!(
         "UPDATE operations SET state = 'SUCCEEDED', steps = ?, updated_at = ? \
-         WHERE target_kind = ? AND target_id = ? AND state IN ('PENDING', 'RUNNING') AND kind <> 'DIAGNOSTICS' AND target_generation <= ?",
-    )
+         WHERE target_kind = ? AND target_id = ? AND state IN ('PENDING', 'RUNNING') AND kind IN {RECONCILED} AND target_generation <= ?"
+    ))
     .bind(&steps)
     .bind(now)
     .bind(target_kind)
@@ -329,10 +339,10 @@ pub(crate) async fn progress(
     .execute(&mut **tx)
     .await
     .map_err(q("finish operations"))?;
-    sqlx::query(
+    sqlx::query(&format!(
         "UPDATE operations SET state = 'RUNNING', steps = ?, updated_at = ? \
-         WHERE target_kind = ? AND target_id = ? AND state IN ('PENDING', 'RUNNING') AND kind <> 'DIAGNOSTICS'",
-    )
+         WHERE target_kind = ? AND target_id = ? AND state IN ('PENDING', 'RUNNING') AND kind IN {RECONCILED}"
+    ))
     .bind(&steps)
     .bind(now)
     .bind(target_kind)

@@ -140,6 +140,17 @@ pub struct ClusterRow {
     pub health_checked_at: i64,
     /// Whether the health sweep may replace broken nodes.
     pub auto_repair: bool,
+    /// The cluster's DNS name, when a zone is configured.
+    pub endpoint: Option<String>,
+    /// Whether the endpoint points at this cluster's nodes (an upgrade's
+    /// replacement does not, until the switch).
+    pub serves_endpoint: bool,
+    /// Per-service version overrides.
+    pub components: BTreeMap<String, String>,
+    /// For an upgrade's replacement: the cluster it replaces.
+    pub replaces_id: Option<i64>,
+    /// Termination protection lets upgrades through.
+    pub protection_allows_upgrade: bool,
     pub row_version: i64,
     pub created_at: i64,
     pub updated_at: i64,
@@ -149,7 +160,7 @@ pub(crate) const CLUSTER_COLUMNS: &str = "id, environment_id, name, description,
     instance_type, storage_gb, odas_version, owner, tags, termination_protection, delete_requested, \
     config_generation, status_code, status_message, generation, observed_generation, asg_name, \
     launch_template_id, config_uri, row_version, created_at, updated_at, running_services, status_since, \
-    health_checked_at, auto_repair, \
+    health_checked_at, auto_repair, endpoint, serves_endpoint, components, replaces_id, protection_allows_upgrade, \
     (SELECT COUNT(*) FROM nodes n WHERE n.cluster_id = clusters.id AND n.lifecycle_state = 'InService') AS running_nodes";
 
 impl ClusterRow {
@@ -181,6 +192,11 @@ impl ClusterRow {
             status_since: col(r, "status_since")?,
             health_checked_at: col(r, "health_checked_at")?,
             auto_repair: col::<i64>(r, "auto_repair")? != 0,
+            endpoint: opt_text(r, "endpoint")?,
+            serves_endpoint: col::<i64>(r, "serves_endpoint")? != 0,
+            components: json("cluster components", &text(r, "components")?)?,
+            replaces_id: col(r, "replaces_id")?,
+            protection_allows_upgrade: col::<i64>(r, "protection_allows_upgrade")? != 0,
             row_version: col(r, "row_version")?,
             created_at: col(r, "created_at")?,
             updated_at: col(r, "updated_at")?,

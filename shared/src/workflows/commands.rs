@@ -8,7 +8,9 @@ use crate::domain::{
     ClusterSpec, ClusterUpdate, EnvironmentSpec, FieldError, ProposedCluster, ProposedEnvironment,
     DEFAULT_INSTANCE_TYPE,
 };
-use crate::store::{Store, StoreError, Submitted, WriteCtx};
+use crate::domain::upgrade::{ProposedDefaultVersion, ProposedRestart, ProposedUpgrade};
+use crate::store::{Store, StoreError, Submitted, UpgradeRequest, WriteCtx};
+use crate::workflows::runbook;
 
 /// Limits the API enforces, from configuration.
 #[derive(Debug, Clone)]
@@ -101,7 +103,8 @@ pub async fn create_cluster(
         .clone()
         .unwrap_or_else(|| DEFAULT_INSTANCE_TYPE.to_owned());
     let size = store.instance_size(&env.region, &instance_type).await?;
-    let spec = ClusterSpec::parse(proposed, limits.max_nodes, &limits.default_version, |t| {
+    let default_version = store.default_version(&limits.default_version).await?;
+    let spec = ClusterSpec::parse(proposed, limits.max_nodes, &default_version, |t| {
         (t == instance_type).then_some(size).flatten()
     })?;
     Ok(store.create_cluster(ctx, &spec).await?)
@@ -120,6 +123,61 @@ pub async fn update_cluster(
 
 pub async fn delete_cluster(store: &Store, ctx: &WriteCtx, id: i64) -> Result<Submitted, CommandError> {
     Ok(store.delete_cluster(ctx, id).await?)
+}
+
+/// Starts an upgrade by replacement (`workflows::runbook::upgrade_steps`).
+pub async fn upgrade_cluster(
+    store: &Store,
+    ctx: &WriteCtx,
+    id: i64,
+    proposed: ProposedUpgrade,
+) -> Result<Submitted, CommandError> {
+    let u = proposed.parse()?;
+    let req = UpgradeRequest {
+        version: u.version,
+        components: u.components,
+        force: u.force,
+        ready_timeout_ms: u.ready_timeout_ms,
+        rollback_window_ms: u.rollback_window_ms,
+    };
+    Ok(store.submit_upgrade(ctx, id, &req, &runbook::upgrade_steps()).await?)
+}
+
+/// Rolls back the upgrade of a cluster that is inside its rollback window.
+pub async fn rollback_cluster(store: &Store, ctx: &WriteCtx, id: i64) -> Result<Submitted, CommandError> {
+    Ok(store
+        .submit_rollback(ctx, id, runbook::names::ROLLBACK_WINDOW, &runbook::rollback_steps())
+        .await?)
+}
+
+/// Restarts one service, or all, on every node of a cluster, one node at a time.
+pub async fn restart_cluster(
+    store: &Store,
+    ctx: &WriteCtx,
+    id: i64,
+    proposed: ProposedRestart,
+) -> Result<Submitted, CommandError> {
+    let service = proposed.parse()?;
+    Ok(store
+        .submit_restart(ctx, id, service.as_deref(), runbook::restart_steps)
+        .await?)
+}
+
+/// Asks a running runbook operation to stop at its next step boundary, and
+/// undo what it did (an upgrade tears its replacement down).
+pub async fn cancel_operation(store: &Store, ctx: &WriteCtx, id: i64) -> Result<Submitted, CommandError> {
+    Ok(store.request_cancel(ctx, id, runbook::cancellable).await?)
+}
+
+/// Sets the version of new clusters that name none; returns it.
+pub async fn set_default_version(
+    store: &Store,
+    principal: &str,
+    proposed: ProposedDefaultVersion,
+) -> Result<String, CommandError> {
+    let version = proposed.parse()?;
+    store.set_default_version(principal, &version).await?;
+    Ok(version)
 }
 
 #[cfg(test)]

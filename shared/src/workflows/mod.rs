@@ -2,7 +2,8 @@
 //! commands ([`commands`]) record desired state and an operation; the reconciler
 //! ([`reconcile`]) converges AWS toward it. [`lifecycle`] lets nodes join once
 //! their agent is ready and leave once their logs are flushed; [`sweep`] judges
-//! every cluster's health each minute, and repairs broken nodes.
+//! every cluster's health each minute, and repairs broken nodes. [`runbook`] runs
+//! persisted step machines: upgrades by replacement, rollbacks and restarts.
 
 pub mod archive;
 pub mod commands;
@@ -12,5 +13,6 @@ pub mod lifecycle;
 pub mod reconcile;
 pub mod retention;
 pub mod rotation;
+pub mod runbook;
 pub mod sweep;
 pub mod wake;

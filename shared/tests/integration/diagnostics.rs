@@ -75,6 +75,7 @@ async fn record(store: &Store, id: i64, observed: Option<i64>, failure: Option<&
             })
             .collect(),
         running_services: Some(7),
+        endpoint: None,
         observed_generation: observed,
         steps: vec![Step {
             name: "nodes in service".into(),

@@ -172,6 +172,7 @@ fn terminated() -> ClusterObservation {
         config_uri: None,
         nodes: vec![],
         running_services: None,
+        endpoint: None,
         observed_generation: Some(99),
         steps: vec![],
         failure: None,
@@ -249,6 +250,7 @@ async fn concurrent_updates_of_one_cluster_never_lose_a_write() {
                 num_nodes: Some(n),
                 termination_protection_enabled: None,
                 auto_repair_enabled: None,
+                protection_allows_upgrade: None,
             })
             .collect();
         let writer = ctx();
@@ -286,6 +288,7 @@ async fn protection_refuses_delete_and_scale_to_zero_but_not_other_sizes() {
             num_nodes: Some(0),
             termination_protection_enabled: None,
             auto_repair_enabled: None,
+            protection_allows_upgrade: None,
         };
         assert!(
             matches!(
@@ -298,6 +301,7 @@ async fn protection_refuses_delete_and_scale_to_zero_but_not_other_sizes() {
             num_nodes: Some(3),
             termination_protection_enabled: None,
             auto_repair_enabled: None,
+            protection_allows_upgrade: None,
         };
         store.update_cluster(&ctx(), c, &three).await.unwrap();
         assert!(!store.get_cluster(c).await.unwrap().delete_requested, "{backend}");

@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use shared::cloud::agents::{AgentDirectory, HttpAgents, Resolver};
-use shared::cloud::aws::{AutoScalingAdapter, AwsSettings, CloudWatchAdapter, Ec2Adapter, S3Adapter};
+use shared::cloud::aws::{
+    AutoScalingAdapter, AwsSettings, CloudWatchAdapter, Ec2Adapter, Route53Adapter, S3Adapter,
+};
 use shared::config::S3Location;
 use shared::domain::health::{ServiceState, SERVICES};
 use shared::domain::{ClusterSpec, EnvironmentSpec, InstanceSize, ProposedCluster, ProposedEnvironment};
@@ -16,7 +18,8 @@ use shared::workflows::lifecycle::{Lifecycle, LifecycleEvent, Outcome as Lifecyc
 use shared::workflows::reconcile::Reconciler;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-pub type AwsReconciler = Reconciler<Ec2Adapter, AutoScalingAdapter, S3Adapter, CloudWatchAdapter>;
+pub type AwsReconciler =
+    Reconciler<Ec2Adapter, AutoScalingAdapter, S3Adapter, CloudWatchAdapter, Route53Adapter>;
 pub type AwsLifecycle = Lifecycle<Ec2Adapter, AutoScalingAdapter, HttpAgents>;
 
 pub const REGION: &str = "us-west-2";
@@ -69,7 +72,9 @@ pub async fn reconciler_with(
         compute: Ec2Adapter::new(s.clone()),
         scaling: AutoScalingAdapter::new(s.clone()),
         objects,
-        metrics: CloudWatchAdapter::new(s),
+        metrics: CloudWatchAdapter::new(s.clone()),
+        dns: Route53Adapter::new(s),
+        zone: None,
         staging,
         node_ami: "ami-12c6146b".into(),
         node_instance_profile: None,

@@ -107,6 +107,10 @@ const PACKAGE_FILES: &[(&str, &str)] = &[
         include_str!("../python/dm_emulator/plugins/rds_global_clusters.py"),
     ),
     (
+        "dm_emulator/plugins/route53_changes.py",
+        include_str!("../python/dm_emulator/plugins/route53_changes.py"),
+    ),
+    (
         "dm_emulator/plugins/s3_lifecycle.py",
         include_str!("../python/dm_emulator/plugins/s3_lifecycle.py"),
     ),

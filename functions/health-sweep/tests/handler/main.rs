@@ -85,6 +85,7 @@ async fn steady_cluster_without_a_group(store: &Store) -> i64 {
         config_uri: None,
         nodes: vec![],
         running_services: Some(7),
+        endpoint: None,
         observed_generation: Some(1),
         steps: vec![],
         failure: None,

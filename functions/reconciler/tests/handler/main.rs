@@ -32,6 +32,7 @@ async fn setup() -> (reconciler::AwsReconciler, Store) {
         node_ami: "ami-12c6146b".into(),
         node_instance_profile: None,
         aws_endpoint: settings.endpoint.clone(),
+        dns_zone: None,
     };
     (
         reconciler::build(store.clone(), &config, settings, REGION, "handler-test".into()),

@@ -10,6 +10,8 @@ mod cloudwatch;
 mod ec2;
 #[cfg(feature = "aws-lambda")]
 mod lambda;
+#[cfg(feature = "aws-route53")]
+mod route53;
 #[cfg(feature = "aws-s3")]
 mod s3;
 
@@ -21,6 +23,8 @@ pub use cloudwatch::{CloudWatchAdapter, ALARMS_PER_DELETE, ALARMS_PER_PAGE};
 pub use ec2::Ec2Adapter;
 #[cfg(feature = "aws-lambda")]
 pub use lambda::LambdaAdapter;
+#[cfg(feature = "aws-route53")]
+pub use route53::{Route53Adapter, RECORDS_PER_PAGE};
 #[cfg(feature = "aws-s3")]
 pub use s3::S3Adapter;
 
@@ -111,6 +115,7 @@ const ALREADY_EXISTS: &[&str] = &[
     "InvalidLaunchTemplateName.AlreadyExistsException",
     "InvalidPermission.Duplicate",
     "BucketAlreadyOwnedByYou",
+    "HostedZoneAlreadyExists",
 ];
 const NOT_FOUND: &[&str] = &[
     "InvalidGroup.NotFound",
@@ -130,6 +135,7 @@ const THROTTLING: &[&str] = &[
     "SlowDown",
     "RequestThrottled",
     "TooManyRequestsException",
+    "PriorRequestNotComplete",
 ];
 
 /// Classes an SDK error by its code and HTTP status.

@@ -5,7 +5,7 @@ use tracing::{info, instrument, warn};
 use super::plan::{assess, plan, Change, DesiredCluster, ObservedCluster};
 use super::{Outcome, ReconcileError, Reconciler, LEASE_MS, MAX_PASSES};
 use crate::cloud::{
-    CloudError, CloudErrorKind, Compute, GroupSpec, LaunchTemplateSpec, Metrics, ObjectStore, Scaling,
+    CloudError, CloudErrorKind, Compute, Dns, GroupSpec, LaunchTemplateSpec, Metrics, ObjectStore, Scaling,
 };
 use crate::domain::{tags, ClusterStatus};
 use crate::metrics;
@@ -18,7 +18,7 @@ pub fn resource_name(cluster: &ClusterRow) -> String {
     format!("okera-{}-{}", cluster.id, cluster.name)
 }
 
-impl<C: Compute, S: Scaling, O: ObjectStore, M: Metrics> Reconciler<C, S, O, M> {
+impl<C: Compute, S: Scaling, O: ObjectStore, M: Metrics, D: Dns> Reconciler<C, S, O, M, D> {
     /// What the cluster should have in AWS.
     pub fn desired(&self, cluster: &ClusterRow, env: &EnvironmentRow) -> DesiredCluster {
         let name = resource_name(cluster);
@@ -78,6 +78,14 @@ impl<C: Compute, S: Scaling, O: ObjectStore, M: Metrics> Reconciler<C, S, O, M> 
             config_prefix: self.staging.key(&format!("config/{}/", cluster.id)),
             alarm,
             alarm_prefix: format!("okera-{}-", cluster.id),
+            endpoint: self.zone.as_ref().map(|z| {
+                let name = cluster
+                    .endpoint
+                    .clone()
+                    .unwrap_or_else(|| z.endpoint(&cluster.name, &env.name));
+                (z.id.clone(), name)
+            }),
+            serves_endpoint: cluster.serves_endpoint,
         }
     }
 
@@ -100,6 +108,10 @@ impl<C: Compute, S: Scaling, O: ObjectStore, M: Metrics> Reconciler<C, S, O, M> 
             self.metrics.alarms_with_prefix(region, &desired.alarm_prefix),
         );
         let groups = groups?;
+        let endpoint_records = match &desired.endpoint {
+            Some((zone, name)) if desired.serves_endpoint => self.dns.records(zone, name).await?,
+            _ => Vec::new(),
+        };
         let hooks = match groups
             .iter()
             .find(|g| g.name == desired.group.name && !g.deleting)
@@ -118,6 +130,7 @@ impl<C: Compute, S: Scaling, O: ObjectStore, M: Metrics> Reconciler<C, S, O, M> 
                 .filter_map(|n| n.probe.map(|p| (n.instance_id, p)))
                 .collect(),
             alarms: alarms?,
+            endpoint_records,
         })
     }
 
@@ -144,6 +157,8 @@ impl<C: Compute, S: Scaling, O: ObjectStore, M: Metrics> Reconciler<C, S, O, M> 
             Change::DeleteConfig { keys } => self.objects.delete(&self.staging.bucket, keys).await,
             Change::PutAlarm(alarm) => self.metrics.put_alarm(region, alarm).await,
             Change::DeleteAlarms { names } => self.metrics.delete_alarms(region, names).await,
+            Change::UpsertEndpoint { zone, record } => self.dns.upsert(zone, record).await,
+            Change::DeleteEndpoint { zone, record } => self.dns.delete(zone, record).await,
         };
         match result {
             Err(e) if matches!(e.kind, CloudErrorKind::AlreadyExists | CloudErrorKind::NotFound) => {
@@ -229,6 +244,7 @@ impl<C: Compute, S: Scaling, O: ObjectStore, M: Metrics> Reconciler<C, S, O, M> 
                 })
                 .unwrap_or_default(),
             running_services: a.running_services,
+            endpoint: desired.endpoint.as_ref().map(|(_, name)| name.clone()),
             observed_generation: a.converged.then_some(cluster.generation),
             steps: a.steps,
             failure,

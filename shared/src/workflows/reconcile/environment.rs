@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use tracing::{info, instrument, warn};
 
 use super::{Outcome, ReconcileError, Reconciler, LEASE_MS};
-use crate::cloud::{CloudError, CloudErrorKind, Compute, IngressRule, Metrics, ObjectStore, Scaling};
+use crate::cloud::{CloudError, CloudErrorKind, Compute, Dns, IngressRule, Metrics, ObjectStore, Scaling};
 use crate::domain::security_group::{self, Peer, RULES};
 use crate::domain::{tags, EnvironmentStatus};
 use crate::store::{EnvironmentObservation, EnvironmentRow, Step, StepState, StoreError};
@@ -29,7 +29,7 @@ enum Stop {
     Store(StoreError),
 }
 
-impl<C: Compute, S: Scaling, O: ObjectStore, M: Metrics> Reconciler<C, S, O, M> {
+impl<C: Compute, S: Scaling, O: ObjectStore, M: Metrics, D: Dns> Reconciler<C, S, O, M, D> {
     /// Converges one environment. Returns `Busy` when another run holds it.
     #[instrument(skip_all, fields(environment_id = id))]
     pub async fn reconcile_environment(&self, id: i64) -> Result<Outcome, ReconcileError> {

@@ -14,9 +14,10 @@ mod cluster;
 mod environment;
 pub mod plan;
 
-use crate::cloud::{CloudError, Compute, Metrics, ObjectStore, Scaling};
+use crate::cloud::{CloudError, Compute, Dns, Metrics, ObjectStore, Scaling};
 use crate::config::S3Location;
 use crate::store::{Store, StoreError};
+use crate::workflows::runbook::DnsZone;
 
 pub use cluster::resource_name;
 pub use plan::{assess, plan, Assessment, Change, DesiredCluster, ObservedCluster};
@@ -38,13 +39,16 @@ pub enum ReconcileError {
 
 /// The reconciler's dependencies: the store, one adapter per AWS system, and the
 /// settings resources are made from.
-pub struct Reconciler<C, S, O, M> {
+pub struct Reconciler<C, S, O, M, D> {
     pub store: Store,
     pub compute: C,
     pub scaling: S,
     pub objects: O,
     /// CloudWatch: each cluster's health alarm.
     pub metrics: M,
+    /// Route 53: each cluster's endpoint record, in `zone` when one is configured.
+    pub dns: D,
+    pub zone: Option<DnsZone>,
     pub staging: S3Location,
     pub node_ami: String,
     /// The instance profile (ARN) nodes run with, if any.
@@ -90,7 +94,7 @@ pub enum Outcome {
     Busy,
 }
 
-impl<C: Compute, S: Scaling, O: ObjectStore, M: Metrics> Reconciler<C, S, O, M> {
+impl<C: Compute, S: Scaling, O: ObjectStore, M: Metrics, D: Dns> Reconciler<C, S, O, M, D> {
     /// Reconciles every environment, then every cluster. One target's failure does
     /// not stop the others.
     pub async fn reconcile_all(&self) -> Result<Summary, StoreError> {

@@ -5,7 +5,9 @@
 
 use std::collections::HashMap;
 
-use crate::cloud::{AlarmSpec, Group, GroupSpec, HookSpec, Instance, LaunchTemplate, LaunchTemplateSpec};
+use crate::cloud::{
+    AlarmSpec, Group, GroupSpec, HookSpec, Instance, LaunchTemplate, LaunchTemplateSpec, RecordSet,
+};
 use crate::domain::health::{evaluate, NodeView, Probe};
 use crate::domain::ClusterStatus;
 use crate::store::{Step, StepState};
@@ -27,6 +29,10 @@ pub struct DesiredCluster {
     pub alarm: AlarmSpec,
     /// Every alarm of the cluster's starts with this.
     pub alarm_prefix: String,
+    /// The cluster's DNS name, when a zone is configured: `(zone id, name)`.
+    pub endpoint: Option<(String, String)>,
+    /// Whether the endpoint points at this cluster (not at an upgrade's other side).
+    pub serves_endpoint: bool,
 }
 
 /// What AWS has for a cluster, found by the cluster's tags.
@@ -44,6 +50,8 @@ pub struct ObservedCluster {
     pub probes: HashMap<String, Probe>,
     /// The names of the cluster's alarms.
     pub alarms: Vec<String>,
+    /// The record sets of the endpoint's name (only read for a serving cluster).
+    pub endpoint_records: Vec<RecordSet>,
 }
 
 /// One change to AWS.
@@ -60,6 +68,8 @@ pub enum Change {
     DeleteConfig { keys: Vec<String> },
     PutAlarm(AlarmSpec),
     DeleteAlarms { names: Vec<String> },
+    UpsertEndpoint { zone: String, record: RecordSet },
+    DeleteEndpoint { zone: String, record: RecordSet },
 }
 
 impl Change {
@@ -77,6 +87,10 @@ impl Change {
             Change::DeleteConfig { keys } => format!("delete {} staged configuration object(s)", keys.len()),
             Change::PutAlarm(a) => format!("create alarm {}", a.name),
             Change::DeleteAlarms { names } => format!("delete alarm(s) {}", names.join(", ")),
+            Change::UpsertEndpoint { record, .. } => {
+                format!("point {} at {}", record.name, record.values.join(", "))
+            }
+            Change::DeleteEndpoint { record, .. } => format!("delete endpoint {}", record.name),
         }
     }
 }
@@ -92,6 +106,16 @@ pub fn plan(desired: &DesiredCluster, observed: &ObservedCluster) -> Vec<Change>
             changes.push(Change::DeleteAlarms {
                 names: observed.alarms.clone(),
             });
+        }
+        // The endpoint goes with the cluster that serves it (never with an
+        // upgrade's other side, which shares the name).
+        if let (Some((zone, _)), true) = (&desired.endpoint, desired.serves_endpoint) {
+            for record in observed.endpoint_records.iter().filter(|r| r.kind == "A") {
+                changes.push(Change::DeleteEndpoint {
+                    zone: zone.clone(),
+                    record: record.clone(),
+                });
+            }
         }
         // Groups first: deleting a group terminates its instances. Templates,
         // leftover instances and configuration go once no group is left, so that
@@ -181,6 +205,9 @@ pub fn plan(desired: &DesiredCluster, observed: &ObservedCluster) -> Vec<Change>
     if serving && !observed.alarms.contains(&desired.alarm.name) {
         changes.push(Change::PutAlarm(desired.alarm.clone()));
     }
+    if let Some(change) = endpoint_change(desired, observed) {
+        changes.push(change);
+    }
     let in_use = observed.groups.iter().any(|g| &g.name != group_name);
     if !in_use {
         for t in observed.templates.iter().filter(|t| &t.name != template_name) {
@@ -188,6 +215,53 @@ pub fn plan(desired: &DesiredCluster, observed: &ObservedCluster) -> Vec<Change>
         }
     }
     changes
+}
+
+/// The endpoint of a serving cluster points at the addresses of its nodes in
+/// service. With no node in service (still provisioning, or every node being
+/// replaced) the record is left as it is: an empty answer helps no client.
+fn endpoint_change(desired: &DesiredCluster, observed: &ObservedCluster) -> Option<Change> {
+    let (zone, name) = desired.endpoint.as_ref()?;
+    if !desired.serves_endpoint {
+        return None;
+    }
+    let in_service: Vec<&str> = observed
+        .groups
+        .iter()
+        .filter(|g| g.name == desired.group.name && !g.deleting)
+        .flat_map(|g| g.instances.iter())
+        .filter(|i| i.lifecycle_state == "InService")
+        .map(|i| i.id.as_str())
+        .collect();
+    let mut values: Vec<String> = observed
+        .instances
+        .iter()
+        .filter(|i| in_service.contains(&i.id.as_str()))
+        .filter_map(|i| i.private_ip.clone())
+        .collect();
+    if values.is_empty() {
+        return None;
+    }
+    values.sort();
+    let record = RecordSet {
+        name: name.clone(),
+        kind: "A".into(),
+        ttl: crate::workflows::runbook::ENDPOINT_TTL,
+        values,
+    };
+    let sets: Vec<&RecordSet> = observed.endpoint_records.iter().filter(|r| r.kind == "A").collect();
+    let current = match sets.as_slice() {
+        [one] => {
+            let mut v = one.values.clone();
+            v.sort();
+            Some((v, one.ttl))
+        }
+        _ => None,
+    };
+    (current != Some((record.values.clone(), record.ttl))).then(|| Change::UpsertEndpoint {
+        zone: zone.clone(),
+        record,
+    })
 }
 
 /// The group has exactly `n` instances, all in service.
@@ -413,6 +487,8 @@ mod tests {
             config_prefix: "config/1/".into(),
             alarm: crate::metrics::cluster_alarm("us-west-2", 1, "okera-1-a", &[]),
             alarm_prefix: "okera-1-".into(),
+            endpoint: None,
+            serves_endpoint: true,
         }
     }
 

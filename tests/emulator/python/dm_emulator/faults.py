@@ -65,7 +65,11 @@ filter of ``/_dm/requests`` given a bare HTTP method (``"PUT"``, ``"GET"``,
 ...) still matches every S3 request of that method, as before.  Injected
 S3 errors are S3's XML (``<Error><Code>SlowDown</Code><Message>...``), so an
 SDK classifies 503 ``SlowDown`` as throttling and 500 ``InternalError`` as a
-transient server error, as on AWS.
+transient server error, as on AWS.  Route 53's and CloudFront's (rest-xml
+too, but wrapped like the Query protocol's) are ``<ErrorResponse><Error><Type>
+<Code><Message></Error><RequestId></ErrorResponse>``: the AWS SDK for Rust
+reads the code of those services only there (``route53:POST`` 400
+``PriorRequestNotComplete`` is retried as throttling).
 """
 
 from __future__ import annotations
@@ -94,6 +98,12 @@ CONTROL_PREFIX = "/_dm/"
 _SCOPE = re.compile(r"Credential=[^/,\s]*/[^/,\s]*/[^/,\s]*/([^/,\s]+)/")
 # Services whose wire protocol is rest-xml.
 _REST_XML = {"s3", "s3-control", "route53", "cloudfront"}
+# The rest-xml services whose errors are wrapped in <ErrorResponse> (S3's are not),
+# with the namespace AWS gives it.
+_REST_XML_WRAPPED = {
+    "route53": "https://route53.amazonaws.com/doc/2013-04-01/",
+    "cloudfront": "http://cloudfront.amazonaws.com/doc/2020-05-31/",
+}
 _DEFAULT_MESSAGE = "Fault injected by dm_emulator"
 _PARAMS_KEY = "dm_emulator.params"
 
@@ -511,6 +521,17 @@ def error_response(environ: dict[str, Any], service: str, rule: FaultRule) -> tu
             f"</Error></Errors><RequestID>{request_id}</RequestID></Response>"
         )
         headers = [("Content-Type", "text/xml;charset=UTF-8")]
+    elif protocol == "rest-xml" and service in _REST_XML_WRAPPED:
+        # Route 53 and CloudFront wrap the error, as the Query protocol does; the
+        # AWS SDK for Rust finds the code only inside <ErrorResponse><Error>.
+        namespace = escape(_REST_XML_WRAPPED[service], {'"': "&quot;"})
+        body = (
+            '<?xml version="1.0" encoding="UTF-8"?>\n'
+            f'<ErrorResponse xmlns="{namespace}">'
+            f"<Error><Type>{fault_type}</Type><Code>{code}</Code><Message>{message}</Message>"
+            f"</Error><RequestId>{request_id}</RequestId></ErrorResponse>"
+        )
+        headers = [("Content-Type", "text/xml"), ("x-amzn-RequestId", request_id)]
     elif protocol == "rest-xml":
         body = (
             '<?xml version="1.0" encoding="UTF-8"?>\n'

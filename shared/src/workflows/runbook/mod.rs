@@ -1,0 +1,413 @@
+//! The runbook engine: persisted step machines for upgrades by replacement,
+//! rollbacks and restarts (and, next, failover and drills).
+//!
+//! A runbook is a list of steps in the store (`store::runbooks`). A [`Runner`]
+//! claims a due runbook with a lease and runs its current step:
+//! - every step is idempotent or checks before it acts, so running a step again
+//!   after a crash (it took effect, but was not yet recorded) changes nothing;
+//! - a step that has to wait (for READY, for the rollback window) says until
+//!   when, and the runbook sleeps in the store, not in a process: the runner
+//!   gives it back and the schedule (or an in-process wait, when short) picks it
+//!   up again;
+//! - each step is time-boxed; transient errors are retried with a pause, up to
+//!   a number of attempts; a failure, a timeout or a cancel appends the kind's
+//!   undo steps (tearing down a replacement, moving the endpoint back), which
+//!   run like any other;
+//! - every write is a compare-and-set on the runbook's version and lease, so a
+//!   runner that lost its lease, or a runbook cancelled or rolled back under it,
+//!   stops without writing.
+
+mod steps;
+
+use std::time::Duration;
+
+use tracing::{info, warn};
+
+use crate::cloud::{Agents, Dns};
+use crate::store::{NewStep, RunbookKind, RunbookRow, StepEnd, Store, StoreError};
+use crate::time::now_ms;
+use crate::workflows::kill::{KillSwitch, Killed};
+use crate::workflows::wake::Kick;
+
+/// Step names. Arguments name a cluster (`original`, `replacement`) or a node.
+pub mod names {
+    pub const BUILD_REPLACEMENT: &str = "build-replacement";
+    pub const WAIT_READY: &str = "wait-ready";
+    pub const SWITCH_ENDPOINT: &str = "switch-endpoint";
+    pub const VERIFY: &str = "verify";
+    pub const ROLLBACK_WINDOW: &str = "rollback-window";
+    pub const RETIRE: &str = "retire";
+    pub const WAIT_RETIRED: &str = "wait-retired";
+    pub const RESTART_NODE: &str = "restart-node";
+    pub const WAIT_NODE_HEALTHY: &str = "wait-node-healthy";
+    pub const ORIGINAL: &str = "original";
+    pub const REPLACEMENT: &str = "replacement";
+}
+
+use names::*;
+
+/// The configured Route 53 zone cluster endpoints live in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsZone {
+    pub id: String,
+    /// Without the final dot, such as `clusters.example.com`.
+    pub name: String,
+}
+
+impl DnsZone {
+    /// A cluster's endpoint: `<cluster>.<environment>.<zone>`.
+    pub fn endpoint(&self, cluster: &str, environment: &str) -> String {
+        format!("{cluster}.{environment}.{}", self.name)
+    }
+}
+
+/// TTL of endpoint records: what a switch costs clients at most, on top of
+/// Route 53's own propagation.
+pub const ENDPOINT_TTL: i64 = 30;
+
+/// The engine's timings.
+#[derive(Debug, Clone)]
+pub struct RunbookSettings {
+    /// How long a runner holds a runbook without writing before another may take it.
+    pub lease_ms: i64,
+    /// How long one run may wait in-process for a step before it gives the
+    /// runbook back (a Lambda invocation has minutes, not hours).
+    pub budget: Duration,
+    /// How often a waiting step looks again.
+    pub poll_ms: i64,
+    /// Attempts of a step that fails transiently, the first included.
+    pub max_attempts: i64,
+    pub verify_timeout_ms: i64,
+    pub retire_timeout_ms: i64,
+    pub node_timeout_ms: i64,
+}
+
+impl Default for RunbookSettings {
+    fn default() -> Self {
+        RunbookSettings {
+            lease_ms: 120_000,
+            budget: Duration::from_secs(40),
+            poll_ms: 5_000,
+            max_attempts: 5,
+            verify_timeout_ms: 300_000,
+            retire_timeout_ms: 1_800_000,
+            node_timeout_ms: 600_000,
+        }
+    }
+}
+
+/// The steps of an upgrade by replacement.
+pub fn upgrade_steps() -> Vec<NewStep> {
+    vec![
+        NewStep::new(BUILD_REPLACEMENT, ""),
+        NewStep::new(WAIT_READY, REPLACEMENT),
+        NewStep::new(SWITCH_ENDPOINT, REPLACEMENT),
+        NewStep::new(VERIFY, REPLACEMENT),
+        NewStep::new(ROLLBACK_WINDOW, ""),
+        NewStep::new(RETIRE, ORIGINAL),
+        NewStep::new(WAIT_RETIRED, ORIGINAL),
+    ]
+}
+
+/// The steps of a rollback: the same steps as an upgrade's, the other way.
+pub fn rollback_steps() -> Vec<NewStep> {
+    vec![
+        NewStep::new(SWITCH_ENDPOINT, ORIGINAL),
+        NewStep::new(VERIFY, ORIGINAL),
+        NewStep::new(RETIRE, REPLACEMENT),
+        NewStep::new(WAIT_RETIRED, REPLACEMENT),
+    ]
+}
+
+/// The steps of a restart: each node in turn, waiting for it to be healthy
+/// before the next.
+pub fn restart_steps(nodes: &[String]) -> Vec<NewStep> {
+    nodes
+        .iter()
+        .flat_map(|n| {
+            [
+                NewStep::new(RESTART_NODE, n.clone()),
+                NewStep::new(WAIT_NODE_HEALTHY, n.clone()),
+            ]
+        })
+        .collect()
+}
+
+/// What undoes a runbook whose step `failed` failed (or was cancelled there).
+pub fn undo_steps(rb: &RunbookRow, failed: &str) -> Vec<NewStep> {
+    match rb.kind {
+        RunbookKind::Upgrade => match failed {
+            // Traffic never moved: remove the replacement, if one was made.
+            BUILD_REPLACEMENT | WAIT_READY if rb.context.replacement_id.is_some() => vec![
+                NewStep::new(RETIRE, REPLACEMENT),
+                NewStep::new(WAIT_RETIRED, REPLACEMENT),
+            ],
+            // Traffic may have moved: move it back first.
+            SWITCH_ENDPOINT | VERIFY => vec![
+                NewStep::new(SWITCH_ENDPOINT, ORIGINAL),
+                NewStep::new(RETIRE, REPLACEMENT),
+                NewStep::new(WAIT_RETIRED, REPLACEMENT),
+            ],
+            _ => vec![],
+        },
+        RunbookKind::Rollback | RunbookKind::Restart => vec![],
+    }
+}
+
+/// Whether a runbook may still be cancelled where it is; the error says why not
+/// and what to do instead.
+pub fn cancellable(rb: &RunbookRow) -> Result<(), String> {
+    if rb.phase != "MAIN" {
+        return Err(format!(
+            "operation {} is already undoing its changes after: {}",
+            rb.id,
+            rb.error.clone().unwrap_or_default()
+        ));
+    }
+    let started = |name: &str| rb.steps.iter().any(|s| s.name == name && s.started_at.is_some());
+    match rb.kind {
+        RunbookKind::Upgrade if started(SWITCH_ENDPOINT) => Err(format!(
+            "upgrade {} has moved the endpoint to the replacement; roll it back instead (ocadm clusters rollback {})",
+            rb.id, rb.params.original_id
+        )),
+        RunbookKind::Rollback if started(SWITCH_ENDPOINT) => Err(format!(
+            "rollback {} has started moving the endpoint back; it cannot be cancelled",
+            rb.id
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// How one run of a runbook ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunOutcome {
+    /// It ended (SUCCEEDED, FAILED or CANCELLED).
+    Finished(String),
+    /// It waits; it is due again at this time.
+    Waiting(i64),
+    /// Another runner holds it, or it is not running.
+    Busy,
+    /// It changed under this runner (cancelled, rolled back, taken over).
+    Lost,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Killed(#[from] Killed),
+}
+
+/// What a scheduled run did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RunSummary {
+    pub runbooks: usize,
+    pub finished: usize,
+    pub errors: Vec<String>,
+}
+
+/// Runs runbooks. Its ports: the store, Route 53, the node agents, and the
+/// reconciler's wake-up.
+pub struct Runner<D, A> {
+    pub store: Store,
+    pub dns: D,
+    pub agents: A,
+    pub zone: Option<DnsZone>,
+    pub kick: Kick,
+    pub settings: RunbookSettings,
+    /// Who holds leases taken by this runner (unique per process).
+    pub owner: String,
+    pub kill: KillSwitch,
+}
+
+impl<D: Dns, A: Agents> Runner<D, A> {
+    /// Runs every runbook that is due and free.
+    pub async fn run_due(&self) -> Result<RunSummary, StoreError> {
+        let mut summary = RunSummary::default();
+        for id in self.store.due_runbooks(now_ms()).await? {
+            summary.runbooks += 1;
+            match self.run(id).await {
+                Ok(RunOutcome::Finished(_)) => summary.finished += 1,
+                Ok(_) => {}
+                Err(e) => summary.errors.push(format!("runbook {id}: {e}")),
+            }
+        }
+        Ok(summary)
+    }
+
+    /// Runs one runbook until it ends, waits past this run's budget, or is lost.
+    pub async fn run(&self, id: i64) -> Result<RunOutcome, RunError> {
+        let Some(mut rb) = self
+            .store
+            .claim_runbook(id, &self.owner, self.settings.lease_ms)
+            .await?
+        else {
+            return Ok(RunOutcome::Busy);
+        };
+        let give_back_after = tokio::time::Instant::now() + self.settings.budget;
+        loop {
+            if rb.finished() {
+                info!(runbook = id, state = %rb.state, "runbook ended");
+                return Ok(RunOutcome::Finished(rb.state));
+            }
+            let end = match self.next(&rb).await {
+                Ok(r) => r,
+                Err(RunError::Store(StoreError::Conflict(m))) => {
+                    warn!(runbook = id, reason = %m, "runbook changed under this runner");
+                    return Ok(RunOutcome::Lost);
+                }
+                Err(e) => return Err(e),
+            };
+            match end {
+                Next::Moved(fresh) => rb = fresh,
+                Next::Sleep(fresh, until) => {
+                    let now = now_ms();
+                    let pause = Duration::from_millis((until - now).max(0) as u64);
+                    if tokio::time::Instant::now() + pause > give_back_after {
+                        self.store.release_runbook(id, &self.owner).await?;
+                        return Ok(RunOutcome::Waiting(until));
+                    }
+                    tokio::time::sleep(pause).await;
+                    rb = fresh;
+                }
+            }
+        }
+    }
+
+    /// Runs the current step once and records how it ended.
+    async fn next(&self, rb: &RunbookRow) -> Result<Next, RunError> {
+        let step = rb.current().cloned().ok_or_else(|| StoreError::Corrupt {
+            what: "runbook",
+            detail: format!("runbook {} is running with no step {}", rb.id, rb.next_seq),
+        })?;
+        let point = format!("{}-{}", step.seq, step.name);
+        let now = now_ms();
+        let fail = |error: String, cancelled: bool| StepEnd::Fail {
+            undo: if rb.phase == "MAIN" {
+                undo_steps(rb, &step.name)
+            } else {
+                vec![]
+            },
+            error,
+            cancelled,
+        };
+        // A cancel takes effect between steps, and while a step waits.
+        let end = if rb.cancel_requested && rb.phase == "MAIN" {
+            fail(format!("cancelled at step {}", step.name), true)
+        } else if let Some(limit) = step
+            .started_at
+            .zip(self.timeout_ms(rb, &step.name))
+            .map(|(s, t)| s + t)
+            .filter(|limit| now >= *limit)
+        {
+            let last = step.result.clone().or(step.error.clone()).unwrap_or_default();
+            fail(
+                format!(
+                    "{} timed out after {} (started {}): {last}",
+                    step.name,
+                    crate::domain::health::format_elapsed(limit - step.started_at.unwrap_or(limit)),
+                    crate::time::format_ms(step.started_at.unwrap_or(0)),
+                ),
+                false,
+            )
+        } else {
+            self.kill.reached(&format!("{point}:before")).await?;
+            let rb = self
+                .store
+                .start_step(rb, &self.owner, self.settings.lease_ms)
+                .await?;
+            let step = rb.current().cloned().expect("the step just started");
+            let end = match self.execute(&rb, &step).await {
+                Ok(end) => end,
+                Err(StepError::Permanent(e)) => fail(e, false),
+                Err(StepError::Transient(e)) if step.attempts >= self.settings.max_attempts => {
+                    fail(format!("{e} (after {} attempts)", step.attempts), false)
+                }
+                Err(StepError::Transient(error)) => StepEnd::Retry {
+                    until: now_ms() + self.settings.poll_ms,
+                    error,
+                },
+            };
+            self.kill.reached(&format!("{point}:acted")).await?;
+            let fresh = self
+                .store
+                .end_step(&rb, &self.owner, self.settings.lease_ms, &end)
+                .await?;
+            info!(runbook = rb.id, step = %point, end = ?end, "runbook step");
+            return Ok(match end {
+                StepEnd::Wait { until, .. } | StepEnd::Retry { until, .. } => Next::Sleep(fresh, until),
+                _ => Next::Moved(fresh),
+            });
+        };
+        let fresh = self
+            .store
+            .end_step(rb, &self.owner, self.settings.lease_ms, &end)
+            .await?;
+        info!(runbook = rb.id, step = %point, end = ?end, "runbook step");
+        Ok(Next::Moved(fresh))
+    }
+
+    /// How long a step may take, from its first start.
+    fn timeout_ms(&self, rb: &RunbookRow, step: &str) -> Option<i64> {
+        let s = &self.settings;
+        match step {
+            WAIT_READY => Some(rb.params.ready_timeout_ms),
+            VERIFY => Some(s.verify_timeout_ms),
+            WAIT_RETIRED => Some(s.retire_timeout_ms),
+            WAIT_NODE_HEALTHY => Some(s.node_timeout_ms),
+            // Steps that act retry a bounded number of times instead.
+            _ => None,
+        }
+    }
+}
+
+enum Next {
+    Moved(RunbookRow),
+    Sleep(RunbookRow, i64),
+}
+
+/// Why a step's attempt failed.
+#[derive(Debug)]
+pub(crate) enum StepError {
+    /// Trying again later may work (throttling, a lost connection).
+    Transient(String),
+    Permanent(String),
+}
+
+impl From<StoreError> for StepError {
+    fn from(e: StoreError) -> Self {
+        if e.is_retryable() {
+            StepError::Transient(e.to_string())
+        } else if let StoreError::Conflict(_) = e {
+            // The runbook changed under us: the caller's compare-and-set reports it.
+            StepError::Transient(e.to_string())
+        } else {
+            StepError::Permanent(e.to_string())
+        }
+    }
+}
+
+impl From<crate::cloud::CloudError> for StepError {
+    fn from(e: crate::cloud::CloudError) -> Self {
+        if e.is_retryable() {
+            StepError::Transient(e.to_string())
+        } else {
+            StepError::Permanent(e.to_string())
+        }
+    }
+}
+
+/// The event that asks the runbooks function to run one runbook now.
+pub fn event(runbook_id: i64) -> serde_json::Value {
+    serde_json::json!({ "runbookId": runbook_id })
+}
+
+/// Parses a direct invoke of the runbooks function: `{"runbookId": N}`.
+pub fn parse_event(event: &serde_json::Value) -> Option<i64> {
+    let obj = event.as_object()?;
+    if obj.len() != 1 {
+        return None;
+    }
+    obj.get("runbookId")?.as_i64().filter(|id| *id > 0)
+}

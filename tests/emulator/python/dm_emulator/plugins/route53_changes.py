@@ -1,0 +1,167 @@
+"""Route 53 record changes and hosted zone creation checked as AWS checks them.
+
+moto 5.2.5 decides whether a ``DELETE`` in ``ChangeResourceRecordSets`` may
+proceed from its journal of past changes, not from the zone:
+
+* deleting a record set that is gone (deleted before) succeeds and does
+  nothing; AWS answers 400 ``InvalidChangeBatch`` "Tried to delete resource
+  record set [name='…', type='A'] but it was not found";
+* deleting one that never existed answers 400 ``InvalidInput`` "Expected
+  exactly one of [AliasTarget, all of [TTL, and ResourceRecords], …]";
+* deleting with values that were once written but are no longer current
+  deletes the set; AWS refuses with ``InvalidChangeBatch`` "… but the values
+  provided do not match the current values", and so does moto only for
+  values never written.
+
+``UPSERT`` replaces only the first set of its name and type: a duplicate made
+by ``CREATE`` (moto adds a second set when the values differ, where AWS
+refuses) survives every UPSERT, so a client that writes again whenever it
+reads two sets never converges.  Names are compared case-sensitively (AWS:
+case-insensitively).  A batch that fails halfway keeps the changes before the
+failure (AWS applies a batch all or nothing).
+
+``CreateHostedZone`` ignores ``CallerReference``: two requests with one
+reference make two zones of the same name.  AWS answers the second with 409
+``HostedZoneAlreadyExists`` (a reference is good for one request, so it stays
+used after its zone is deleted), which is what makes a name-derived reference
+safe against concurrent creators.
+
+The plugin wraps ``Route53Backend.change_resource_record_sets``: changes are
+applied in order under a lock; a ``DELETE`` must name a current set (name
+without regard to case or the final dot, type, ``SetIdentifier``) with the same
+TTL and values (in any order; or the same ``AliasTarget``) and removes that one
+set; an ``UPSERT`` replaces every set of its name, type and ``SetIdentifier``;
+a ``CREATE`` is moto's (a second set when the values differ, "already exists"
+when they are the same); if any change fails, the zone is put back as it was.
+It also wraps ``Route53Backend.create_hosted_zone`` to refuse a
+``CallerReference`` the account has used before.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import threading
+from typing import Any
+
+_MARK = "_dm_route53_changes"
+_REFERENCES = "_dm_caller_references"
+# moto serves requests on several threads; a batch is checked and applied whole.
+_LOCK = threading.RLock()
+
+
+def name_key(name: str) -> str:
+    """A record name as Route 53 compares them: any case, final dot or not."""
+    name = name.lower()
+    return name[:-1] if name.endswith(".") else name
+
+
+def values_of(records: Any) -> list[str]:
+    """The values of a set, sorted: moto keeps strings, or ``{"Value": …}``
+    for the records it makes itself (SOA), and a request sends the latter."""
+    out = []
+    for record in records or []:
+        out.append(str(record["Value"] if isinstance(record, dict) else record))
+    return sorted(out)
+
+
+def same_set(rrset: Any, wanted: dict[str, Any]) -> bool:
+    """Whether a stored set is the one a change names (name, type, identifier)."""
+    return (
+        name_key(str(rrset.name)) == name_key(str(wanted.get("Name", "")))
+        and rrset.type == wanted.get("Type")
+        and (rrset.set_identifier or None) == (wanted.get("SetIdentifier") or None)
+    )
+
+
+def same_values(rrset: Any, wanted: dict[str, Any]) -> bool:
+    """Whether a DELETE gives the set's current TTL and values (or alias)."""
+    if wanted.get("AliasTarget") is not None:
+        mine, theirs = rrset.alias_target or {}, wanted["AliasTarget"]
+        return name_key(str(mine.get("DNSName", ""))) == name_key(str(theirs.get("DNSName", ""))) and str(
+            mine.get("HostedZoneId")
+        ) == str(theirs.get("HostedZoneId"))
+    return str(rrset.ttl) == str(wanted.get("TTL")) and values_of(rrset.records) == values_of(
+        wanted.get("ResourceRecords")
+    )
+
+
+def _describe(wanted: dict[str, Any]) -> str:
+    name = name_key(str(wanted.get("Name", ""))) + "."
+    text = f"name='{name}', type='{wanted.get('Type')}'"
+    if wanted.get("SetIdentifier"):
+        text += f", set-identifier='{wanted['SetIdentifier']}'"
+    return text
+
+
+def _invalid_change_batch(message: str) -> Exception:
+    from moto.route53.exceptions import Route53ClientError
+
+    # AWS puts the batch's messages in brackets.
+    return Route53ClientError("InvalidChangeBatch", f"[{message}]")
+
+
+def delete_one(zone: Any, wanted: dict[str, Any]) -> None:
+    """Removes the one set a DELETE names, or raises AWS's InvalidChangeBatch."""
+    candidates = [i for i, rrset in enumerate(zone.rrsets) if same_set(rrset, wanted)]
+    if not candidates:
+        raise _invalid_change_batch(f"Tried to delete resource record set [{_describe(wanted)}] but it was not found")
+    for i in candidates:
+        if same_values(zone.rrsets[i], wanted):
+            zone.rrsets = zone.rrsets[:i] + zone.rrsets[i + 1 :]
+            return
+    raise _invalid_change_batch(
+        f"Tried to delete resource record set [{_describe(wanted)}] "
+        "but the values provided do not match the current values"
+    )
+
+
+def install() -> None:
+    from moto.route53.exceptions import Route53ClientError
+    from moto.route53.models import Route53Backend
+
+    original_change = Route53Backend.change_resource_record_sets
+    if getattr(original_change, _MARK, False):
+        return
+    original_create_zone = Route53Backend.create_hosted_zone
+
+    @functools.wraps(original_change)
+    def change_resource_record_sets(self: Any, zoneid: str, change_list: list[dict[str, Any]]) -> None:
+        with _LOCK:
+            zone = self.get_hosted_zone(zoneid)  # NoSuchHostedZone, as before
+            rrsets, journal = list(zone.rrsets), len(zone.rr_changes)
+            try:
+                for change in change_list:
+                    action = change.get("Action")
+                    wanted = change.get("ResourceRecordSet") or {}
+                    if action == "DELETE":
+                        delete_one(zone, wanted)
+                        zone.rr_changes.append(copy.deepcopy(change))
+                        continue
+                    if action == "UPSERT":
+                        zone.rrsets = [rrset for rrset in zone.rrsets if not same_set(rrset, wanted)]
+                    # CREATE, UPSERT (now adding) and bad actions: moto's, one change at a time.
+                    original_change(self, zoneid, [change])
+            except Exception:
+                zone.rrsets = rrsets
+                del zone.rr_changes[journal:]
+                raise
+
+    @functools.wraps(original_create_zone)
+    def create_hosted_zone(self: Any, name: str, *args: Any, **kwargs: Any) -> Any:
+        reference = kwargs.get("caller_reference")
+        with _LOCK:
+            used = self.__dict__.setdefault(_REFERENCES, set())
+            if reference and reference in used:
+                raise Route53ClientError(
+                    "HostedZoneAlreadyExists",
+                    "A hosted zone has already been created with the specified caller reference.",
+                )
+            zone = original_create_zone(self, name, *args, **kwargs)
+            if reference:
+                used.add(reference)
+            return zone
+
+    setattr(change_resource_record_sets, _MARK, True)
+    Route53Backend.change_resource_record_sets = change_resource_record_sets  # type: ignore[method-assign]
+    Route53Backend.create_hosted_zone = create_hosted_zone  # type: ignore[method-assign]
