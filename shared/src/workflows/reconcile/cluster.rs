@@ -37,6 +37,7 @@ impl<C: Compute, S: Scaling, O: ObjectStore, M: Metrics, D: Dns> Reconciler<C, S
             "environmentId": cluster.environment_id,
             "region": env.region,
             "version": cluster.odas_version,
+            "components": cluster.components,
             "instanceType": cluster.instance_type,
             "storageGb": cluster.storage_gb,
             "configGeneration": cluster.config_generation,

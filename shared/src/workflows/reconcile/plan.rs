@@ -739,4 +739,76 @@ mod tests {
         assert!(plan(&d, &o).is_empty());
         assert!(!assess(&d, &o, true).converged);
     }
+
+    #[test]
+    fn the_serving_side_keeps_the_endpoint_on_its_nodes_in_service() {
+        let record = |values: &[&str]| RecordSet {
+            name: "a.prod.zone.test".into(),
+            kind: "A".into(),
+            ttl: crate::workflows::runbook::ENDPOINT_TTL,
+            values: values.iter().map(|v| (*v).to_owned()).collect(),
+        };
+        let observed = |records: Vec<RecordSet>| ObservedCluster {
+            groups: vec![group("okera-1-a", 2, 2)],
+            templates: vec![template("okera-1-a")],
+            instances: (0..2)
+                .map(|i| Instance {
+                    id: format!("i-{i}"),
+                    state: "running".into(),
+                    private_ip: Some(format!("10.0.0.{}", 9 - i)),
+                    ..Default::default()
+                })
+                .collect(),
+            config_keys: vec!["config/1/1/cluster.json".into()],
+            hooks: hook_names(),
+            alarms: alarm_names(),
+            endpoint_records: records,
+            ..Default::default()
+        };
+        let serving = |serves: bool, delete: bool| DesiredCluster {
+            endpoint: Some(("Z1".into(), "a.prod.zone.test".into())),
+            serves_endpoint: serves,
+            delete,
+            ..desired(2)
+        };
+        let upsert = |values: &[&str]| Change::UpsertEndpoint {
+            zone: "Z1".into(),
+            record: record(values),
+        };
+        let endpoint_changes = |d: &DesiredCluster, o: &ObservedCluster| -> Vec<Change> {
+            plan(d, o)
+                .into_iter()
+                .filter(|c| matches!(c, Change::UpsertEndpoint { .. } | Change::DeleteEndpoint { .. }))
+                .collect()
+        };
+        let both = ["10.0.0.8", "10.0.0.9"];
+        // (desired, records in the zone, expected changes)
+        let cases = [
+            (serving(true, false), vec![], vec![upsert(&both)]),
+            (serving(true, false), vec![record(&["10.0.0.9", "10.0.0.8"])], vec![]),
+            (serving(true, false), vec![record(&["10.0.0.7"])], vec![upsert(&both)]),
+            // A duplicate made by CREATE is written over.
+            (serving(true, false), vec![record(&both), record(&both)], vec![upsert(&both)]),
+            // The other side of an upgrade never touches the shared name.
+            (serving(false, false), vec![record(&["10.0.0.7"])], vec![]),
+            (serving(false, true), vec![record(&["10.0.0.7"])], vec![]),
+            (
+                serving(true, true),
+                vec![record(&both)],
+                vec![Change::DeleteEndpoint {
+                    zone: "Z1".into(),
+                    record: record(&both),
+                }],
+            ),
+            // No zone configured: no endpoint.
+            (desired(2), vec![], vec![]),
+        ];
+        for (i, (d, records, want)) in cases.into_iter().enumerate() {
+            assert_eq!(endpoint_changes(&d, &observed(records)), want, "case {i}");
+        }
+        // Nothing in service yet: no record rather than an empty one.
+        let mut o = observed(vec![]);
+        o.groups = vec![group("okera-1-a", 2, 0)];
+        assert_eq!(endpoint_changes(&serving(true, false), &o), vec![]);
+    }
 }

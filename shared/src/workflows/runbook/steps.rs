@@ -98,6 +98,16 @@ impl<D: Dns, A: Agents> Runner<D, A> {
                     return done(format!("node {} left the cluster; nothing to restart", step.arg));
                 };
                 let service = rb.params.service.as_deref();
+                // Ran before (a runner died after asking, or the answer was
+                // lost): a node whose services are coming back up is restarting
+                // already, and is not asked again.
+                if step.attempts > 1 {
+                    if let Ok(report) = self.agents.health(&target(&node)).await {
+                        if !report.ready() {
+                            return done(format!("{} was already restarting", node.instance_id));
+                        }
+                    }
+                }
                 self.agents
                     .restart(&target(&node), service)
                     .await
