@@ -135,6 +135,14 @@ impl Client {
         self.finish(req.send_json(body))
     }
 
+    pub fn put(&self, path: &str, body: &Value) -> Result<Value> {
+        let mut req = self.agent.put(self.url(path));
+        if let Some(auth) = self.auth() {
+            req = req.header("Authorization", auth);
+        }
+        self.finish(req.send_json(body))
+    }
+
     /// Sends a `POST` with a fresh `Idempotency-Key`, and sends it again with the
     /// same key when it may have reached the server without an answer coming back.
     pub fn post(&self, path: &str, body: &Value) -> Result<Value> {

@@ -130,6 +130,67 @@ enum ClusterCommand {
     /// with its state, status history, operations and audit entries) in S3, and
     /// print its s3:// URI
     Diag(ClusterDiag),
+    /// Upgrade a cluster by replacement: build a new cluster at the new version,
+    /// move the endpoint to it once it is READY, and retire the old one after the
+    /// rollback window
+    Upgrade(ClusterUpgrade),
+    /// Roll back an upgrade that is inside its rollback window: move the endpoint
+    /// back to the original cluster and retire the replacement
+    Rollback {
+        /// Cluster id (the original or its replacement)
+        id: u64,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+    /// Restart the services of a cluster, one node at a time
+    Restart {
+        /// Cluster id
+        id: u64,
+        /// Only this service (default: every service)
+        #[arg(long, value_name = "SERVICE")]
+        service: Option<String>,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+    /// Set the version that new clusters get when they name none
+    #[command(name = "set_default_version")]
+    SetDefaultVersion {
+        /// ODAS version, such as 2.1.0
+        #[arg(long)]
+        version: String,
+    },
+    /// Show the version that new clusters get when they name none
+    #[command(name = "get_default_version")]
+    GetDefaultVersion,
+}
+
+#[derive(Args)]
+struct ClusterUpgrade {
+    /// Cluster id
+    id: u64,
+    /// The ODAS version to upgrade to
+    #[arg(long)]
+    version: String,
+    /// Per-service versions that differ from --version, such as planner:2.1.1,worker:2.1.1
+    #[arg(long, value_name = "SERVICE:VERSION,...", value_parser = parse_components)]
+    components: Option<BTreeMap<String, String>>,
+    /// Upgrade even when the cluster is not READY, or already runs this version
+    #[arg(long)]
+    force: bool,
+    /// How long the replacement may take to become READY, in seconds (server default: 1800)
+    #[arg(long = "ready-timeout", value_name = "SECONDS", allow_negative_numbers = true)]
+    ready_timeout: Option<i64>,
+    /// How long the original cluster is kept for a rollback after the switch, in
+    /// seconds; 0 retires it at once (server default: 3600). With --wait, the wait
+    /// lasts until the window has closed
+    #[arg(
+        long = "rollback-window",
+        value_name = "SECONDS",
+        allow_negative_numbers = true
+    )]
+    rollback_window: Option<i64>,
+    #[command(flatten)]
+    wait: WaitArgs,
 }
 
 #[derive(Args)]
@@ -159,6 +220,24 @@ enum OperationCommand {
         id: u64,
         #[command(flatten)]
         wait: WaitArgs,
+    },
+    /// List operations, newest first
+    List {
+        /// Only the operations of this cluster (with its upgrade's replacement)
+        #[arg(long, value_name = "ID")]
+        cluster: Option<u64>,
+        /// Only those in this state: PENDING, RUNNING, SUCCEEDED, FAILED or CANCELLED
+        #[arg(long, value_name = "STATE")]
+        state: Option<String>,
+        /// At most this many, from 1 to 200 (server default: 20)
+        #[arg(long, value_name = "N", allow_negative_numbers = true)]
+        limit: Option<i64>,
+    },
+    /// Stop a running upgrade, rollback or restart at its next step (what it
+    /// already changed is undone where it must be)
+    Cancel {
+        /// Operation id
+        id: u64,
     },
 }
 
@@ -243,7 +322,12 @@ struct ClusterCreate {
     ArgGroup::new("change")
         .required(true)
         .multiple(true)
-        .args(["num_nodes", "termination_protection_enabled", "auto_repair_enabled"])
+        .args([
+            "num_nodes",
+            "termination_protection_enabled",
+            "auto_repair_enabled",
+            "protection_allows_upgrade"
+        ])
 ))]
 struct ClusterUpdate {
     /// Cluster id
@@ -257,8 +341,83 @@ struct ClusterUpdate {
     /// Let the health sweep replace broken nodes, or not
     #[arg(long = "autoRepairEnabled", value_name = "BOOL", action = ArgAction::Set)]
     auto_repair_enabled: Option<bool>,
+    /// Let upgrades through the termination protection (an upgrade retires the
+    /// cluster's nodes), or not
+    #[arg(long = "protectionAllowsUpgrade", value_name = "BOOL", action = ArgAction::Set)]
+    protection_allows_upgrade: Option<bool>,
     #[command(flatten)]
     wait: WaitArgs,
+}
+
+/// `--components planner:2.1.1,worker:2.1.1`. The server checks the services and
+/// versions, and names the one at fault.
+fn parse_components(s: &str) -> Result<BTreeMap<String, String>, String> {
+    let mut out = BTreeMap::new();
+    for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        match item.split_once(':') {
+            Some((service, version)) if !service.is_empty() && !version.is_empty() => {
+                if out.insert(service.to_owned(), version.to_owned()).is_some() {
+                    return Err(format!("{service} is named twice"));
+                }
+            }
+            _ => return Err(format!("{item:?} is not SERVICE:VERSION, such as planner:2.1.1")),
+        }
+    }
+    Ok(out)
+}
+
+fn upgrade_body(a: &ClusterUpgrade) -> Value {
+    let mut body = Map::new();
+    body.insert("version".into(), json!(a.version));
+    if let Some(c) = a.components.as_ref().filter(|c| !c.is_empty()) {
+        body.insert("components".into(), json!(c));
+    }
+    if a.force {
+        body.insert("force".into(), json!(true));
+    }
+    if let Some(s) = a.ready_timeout {
+        body.insert("readyTimeoutSeconds".into(), json!(s));
+    }
+    if let Some(s) = a.rollback_window {
+        body.insert("rollbackWindowSeconds".into(), json!(s));
+    }
+    Value::Object(body)
+}
+
+fn restart_body(service: Option<&str>) -> Value {
+    match service {
+        Some(s) => json!({ "service": s }),
+        None => json!({}),
+    }
+}
+
+/// `GET /v1/operations` with the filters given.
+fn operations_path(cluster: Option<u64>, state: Option<&str>, limit: Option<i64>) -> String {
+    let mut query = Vec::new();
+    if let Some(c) = cluster {
+        query.push(format!("clusterId={c}"));
+    }
+    if let Some(s) = state {
+        query.push(format!("state={}", encode_query(s)));
+    }
+    if let Some(l) = limit {
+        query.push(format!("limit={l}"));
+    }
+    if query.is_empty() {
+        "/v1/operations".to_owned()
+    } else {
+        format!("/v1/operations?{}", query.join("&"))
+    }
+}
+
+/// Percent-encodes a query value (the server names a bad one; it must arrive as typed).
+fn encode_query(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// `--tag team=data`; the value may be empty and may contain `=`, the key may not.
@@ -349,6 +508,9 @@ fn cluster_patch(a: &ClusterUpdate) -> Value {
     if let Some(r) = a.auto_repair_enabled {
         patch.insert("autoRepairEnabled".into(), json!(r));
     }
+    if let Some(u) = a.protection_allows_upgrade {
+        patch.insert("protectionAllowsUpgrade".into(), json!(u));
+    }
     Value::Object(patch)
 }
 
@@ -392,14 +554,39 @@ fn run(cli: Cli) -> Result<i32> {
         }
         Command::Environments(c) => environments(&client, &out, c),
         Command::Clusters(c) => clusters(&client, &out, c),
-        Command::Operations(OperationCommand::Get { id, wait }) => {
+        Command::Operations(c) => operations(&client, &out, c),
+    }
+}
+
+fn operations(client: &Client, out: &Out, command: OperationCommand) -> Result<i32> {
+    match command {
+        OperationCommand::Get { id, wait } => {
             if wait.wait {
-                follow(&client, &out, id, &wait, true)
+                follow(client, out, id, &wait, true)
             } else {
                 let v = client.get(&format!("/v1/operations/{id}"))?;
                 out.print(&v, render::operation)?;
                 Ok(0)
             }
+        }
+        OperationCommand::List {
+            cluster,
+            state,
+            limit,
+        } => {
+            let v = client.get(&operations_path(cluster, state.as_deref(), limit))?;
+            out.print(&v, |v| render::operation_list(list(v, "operations")))?;
+            Ok(0)
+        }
+        OperationCommand::Cancel { id } => {
+            let reply = client.post(&format!("/v1/operations/{id}/cancel"), &json!({}))?;
+            out.print(&reply, |_| {
+                format!(
+                    "Cancel of operation {id} requested; it stops at its next step.\n{}\n",
+                    render::follow_hint(id)
+                )
+            })?;
+            Ok(0)
         }
     }
 }
@@ -485,6 +672,38 @@ fn clusters(client: &Client, out: &Out, command: ClusterCommand) -> Result<i32> 
             accepted(client, out, &format!("Deletion of cluster {id}"), &reply, &wait)
         }
         ClusterCommand::Diag(a) => diag(client, out, &a),
+        ClusterCommand::Upgrade(a) => {
+            let reply = client.post(&format!("/v1/clusters/{}/upgrade", a.id), &upgrade_body(&a))?;
+            let subject = format!("Upgrade of cluster {} to {}", a.id, a.version);
+            accepted(client, out, &subject, &reply, &a.wait)
+        }
+        ClusterCommand::Rollback { id, wait } => {
+            let reply = client.post(&format!("/v1/clusters/{id}/rollback"), &json!({}))?;
+            accepted(client, out, &format!("Rollback of cluster {id}"), &reply, &wait)
+        }
+        ClusterCommand::Restart { id, service, wait } => {
+            let body = restart_body(service.as_deref());
+            let reply = client.post(&format!("/v1/clusters/{id}/restart"), &body)?;
+            let subject = match &service {
+                Some(s) => format!("Restart of {s} on cluster {id}"),
+                None => format!("Restart of cluster {id}"),
+            };
+            accepted(client, out, &subject, &reply, &wait)
+        }
+        ClusterCommand::SetDefaultVersion { version } => {
+            let v = client.put("/v1/settings/default-version", &json!({ "version": version }))?;
+            out.print(&v, |v| {
+                format!("Default version: {}\n", render::text(&v["version"]))
+            })?;
+            Ok(0)
+        }
+        ClusterCommand::GetDefaultVersion => {
+            let v = client.get("/v1/settings/default-version")?;
+            out.print(&v, |v| {
+                format!("Default version: {}\n", render::text(&v["version"]))
+            })?;
+            Ok(0)
+        }
     }
 }
 
@@ -527,11 +746,15 @@ fn diag(client: &Client, out: &Out, a: &ClusterDiag) -> Result<i32> {
             }
             Ok(0)
         }
-        Outcome::Failed(op) => {
+        Outcome::Failed(op) | Outcome::Cancelled(op) => {
             if out.json {
                 out.print(&op, render::operation)?;
             }
-            eprintln!("error: operation {op_id} failed: {}", render::failure_reason(&op));
+            eprintln!(
+                "error: operation {op_id} {}: {}",
+                render::text(&op["state"]).to_lowercase(),
+                render::failure_reason(&op)
+            );
             Ok(1)
         }
         Outcome::TimedOut(op) => {
@@ -587,7 +810,8 @@ fn follow(client: &Client, out: &Out, id: u64, wait: &WaitArgs, full_view: bool)
     let timeout = Duration::from_secs(wait.timeout);
     let outcome = wait::wait(client, id, timeout, wait::poll_interval())
         .with_context(|| format!("could not follow operation {id}"))?;
-    let (Outcome::Succeeded(op) | Outcome::Failed(op) | Outcome::TimedOut(op)) = &outcome;
+    let (Outcome::Succeeded(op) | Outcome::Failed(op) | Outcome::Cancelled(op) | Outcome::TimedOut(op)) =
+        &outcome;
     if out.json || full_view {
         out.print(op, render::operation)?;
     } else {
@@ -597,6 +821,13 @@ fn follow(client: &Client, out: &Out, id: u64, wait: &WaitArgs, full_view: bool)
         Outcome::Succeeded(_) => 0,
         Outcome::Failed(op) => {
             eprintln!("error: operation {id} failed: {}", render::failure_reason(&op));
+            1
+        }
+        Outcome::Cancelled(op) => {
+            eprintln!(
+                "error: operation {id} was cancelled: {}",
+                render::failure_reason(&op)
+            );
             1
         }
         Outcome::TimedOut(op) => {
@@ -988,5 +1219,173 @@ mod tests {
             .find(|a| a.get_id() == "token")
             .map(|a| a.is_hide_env_values_set());
         assert_eq!(token, Some(true));
+    }
+
+    #[test]
+    fn clusters_upgrade() {
+        let cli = parse(&[
+            "clusters",
+            "upgrade",
+            "--version",
+            "2.1.0",
+            "--components",
+            "planner:2.1.1,worker:2.1.2",
+            "--force",
+            "--ready-timeout",
+            "600",
+            "--rollback-window",
+            "0",
+            "--wait",
+            "--timeout",
+            "7200",
+            "3",
+        ])
+        .unwrap();
+        let Command::Clusters(ClusterCommand::Upgrade(a)) = cli.command else {
+            panic!("not clusters upgrade")
+        };
+        assert_eq!((a.id, a.wait.wait, a.wait.timeout), (3, true, 7200));
+        assert_eq!(
+            upgrade_body(&a),
+            json!({"version": "2.1.0", "components": {"planner": "2.1.1", "worker": "2.1.2"},
+                   "force": true, "readyTimeoutSeconds": 600, "rollbackWindowSeconds": 0})
+        );
+        let cli = parse(&["clusters", "upgrade", "--version", "2.1.0", "3"]).unwrap();
+        let Command::Clusters(ClusterCommand::Upgrade(a)) = cli.command else {
+            panic!("not clusters upgrade")
+        };
+        assert!(!a.wait.wait);
+        assert_eq!(upgrade_body(&a), json!({"version": "2.1.0"}));
+        // The server checks the numbers and names the field at fault.
+        let cli = parse(&[
+            "clusters",
+            "upgrade",
+            "--version",
+            "2",
+            "--ready-timeout",
+            "-5",
+            "3",
+        ])
+        .unwrap();
+        let Command::Clusters(ClusterCommand::Upgrade(a)) = cli.command else {
+            panic!("not clusters upgrade")
+        };
+        assert_eq!(upgrade_body(&a)["readyTimeoutSeconds"], -5);
+
+        assert!(parse(&["clusters", "upgrade", "3"]).is_err());
+        assert!(parse(&["clusters", "upgrade", "--version", "2.1.0"]).is_err());
+        for bad in ["planner", "planner:", ":2.1.1", "planner:1,planner:2"] {
+            let err = parse(&[
+                "clusters",
+                "upgrade",
+                "--version",
+                "2.1.0",
+                "--components",
+                bad,
+                "3",
+            ])
+            .err()
+            .unwrap();
+            assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation, "{bad}");
+        }
+        assert!(parse(&["clusters", "upgrade", "--version", "2.1.0", "--timeout", "5", "3"]).is_err());
+    }
+
+    #[test]
+    fn components_parse() {
+        assert_eq!(
+            parse_components(" planner:2.1.1 , worker:2.1.2,").unwrap(),
+            BTreeMap::from([
+                ("planner".to_owned(), "2.1.1".to_owned()),
+                ("worker".to_owned(), "2.1.2".to_owned())
+            ])
+        );
+        assert!(parse_components("").unwrap().is_empty());
+        assert_eq!(
+            parse_components("planner").unwrap_err(),
+            "\"planner\" is not SERVICE:VERSION, such as planner:2.1.1"
+        );
+        assert_eq!(parse_components("a:1,a:2").unwrap_err(), "a is named twice");
+    }
+
+    #[test]
+    fn clusters_rollback_restart_and_default_version() {
+        assert!(matches!(
+            parse(&["clusters", "rollback", "4", "--wait"]).unwrap().command,
+            Command::Clusters(ClusterCommand::Rollback {
+                id: 4,
+                wait: WaitArgs {
+                    wait: true,
+                    timeout: 1800
+                }
+            })
+        ));
+        let cli = parse(&["clusters", "restart", "--service", "planner", "4"]).unwrap();
+        let Command::Clusters(ClusterCommand::Restart { id, service, wait }) = cli.command else {
+            panic!("not clusters restart")
+        };
+        assert_eq!((id, service.as_deref(), wait.wait), (4, Some("planner"), false));
+        assert_eq!(restart_body(service.as_deref()), json!({"service": "planner"}));
+        assert_eq!(restart_body(None), json!({}));
+        assert!(parse(&["clusters", "restart"]).is_err());
+
+        let cli = parse(&["clusters", "set_default_version", "--version", "2.1.0"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Clusters(ClusterCommand::SetDefaultVersion { version }) if version == "2.1.0"
+        ));
+        assert!(parse(&["clusters", "set_default_version"]).is_err());
+        assert!(parse(&["clusters", "set-default-version", "--version", "2.1.0"]).is_err());
+        assert!(matches!(
+            parse(&["clusters", "get_default_version"]).unwrap().command,
+            Command::Clusters(ClusterCommand::GetDefaultVersion)
+        ));
+    }
+
+    #[test]
+    fn clusters_update_protection_allows_upgrade() {
+        let cli = parse(&["clusters", "update", "3", "--protectionAllowsUpgrade", "true"]).unwrap();
+        let Command::Clusters(ClusterCommand::Update(a)) = cli.command else {
+            panic!("not clusters update")
+        };
+        assert_eq!(cluster_patch(&a), json!({"protectionAllowsUpgrade": true}));
+        assert!(parse(&["clusters", "update", "3", "--protectionAllowsUpgrade", "yes"]).is_err());
+    }
+
+    #[test]
+    fn operations_list_and_cancel() {
+        let cli = parse(&[
+            "operations",
+            "list",
+            "--cluster",
+            "3",
+            "--state",
+            "RUNNING",
+            "--limit",
+            "5",
+        ])
+        .unwrap();
+        let Command::Operations(OperationCommand::List {
+            cluster,
+            state,
+            limit,
+        }) = cli.command
+        else {
+            panic!("not operations list")
+        };
+        assert_eq!(
+            operations_path(cluster, state.as_deref(), limit),
+            "/v1/operations?clusterId=3&state=RUNNING&limit=5"
+        );
+        assert_eq!(operations_path(None, None, None), "/v1/operations");
+        assert_eq!(
+            operations_path(None, Some("a b&c"), Some(-1)),
+            "/v1/operations?state=a%20b%26c&limit=-1"
+        );
+        assert!(matches!(
+            parse(&["operations", "cancel", "12"]).unwrap().command,
+            Command::Operations(OperationCommand::Cancel { id: 12 })
+        ));
+        assert!(parse(&["operations", "cancel"]).is_err());
     }
 }

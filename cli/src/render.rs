@@ -140,16 +140,30 @@ pub fn cluster(v: &Value) -> String {
             "instanceType",
             "storageGb",
             "version",
+        ],
+    );
+    // Per-service versions and the replaced cluster, only when there are any.
+    if v["components"].as_object().is_some_and(|c| !c.is_empty()) {
+        out.push_str(&key_values(v, &["components"]));
+    }
+    out.push_str(&key_values(v, &["endpoint"]));
+    if !v["replacesId"].is_null() {
+        out.push_str(&key_values(v, &["replacesId", "servesEndpoint"]));
+    }
+    out.push_str(&key_values(
+        v,
+        &[
             "owner",
             "tags",
             "terminationProtectionEnabled",
+            "protectionAllowsUpgrade",
             "autoRepairEnabled",
             "statusCode",
             "statusMessage",
             "createdAt",
             "updatedAt",
         ],
-    );
+    ));
     match v["resources"].as_object() {
         Some(resources) if !resources.is_empty() => {
             out.push_str("resources:\n");
@@ -241,6 +255,10 @@ pub fn operation(v: &Value) -> String {
         out.push_str(&format!("result: {result}\n"));
     }
     out.push_str(&key_values(v, &["principal", "createdAt", "updatedAt"]));
+    if v["runbook"].is_object() {
+        out.push_str(&runbook(&v["runbook"]));
+        return out;
+    }
     match v["steps"].as_array() {
         Some(steps) if !steps.is_empty() => {
             out.push_str("steps:\n");
@@ -249,6 +267,165 @@ pub fn operation(v: &Value) -> String {
         _ => out.push_str("steps: -\n"),
     }
     out
+}
+
+/// The runbook of an operation: where it is, then its steps one per line with
+/// their state, attempts, duration and result (or error).
+fn runbook(rb: &Value) -> String {
+    let mut head = format!(
+        "runbook: {}, phase {}, {}",
+        text(&rb["kind"]),
+        text(&rb["phase"]),
+        text(&rb["state"])
+    );
+    if rb["cancelRequested"] == true {
+        head.push_str(", cancel requested");
+    }
+    if let Some(at) = rb["wakeAt"].as_str() {
+        head.push_str(&format!(", next look at {at}"));
+    }
+    let mut out = format!("{head}\n");
+    let steps = rb["steps"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+    if steps.is_empty() {
+        out.push_str("steps: -\n");
+        return out;
+    }
+    let rows: Vec<Vec<String>> = steps
+        .iter()
+        .map(|s| {
+            vec![
+                text(&s["seq"]),
+                step_label(s),
+                text(&s["state"]),
+                text(&s["attempts"]),
+                s["durationMs"].as_i64().map_or_else(|| "-".to_owned(), duration),
+                step_outcome(s).unwrap_or_else(|| "-".to_owned()),
+            ]
+        })
+        .collect();
+    out.push_str("steps:\n");
+    out.push_str(&indent(&table(
+        &["#", "step", "state", "attempts", "duration", "result"],
+        &rows,
+    )));
+    out
+}
+
+/// A runbook step's name with its argument: `restart-node i-0123`.
+fn step_label(s: &Value) -> String {
+    match s["arg"].as_str().filter(|a| !a.is_empty()) {
+        Some(arg) => format!("{} {arg}", text(&s["name"])),
+        None => text(&s["name"]),
+    }
+}
+
+/// What a runbook step ended with (or says while it runs): `error: ...` or its result.
+fn step_outcome(s: &Value) -> Option<String> {
+    if let Some(e) = s["error"].as_str().filter(|e| !e.is_empty()) {
+        return Some(format!("error: {e}"));
+    }
+    s["result"].as_str().filter(|r| !r.is_empty()).map(str::to_owned)
+}
+
+/// Milliseconds for people: `850ms`, `4.2s`, `3m07s`, `1h02m`.
+pub fn duration(ms: i64) -> String {
+    let ms = ms.max(0);
+    let s = ms / 1000;
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if s < 60 {
+        format!("{}.{}s", s, (ms % 1000) / 100)
+    } else if s < 3600 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
+    }
+}
+
+pub const OPERATION_COLUMNS: &[&str] = &["id", "kind", "target", "state", "step", "updatedAt"];
+
+/// `ocadm operations list`: one operation per line, with the step it is at.
+pub fn operation_list(ops: &[Value]) -> String {
+    let rows: Vec<Vec<String>> = ops
+        .iter()
+        .map(|o| {
+            vec![
+                text(&o["id"]),
+                text(&o["kind"]),
+                text(&o["target"]),
+                text(&o["state"]),
+                current_step(o).map_or_else(|| "-".to_owned(), |s| text(&s["name"])),
+                text(&o["updatedAt"]),
+            ]
+        })
+        .collect();
+    table(OPERATION_COLUMNS, &rows)
+}
+
+/// The step an unfinished operation is at: the running one, else the first
+/// pending one.
+fn current_step(op: &Value) -> Option<&Value> {
+    if !matches!(op["state"].as_str(), Some("PENDING" | "RUNNING")) {
+        return None;
+    }
+    let steps = steps(op);
+    steps
+        .iter()
+        .find(|s| s["state"] == "RUNNING")
+        .or_else(|| steps.iter().find(|s| s["state"] == "PENDING"))
+}
+
+/// The progress of `--wait`: a bar for a runbook, else [`progress_line`].
+pub fn progress(op: &Value) -> String {
+    if op["runbook"].is_object() {
+        progress_bar(op)
+    } else {
+        progress_line(op)
+    }
+}
+
+const BAR: usize = 10;
+
+/// `[#####-----] 3/7 switch-endpoint 12: 3 of 3 nodes answer`: the runbook's
+/// steps done (or skipped) out of all of them, then the step it is at with what
+/// it last said; the operation's state once it ended.
+pub fn progress_bar(op: &Value) -> String {
+    let rb = &op["runbook"];
+    let steps = rb["steps"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+    let done = steps
+        .iter()
+        .filter(|s| s["state"] == "DONE" || s["state"] == "SKIPPED")
+        .count();
+    let total = steps.len();
+    let filled = (done * BAR).checked_div(total).unwrap_or(0);
+    let mut line = format!(
+        "[{}{}] {done}/{total}",
+        "#".repeat(filled),
+        "-".repeat(BAR - filled)
+    );
+    let state = op["state"].as_str().unwrap_or_default();
+    let current = steps
+        .iter()
+        .find(|s| s["state"] == "RUNNING")
+        .or_else(|| steps.iter().find(|s| s["state"] == "PENDING"));
+    match current {
+        Some(step) if matches!(state, "PENDING" | "RUNNING") => {
+            line.push(' ');
+            line.push_str(&step_label(step));
+            if let Some(said) = step_outcome(step) {
+                line.push_str(": ");
+                line.push_str(&said);
+            }
+        }
+        _ => {
+            line.push(' ');
+            line.push_str(&text(&op["state"]));
+        }
+    }
+    if rb["cancelRequested"] == true && matches!(state, "PENDING" | "RUNNING") {
+        line.push_str(" (cancelling)");
+    }
+    line
 }
 
 /// An operation's `error`, whichever JSON shape the server gives it.
@@ -265,7 +442,8 @@ pub fn error_text(v: &Value) -> Option<String> {
     }
 }
 
-/// Why an operation failed: its `error`, else the message of its failed step.
+/// Why an operation failed (or was cancelled): its `error`, else the message of
+/// its failed step.
 pub fn failure_reason(op: &Value) -> String {
     error_text(&op["error"])
         .or_else(|| {
@@ -592,5 +770,120 @@ mod tests {
         assert!(api_error(&e, false)
             .ends_with("hint: pass --token or set OCADM_TOKEN (`dm-local up` prints one)"));
         assert_eq!(api_error(&e, true), "error: no token (HTTP 401)");
+    }
+
+    fn runbook_op(state: &str, cancel: bool) -> Value {
+        let mut o = op(state, json!([]));
+        o["kind"] = json!("UPGRADE_CLUSTER");
+        o["runbook"] = json!({
+            "kind": "UPGRADE", "state": "RUNNING", "phase": "MAIN", "cancelRequested": cancel,
+            "wakeAt": null, "params": {}, "context": {},
+            "steps": [
+                {"seq": 0, "name": "build-replacement", "arg": "", "state": "DONE", "attempts": 1,
+                 "durationMs": 1500, "result": "cluster 7", "error": null},
+                {"seq": 1, "name": "wait-ready", "arg": "7", "state": "DONE", "attempts": 3,
+                 "durationMs": 187_000, "result": "READY", "error": null},
+                {"seq": 2, "name": "switch-endpoint", "arg": "7", "state": "RUNNING", "attempts": 2,
+                 "durationMs": 850, "result": null, "error": "Route 53 throttled"},
+                {"seq": 3, "name": "rollback-window", "arg": "", "state": "PENDING", "attempts": 0,
+                 "durationMs": null, "result": null, "error": null}
+            ]
+        });
+        o
+    }
+
+    #[test]
+    fn runbook_operations_show_their_steps_one_per_line() {
+        let view = operation(&runbook_op("RUNNING", true));
+        assert!(view.starts_with("id: 12\nkind: UPGRADE_CLUSTER\n"), "{view}");
+        assert!(
+            view.ends_with(
+                "runbook: UPGRADE, phase MAIN, RUNNING, cancel requested\n\
+                 steps:\n\
+                 \x20 #  step               state    attempts  duration  result\n\
+                 \x20 0  build-replacement  DONE     1         1.5s      cluster 7\n\
+                 \x20 1  wait-ready 7       DONE     3         3m07s     READY\n\
+                 \x20 2  switch-endpoint 7  RUNNING  2         850ms     error: Route 53 throttled\n\
+                 \x20 3  rollback-window    PENDING  0         -         -\n"
+            ),
+            "{view}"
+        );
+    }
+
+    #[test]
+    fn runbook_progress_is_a_bar() {
+        assert_eq!(
+            super::progress(&runbook_op("RUNNING", false)),
+            "[#####-----] 2/4 switch-endpoint 7: error: Route 53 throttled"
+        );
+        assert_eq!(
+            super::progress(&runbook_op("RUNNING", true)),
+            "[#####-----] 2/4 switch-endpoint 7: error: Route 53 throttled (cancelling)"
+        );
+        let mut done = runbook_op("SUCCEEDED", false);
+        for s in done["runbook"]["steps"].as_array_mut().unwrap() {
+            s["state"] = json!("DONE");
+        }
+        assert_eq!(super::progress(&done), "[##########] 4/4 SUCCEEDED");
+        let cancelled = runbook_op("CANCELLED", true);
+        assert_eq!(super::progress(&cancelled), "[#####-----] 2/4 CANCELLED");
+        // Not a runbook: the line of the other operations.
+        assert!(super::progress(&op("RUNNING", json!([]))).starts_with("operation 12 RUNNING"));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(duration(0), "0ms");
+        assert_eq!(duration(999), "999ms");
+        assert_eq!(duration(4_250), "4.2s");
+        assert_eq!(duration(187_000), "3m07s");
+        assert_eq!(duration(3_720_000), "1h02m");
+    }
+
+    #[test]
+    fn operation_lists_show_the_current_step() {
+        let running = op(
+            "RUNNING",
+            json!([{"name": "build-replacement", "state": "DONE", "message": "cluster 7"},
+                   {"name": "wait-ready 7", "state": "RUNNING", "message": "1 of 3"}]),
+        );
+        let mut done = op(
+            "SUCCEEDED",
+            json!([{"name": "a", "state": "DONE", "message": ""}]),
+        );
+        done["id"] = json!(11);
+        done["kind"] = json!("RESTART_CLUSTER");
+        assert_eq!(
+            operation_list(&[running, done]),
+            "id  kind             target     state      step          updatedAt\n\
+             12  CREATE_CLUSTER   cluster/3  RUNNING    wait-ready 7  2026-11-25 12:00:01.250\n\
+             11  RESTART_CLUSTER  cluster/3  SUCCEEDED  -             2026-11-25 12:00:01.250\n"
+        );
+    }
+
+    #[test]
+    fn cluster_view_shows_the_endpoint_and_upgrade_fields() {
+        let mut c = json!({"id": 8, "name": "analytics", "version": "2.1.0", "endpoint": null,
+            "components": {}, "replacesId": null, "servesEndpoint": true,
+            "protectionAllowsUpgrade": false, "resources": {}, "nodes": []});
+        let view = cluster(&c);
+        assert!(view.contains("version: 2.1.0\nendpoint: -\nowner: -\n"), "{view}");
+        assert!(view.contains("protectionAllowsUpgrade: false\n"), "{view}");
+        assert!(
+            !view.contains("components") && !view.contains("replacesId"),
+            "{view}"
+        );
+        c["endpoint"] = json!("analytics.prod.example.com");
+        c["components"] = json!({"planner": "2.1.1"});
+        c["replacesId"] = json!(3);
+        c["servesEndpoint"] = json!(false);
+        let view = cluster(&c);
+        assert!(
+            view.contains(
+                "version: 2.1.0\ncomponents: planner=2.1.1\nendpoint: analytics.prod.example.com\n\
+                 replacesId: 3\nservesEndpoint: false\n"
+            ),
+            "{view}"
+        );
     }
 }

@@ -1,5 +1,6 @@
-//! `--wait`: polls `GET /v1/operations/{id}` until the operation is `SUCCEEDED`
-//! or `FAILED`, or until the timeout, and shows its progress on stderr. On a
+//! `--wait`: polls `GET /v1/operations/{id}` until the operation is `SUCCEEDED`,
+//! `FAILED` or `CANCELLED`, or until the timeout, and shows its progress on
+//! stderr (a progress bar for a runbook: upgrade, rollback, restart). On a
 //! terminal the progress line is rewritten in place; otherwise (a log, a pipe)
 //! a line is printed each time it changes.
 
@@ -19,6 +20,7 @@ const DEFAULT_POLL: Duration = Duration::from_secs(1);
 pub enum Outcome {
     Succeeded(Value),
     Failed(Value),
+    Cancelled(Value),
     /// Still `PENDING` or `RUNNING` when the time was up; holds the last state seen.
     TimedOut(Value),
 }
@@ -50,7 +52,7 @@ pub fn wait(client: &Client, id: u64, timeout: Duration, poll: Duration) -> Resu
                 return Err(e);
             }
         };
-        let line = render::progress_line(&op);
+        let line = render::progress(&op);
         if line != shown {
             // On a terminal: back to the line's start, the line, erase what is left.
             let _ = if terminal {
@@ -62,13 +64,15 @@ pub fn wait(client: &Client, id: u64, timeout: Duration, poll: Duration) -> Resu
             shown = line;
         }
         let state = op["state"].as_str().unwrap_or_default();
-        if state == "SUCCEEDED" || state == "FAILED" {
+        let ended = match state {
+            "SUCCEEDED" => Some(Outcome::Succeeded as fn(Value) -> Outcome),
+            "FAILED" => Some(Outcome::Failed as fn(Value) -> Outcome),
+            "CANCELLED" => Some(Outcome::Cancelled as fn(Value) -> Outcome),
+            _ => None,
+        };
+        if let Some(outcome) = ended {
             finish_line(&mut stderr, &shown);
-            return Ok(if state == "SUCCEEDED" {
-                Outcome::Succeeded(op)
-            } else {
-                Outcome::Failed(op)
-            });
+            return Ok(outcome(op));
         }
         let left = timeout.saturating_sub(started.elapsed());
         if left.is_zero() {

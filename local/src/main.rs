@@ -378,8 +378,14 @@ async fn up(args: UpArgs) -> Result<()> {
             staging: config.staging.clone(),
             wake: diagnostics_wake,
         },
-        // TODO(runbooks): wake the in-process runbook runner.
-        run_runbook: Arc::new(|_| Box::pin(async {})),
+        // In Lambda the API invokes the runbooks function; here it wakes its loop.
+        run_runbook: {
+            let wake = runbook_wake.clone();
+            Arc::new(move |_| {
+                wake.notify_one();
+                Box::pin(async {})
+            })
+        },
     };
     let addr = SocketAddr::from(([127, 0, 0, 1], args.port));
     let listener = tokio::net::TcpListener::bind(addr)

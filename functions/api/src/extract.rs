@@ -120,52 +120,79 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
-        let (parts, body) = req.into_parts();
-        let content_type = parts
-            .headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        let mime = content_type
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
-        if mime != "application/json" {
-            return Err(ApiError::unsupported_media_type(format!(
-                "the body must be JSON with Content-Type: application/json, got {:?}",
-                content_type
-            )));
-        }
-        let key = idempotency_key(&parts.headers)?;
-        let bytes = axum::body::to_bytes(body, MAX_BODY)
-            .await
-            .map_err(|_| ApiError::too_large(format!("the body is larger than {MAX_BODY} bytes")))?;
-        let value: serde_json::Value = serde_json::from_slice(&bytes)
-            .map_err(|e| ApiError::malformed(format!("the body is not valid JSON: {e}")))?;
-        // serde would fill a struct from an array by position; only objects name
-        // their fields.
-        if !value.is_object() {
-            return Err(ApiError::malformed(
-                "the body must be a JSON object with named fields",
-            ));
-        }
-        let parsed: T = serde_path_to_error::deserialize(value.clone()).map_err(|e| {
-            let path = e.path().to_string();
-            shape_error(&path, &e.inner().to_string())
-        })?;
-        let idempotency = key.map(|k| {
-            (
-                k,
-                request_fingerprint(parts.method.as_str(), parts.uri.path(), &value),
-            )
-        });
-        Ok(JsonBody {
-            value: parsed,
-            idempotency,
-        })
+        read_json(req, false).await
     }
+}
+
+/// A JSON body that may also be left out (no body at all), which reads as `{}`.
+/// A body that is there is held to the same rules as a [`JsonBody`].
+pub struct OptionalJsonBody<T>(pub JsonBody<T>);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalJsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        read_json(req, true).await.map(OptionalJsonBody)
+    }
+}
+
+async fn read_json<T: DeserializeOwned>(req: Request, may_be_empty: bool) -> Result<JsonBody<T>, ApiError> {
+    let (parts, body) = req.into_parts();
+    let content_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if mime != "application/json" && !may_be_empty {
+        return Err(unsupported(content_type));
+    }
+    let key = idempotency_key(&parts.headers)?;
+    let bytes = axum::body::to_bytes(body, MAX_BODY)
+        .await
+        .map_err(|_| ApiError::too_large(format!("the body is larger than {MAX_BODY} bytes")))?;
+    let value: serde_json::Value = if may_be_empty && bytes.is_empty() {
+        serde_json::Value::Object(serde_json::Map::new())
+    } else {
+        if mime != "application/json" {
+            return Err(unsupported(content_type));
+        }
+        serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::malformed(format!("the body is not valid JSON: {e}")))?
+    };
+    // serde would fill a struct from an array by position; only objects name
+    // their fields.
+    if !value.is_object() {
+        return Err(ApiError::malformed(
+            "the body must be a JSON object with named fields",
+        ));
+    }
+    let parsed: T = serde_path_to_error::deserialize(value.clone()).map_err(|e| {
+        let path = e.path().to_string();
+        shape_error(&path, &e.inner().to_string())
+    })?;
+    let idempotency = key.map(|k| {
+        (
+            k,
+            request_fingerprint(parts.method.as_str(), parts.uri.path(), &value),
+        )
+    });
+    Ok(JsonBody {
+        value: parsed,
+        idempotency,
+    })
+}
+
+fn unsupported(content_type: &str) -> ApiError {
+    ApiError::unsupported_media_type(format!(
+        "the body must be JSON with Content-Type: application/json, got {:?}",
+        content_type
+    ))
 }
 
 /// The numeric `{id}` of a route. Anything else, even bytes that are not UTF-8,

@@ -13,8 +13,11 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
+use serde::Deserialize;
 use serde_json::json;
+use shared::cloud::Functions;
 use shared::config::S3Location;
+use shared::domain::upgrade::{ProposedDefaultVersion, ProposedRestart, ProposedUpgrade};
 use shared::domain::{ClusterUpdate, ProposedCluster, ProposedEnvironment};
 use shared::store::{Role, Store, Submitted};
 use shared::workflows::commands::{self, Limits};
@@ -23,7 +26,7 @@ use shared::workflows::reconcile::Target;
 pub use shared::workflows::wake::{wake_by_invoke, BoxFuture, Kick};
 
 pub use error::ApiError;
-use extract::{Caller, Id, JsonBody};
+use extract::{Caller, Id, JsonBody, OptionalJsonBody};
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -32,6 +35,32 @@ pub struct AppState {
     pub limits: Limits,
     pub kick: Kick,
     pub diagnostics: Diagnostics,
+    /// Wakes the runbook runner for one runbook (its operation id) after a
+    /// runbook write, so that it need not wait for its schedule.
+    pub run_runbook: RunbookWake,
+}
+
+/// Wakes the runbook runner for a runbook. Like a [`Kick`], it never fails the
+/// request: a lost wake-up only waits for the runner's schedule.
+pub type RunbookWake = std::sync::Arc<dyn Fn(i64) -> BoxFuture + Send + Sync>;
+
+/// The runbook wake-up of the Lambda deployment: an asynchronous invoke of the
+/// runbooks function with `{"runbookId": N}`.
+pub fn runbook_wake_by_invoke<F: Functions + 'static>(
+    functions: std::sync::Arc<F>,
+    function: String,
+) -> RunbookWake {
+    std::sync::Arc::new(move |runbook_id: i64| {
+        let (functions, function) = (functions.clone(), function.clone());
+        Box::pin(async move {
+            let payload = shared::workflows::runbook::event(runbook_id)
+                .to_string()
+                .into_bytes();
+            if let Err(e) = functions.invoke_async(&function, payload).await {
+                tracing::warn!(error = %e, runbook_id, "could not wake the runbook runner; its schedule will");
+            }
+        })
+    })
 }
 
 /// What diagnostics requests need: the staging location (bundles go under it
@@ -59,7 +88,16 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/clusters/{id}/status", get(cluster_status))
         .route("/clusters/{id}/diagnostics", post(request_diagnostics))
+        .route("/clusters/{id}/upgrade", post(upgrade_cluster))
+        .route("/clusters/{id}/rollback", post(rollback_cluster))
+        .route("/clusters/{id}/restart", post(restart_cluster))
+        .route("/operations", get(list_operations))
         .route("/operations/{id}", get(get_operation))
+        .route("/operations/{id}/cancel", post(cancel_operation))
+        .route(
+            "/settings/default-version",
+            get(get_default_version).put(set_default_version),
+        )
         .method_not_allowed_fallback(method_not_allowed);
     Router::new()
         .nest("/v1", v1)
@@ -300,5 +338,162 @@ async fn get_operation(
     Id(id): Id,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let op = state.store.get_operation(id).await?;
-    Ok(Json(views::operation(&op)))
+    let mut v = views::operation(&op);
+    if let Some(rb) = state.store.get_runbook(id).await? {
+        v["runbook"] = views::runbook(&rb, shared::time::now_ms());
+    }
+    Ok(Json(v))
+}
+
+/// The body of a rollback (or a cancel): nothing, or `{}`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoFields {}
+
+/// The `202 Accepted` of a runbook write: the operation and the cluster as it is
+/// now. A fresh one wakes the runbook runner, which does the work.
+async fn runbook_accepted(state: &AppState, submitted: Submitted) -> Result<Response, ApiError> {
+    if !submitted.replayed {
+        (state.run_runbook)(submitted.operation_id).await;
+    }
+    let cluster = state.store.get_cluster(submitted.target_id).await?;
+    let mut headers = HeaderMap::new();
+    if submitted.replayed {
+        headers.insert("Idempotent-Replayed", HeaderValue::from_static("true"));
+    }
+    let body = json!({ "operationId": submitted.operation_id, "cluster": views::cluster(&cluster, None) });
+    Ok((StatusCode::ACCEPTED, headers, Json(body)).into_response())
+}
+
+/// Upgrades a cluster by replacement: a new cluster row at the new version is
+/// built, the endpoint moves to it, and the old one is retired after the
+/// rollback window.
+async fn upgrade_cluster(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Id(id): Id,
+    body: JsonBody<ProposedUpgrade>,
+) -> Result<Response, ApiError> {
+    let ctx = body.write_ctx(&caller);
+    let submitted = commands::upgrade_cluster(&state.store, &ctx, id, body.value).await?;
+    runbook_accepted(&state, submitted).await
+}
+
+async fn rollback_cluster(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Id(id): Id,
+    OptionalJsonBody(body): OptionalJsonBody<NoFields>,
+) -> Result<Response, ApiError> {
+    let ctx = body.write_ctx(&caller);
+    let submitted = commands::rollback_cluster(&state.store, &ctx, id).await?;
+    runbook_accepted(&state, submitted).await
+}
+
+async fn restart_cluster(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Id(id): Id,
+    OptionalJsonBody(body): OptionalJsonBody<ProposedRestart>,
+) -> Result<Response, ApiError> {
+    let ctx = body.write_ctx(&caller);
+    let submitted = commands::restart_cluster(&state.store, &ctx, id, body.value).await?;
+    runbook_accepted(&state, submitted).await
+}
+
+/// Asks a running runbook to stop at its next step boundary (and undo what it
+/// must); answers with the operation.
+async fn cancel_operation(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Id(id): Id,
+    OptionalJsonBody(body): OptionalJsonBody<NoFields>,
+) -> Result<Response, ApiError> {
+    let ctx = body.write_ctx(&caller);
+    let submitted = commands::cancel_operation(&state.store, &ctx, id).await?;
+    (state.run_runbook)(submitted.operation_id).await;
+    let op = state.store.get_operation(submitted.operation_id).await?;
+    let body = json!({ "operationId": submitted.operation_id, "operation": views::operation(&op) });
+    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+}
+
+const OPERATION_STATES: [&str; 5] = ["PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"];
+const DEFAULT_OPERATIONS: i64 = 20;
+const MAX_OPERATIONS: i64 = 200;
+
+/// Operations, newest first: all, or those of one cluster, optionally in one state.
+async fn list_operations(
+    State(state): State<AppState>,
+    Query(query): Query<std::collections::HashMap<String, String>>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let known = ["clusterId", "state", "limit"];
+    if let Some(unknown) = query.keys().find(|k| !known.contains(&k.as_str())) {
+        return Err(ApiError::field(
+            StatusCode::BAD_REQUEST,
+            "UNKNOWN_FIELD",
+            unknown.clone(),
+            format!(
+                "{unknown} is not a query parameter of this route; use {}",
+                known.join(", ")
+            ),
+        ));
+    }
+    let cluster = query
+        .get("clusterId")
+        .map(|raw| extract::parse_id_field("clusterId", raw))
+        .transpose()?;
+    let wanted = query
+        .get("state")
+        .map(|raw| {
+            OPERATION_STATES
+                .iter()
+                .find(|s| **s == raw.as_str())
+                .copied()
+                .ok_or_else(|| {
+                    ApiError::field(
+                        StatusCode::BAD_REQUEST,
+                        "INVALID_FIELD",
+                        "state",
+                        format!(
+                            "state must be one of {}, got {raw:?}",
+                            OPERATION_STATES.join(", ")
+                        ),
+                    )
+                })
+        })
+        .transpose()?;
+    let limit = match query.get("limit") {
+        None => DEFAULT_OPERATIONS,
+        Some(raw) => raw
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (1..=MAX_OPERATIONS).contains(n))
+            .ok_or_else(|| {
+                ApiError::field(
+                    StatusCode::BAD_REQUEST,
+                    "INVALID_FIELD",
+                    "limit",
+                    format!("limit must be a whole number from 1 to {MAX_OPERATIONS}, got {raw:?}"),
+                )
+            })?,
+    };
+    let ops = state.store.list_operations(cluster, wanted, limit).await?;
+    Ok(Json(
+        json!({ "operations": ops.iter().map(views::operation).collect::<Vec<_>>() }),
+    ))
+}
+
+/// The version new clusters get when their create names none.
+async fn get_default_version(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let version = state.store.default_version(&state.limits.default_version).await?;
+    Ok(Json(json!({ "version": version })))
+}
+
+async fn set_default_version(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    body: JsonBody<ProposedDefaultVersion>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let version = commands::set_default_version(&state.store, &caller.name, body.value).await?;
+    Ok(Json(json!({ "version": version })))
 }

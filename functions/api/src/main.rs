@@ -1,7 +1,8 @@
 //! The API function in Lambda: read the configuration once, connect the store once,
 //! and let `lambda_http` feed API Gateway requests to the shared router. After a
 //! write it wakes the reconciler function with an asynchronous invoke, and after a
-//! diagnostics request the log-rotation function, which builds the bundle.
+//! diagnostics request the log-rotation function, which builds the bundle, and
+//! after an upgrade, rollback, restart or cancel the runbooks function.
 
 use std::sync::Arc;
 
@@ -36,8 +37,12 @@ async fn main() -> Result<(), lambda_http::Error> {
     };
     let worker = std::env::var("OKERA_LOG_ROTATION_FUNCTION")
         .context("OKERA_LOG_ROTATION_FUNCTION is not set (the function that builds diagnostics bundles)")?;
+    let runbooks = std::env::var("OKERA_RUNBOOKS_FUNCTION").context(
+        "OKERA_RUNBOOKS_FUNCTION is not set (the function that runs upgrades, rollbacks and restarts)",
+    )?;
     let lambda = Arc::new(LambdaAdapter::new(settings, &region));
     let kick = api::wake_by_invoke(lambda.clone(), reconciler);
+    let run_runbook = api::runbook_wake_by_invoke(lambda.clone(), runbooks);
     let diagnostics = api::Diagnostics {
         staging: config.staging.clone(),
         wake: shared::workflows::diagnostics::wake_by_invoke(lambda, worker),
@@ -50,6 +55,7 @@ async fn main() -> Result<(), lambda_http::Error> {
         },
         kick,
         diagnostics,
+        run_runbook,
     };
     lambda_http::run(api::router(state)).await
 }

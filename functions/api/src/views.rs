@@ -9,7 +9,9 @@
 use serde::Serialize;
 use serde_json::{json, Value};
 use shared::domain::health::{format_elapsed, Probe, SERVICES};
-use shared::store::{ClusterRow, EnvironmentRow, NodeRow, OperationRow, StatusChange};
+use shared::store::{
+    ClusterRow, EnvironmentRow, NodeRow, OperationRow, RunbookRow, RunbookStep, StatusChange,
+};
 use shared::time::format_ms;
 
 /// How many status changes the status document lists.
@@ -52,6 +54,11 @@ pub fn cluster(c: &ClusterRow, nodes: Option<&[NodeRow]>) -> Value {
         "numRunningNodes": c.running_nodes,
         "numRunningServices": running_services(c),
         "autoRepairEnabled": c.auto_repair,
+        "protectionAllowsUpgrade": c.protection_allows_upgrade,
+        "endpoint": c.endpoint,
+        "servesEndpoint": c.serves_endpoint,
+        "components": c.components,
+        "replacesId": c.replaces_id,
         "resources": {
             "autoScalingGroup": c.asg_name,
             "launchTemplate": c.launch_template_id,
@@ -208,6 +215,45 @@ pub fn operation(o: &OperationRow) -> Value {
     })
 }
 
+/// The `runbook` of an operation that runs one: its kind, where it is, what was
+/// asked, what it learned, and its steps with how long each took (until `now`,
+/// epoch milliseconds, for the running one).
+pub fn runbook(rb: &RunbookRow, now: i64) -> Value {
+    let mut context = serde_json::to_value(&rb.context).unwrap_or(Value::Null);
+    if let Some(at) = rb.context.switched_at {
+        context["switchedAt"] = json!(format_ms(at));
+    }
+    json!({
+        "kind": rb.kind.as_str(),
+        "state": rb.state,
+        "phase": rb.phase,
+        "params": serde_json::to_value(&rb.params).unwrap_or(Value::Null),
+        "context": context,
+        "cancelRequested": rb.cancel_requested,
+        "error": rb.error,
+        "wakeAt": (rb.wake_at > 0).then(|| format_ms(rb.wake_at)),
+        "steps": rb.steps.iter().map(|s| runbook_step(s, now)).collect::<Vec<_>>(),
+    })
+}
+
+fn runbook_step(s: &RunbookStep, now: i64) -> Value {
+    let duration = s
+        .started_at
+        .map(|started| (s.finished_at.unwrap_or(now) - started).max(0));
+    json!({
+        "seq": s.seq,
+        "name": s.name,
+        "arg": s.arg,
+        "state": s.state,
+        "attempts": s.attempts,
+        "startedAt": s.started_at.map(format_ms),
+        "finishedAt": s.finished_at.map(format_ms),
+        "durationMs": duration,
+        "result": s.result,
+        "error": s.error,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -246,6 +292,11 @@ mod tests {
             status_since: T0,
             health_checked_at: 0,
             auto_repair: true,
+            endpoint: None,
+            serves_endpoint: true,
+            components: BTreeMap::new(),
+            replaces_id: None,
+            protection_allows_upgrade: false,
             row_version: 1,
             created_at: T0 - 60_000,
             updated_at: T0,
@@ -393,5 +444,69 @@ mod tests {
         let v = cluster(&c, None);
         assert_eq!(v["numRunningServices"], "3/7");
         assert_eq!(v["autoRepairEnabled"], false);
+    }
+
+    #[test]
+    fn cluster_views_show_the_upgrade_fields() {
+        let mut c = row();
+        c.endpoint = Some("analytics.prod.example.com".into());
+        c.components.insert("planner".into(), "2.1.1".into());
+        c.replaces_id = Some(4);
+        let v = cluster(&c, None);
+        assert_eq!(v["endpoint"], "analytics.prod.example.com");
+        assert_eq!(v["servesEndpoint"], true);
+        assert_eq!(v["components"], json!({"planner": "2.1.1"}));
+        assert_eq!(v["replacesId"], 4);
+        assert_eq!(v["protectionAllowsUpgrade"], false);
+    }
+
+    #[test]
+    fn runbook_steps_say_how_long_they_took() {
+        use shared::store::{RunbookContext, RunbookKind, RunbookParams};
+        let step = |seq, state: &str, started: Option<i64>, finished: Option<i64>| RunbookStep {
+            seq,
+            name: format!("step-{seq}"),
+            arg: String::new(),
+            state: state.into(),
+            attempts: i64::from(started.is_some()),
+            started_at: started,
+            finished_at: finished,
+            result: None,
+            error: None,
+        };
+        let rb = RunbookRow {
+            id: 9,
+            kind: RunbookKind::Upgrade,
+            cluster_id: 1,
+            state: "RUNNING".into(),
+            phase: "MAIN".into(),
+            next_seq: 1,
+            params: RunbookParams::default(),
+            context: RunbookContext {
+                switched_at: Some(T0),
+                ..Default::default()
+            },
+            cancel_requested: false,
+            error: None,
+            lease_owner: None,
+            lease_until: 0,
+            wake_at: 0,
+            version: 3,
+            created_at: T0,
+            updated_at: T0,
+            steps: vec![
+                step(0, "DONE", Some(T0), Some(T0 + 1_500)),
+                step(1, "RUNNING", Some(T0 + 1_500), None),
+                step(2, "PENDING", None, None),
+            ],
+        };
+        let v = runbook(&rb, T0 + 4_000);
+        assert_eq!(v["kind"], "UPGRADE");
+        assert_eq!(v["wakeAt"], Value::Null);
+        assert_eq!(v["context"]["switchedAt"], format_ms(T0));
+        assert_eq!(v["steps"][0]["durationMs"], 1_500);
+        assert_eq!(v["steps"][1]["durationMs"], 2_500);
+        assert_eq!(v["steps"][2]["durationMs"], Value::Null);
+        assert_eq!(v["steps"][0]["startedAt"], format_ms(T0));
     }
 }

@@ -1136,10 +1136,11 @@ impl Store {
     /// The version new clusters get when a create names none: what
     /// `set_default_version` stored, or `fallback` (the configured default).
     pub async fn default_version(&self, fallback: &str) -> Result<String, StoreError> {
-        let v: Option<String> = sqlx::query_scalar("SELECT value FROM settings WHERE name = 'default_version'")
+        let row = sqlx::query("SELECT value FROM settings WHERE name = 'default_version'")
             .fetch_optional(self.pool())
             .await
             .map_err(q("read default version"))?;
+        let v = row.map(|r| text(&r, "value")).transpose()?;
         Ok(v.unwrap_or_else(|| fallback.to_owned()))
     }
 

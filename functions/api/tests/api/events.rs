@@ -67,6 +67,14 @@ const OTHER_EVENTS: &[(&str, &str)] = &[
         "the API's invoke of the log-rotation function for a bundle, for functions/log-rotation",
     ),
     (
+        "schedule-runbooks.json",
+        "the runbook runner's EventBridge schedule, for functions/runbooks",
+    ),
+    (
+        "invoke-runbook.json",
+        "the API's invoke of the runbooks function after a runbook write, for functions/runbooks",
+    ),
+    (
         "lifecycle-launch.json",
         "an Auto Scaling launch hook for functions/lifecycle: shared's lifecycle tests read it",
     ),

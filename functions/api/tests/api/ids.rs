@@ -151,7 +151,8 @@ async fn an_unknown_route_is_404_not_found_with_a_json_body() {
             (Method::GET, "/v1"),
             (Method::GET, "/v1/clusters/1/nodes"),
             (Method::POST, "/v1/nope"),
-            (Method::DELETE, "/v1/operations"),
+            (Method::DELETE, "/v1/operations/1/steps"),
+            (Method::GET, "/v1/settings"),
         ];
         for (method, path) in cases {
             let req = Req::new(method.clone(), path).raw(environment_body("prod").to_string());
@@ -173,6 +174,9 @@ async fn a_method_a_route_does_not_take_is_refused_with_a_json_error() {
             (Method::POST, "/v1/status"),
             (Method::DELETE, "/v1/clusters"),
             (Method::PATCH, "/v1/environments/1"),
+            (Method::DELETE, "/v1/operations"),
+            (Method::GET, "/v1/clusters/1/upgrade"),
+            (Method::POST, "/v1/settings/default-version"),
         ] {
             let before = fx.snapshot().await;
             let reply = fx

@@ -84,6 +84,7 @@ pub struct Fixture {
     pub account: String,
     kicks: Arc<Mutex<Vec<Target>>>,
     wakes: Arc<Mutex<Vec<i64>>>,
+    runbook_wakes: Arc<Mutex<Vec<i64>>>,
     ready: OnceCell<i64>,
 }
 
@@ -106,6 +107,8 @@ impl Fixture {
         let recorder = kicks.clone();
         let wakes = Arc::new(Mutex::new(Vec::new()));
         let wake_recorder = wakes.clone();
+        let runbook_wakes = Arc::new(Mutex::new(Vec::new()));
+        let runbook_recorder = runbook_wakes.clone();
         let account = emulator::fresh_account();
         let state = AppState {
             store: store.clone(),
@@ -124,6 +127,10 @@ impl Fixture {
                     Box::pin(async {})
                 }),
             },
+            run_runbook: Arc::new(move |runbook| {
+                runbook_recorder.lock().expect("runbook wake log").push(runbook);
+                Box::pin(async {})
+            }),
         };
         Fixture {
             backend,
@@ -133,6 +140,7 @@ impl Fixture {
             account,
             kicks,
             wakes,
+            runbook_wakes,
             ready: OnceCell::new(),
         }
     }
@@ -150,6 +158,11 @@ impl Fixture {
     /// The operations the API woke the diagnostics worker for, in order.
     pub fn woken(&self) -> Vec<i64> {
         self.wakes.lock().expect("wake log").clone()
+    }
+
+    /// The runbooks the API woke the runbook runner for, in order.
+    pub fn runbooks_woken(&self) -> Vec<i64> {
+        self.runbook_wakes.lock().expect("runbook wake log").clone()
     }
 
     /// Sends one request through a freshly built router, as Lambda and dm-local do.
@@ -200,6 +213,7 @@ impl Fixture {
             next_operation,
             kicks: self.kicks(),
             wakes: self.woken().len(),
+            runbook_wakes: self.runbooks_woken().len(),
         }
     }
 
@@ -234,6 +248,10 @@ impl Fixture {
         assert_eq!(
             now.wakes, before.wakes,
             "[{b}] {after_what} woke the diagnostics worker"
+        );
+        assert_eq!(
+            now.runbook_wakes, before.runbook_wakes,
+            "[{b}] {after_what} woke the runbook runner"
         );
     }
 
@@ -322,6 +340,7 @@ impl Fixture {
             node_ami: NODE_AMI.into(),
             node_instance_profile: None,
             aws_endpoint: Some(endpoint.clone()),
+            dns_zone: None,
         };
         let settings = aws_settings(endpoint, &self.account);
         let reconciler = reconciler::build(self.store.clone(), &config, settings, REGION, "test".into());
@@ -366,6 +385,7 @@ impl Fixture {
                 })
                 .collect(),
             running_services: None,
+            endpoint: None,
             observed_generation: Some(generation),
             steps: Vec::new(),
             failure: None,
@@ -437,6 +457,7 @@ pub struct Snapshot {
     pub next_operation: i64,
     pub kicks: usize,
     pub wakes: usize,
+    pub runbook_wakes: usize,
 }
 
 /// A valid environment spec.
@@ -495,6 +516,10 @@ impl Req {
 
     pub fn post(path: &str, body: &Value) -> Req {
         Req::new(Method::POST, path).json(body)
+    }
+
+    pub fn put(path: &str, body: &Value) -> Req {
+        Req::new(Method::PUT, path).json(body)
     }
 
     pub fn patch(path: &str, body: &Value) -> Req {
