@@ -997,8 +997,10 @@ impl Store {
         let id = super::inserted_id(&mut tx, &inserted).await?;
         let mut context = fresh.context.clone();
         context.replacement_id = Some(id);
+        // Context notes leave `version` alone: the runner holding the lease makes
+        // the next compare-and-set itself, with the version it read.
         let noted = sqlx::query(
-            "UPDATE runbooks SET context = ?, version = version + 1 WHERE id = ? AND lease_owner = ? AND state = 'RUNNING'",
+            "UPDATE runbooks SET context = ? WHERE id = ? AND lease_owner = ? AND state = 'RUNNING'",
         )
         .bind(to_json(&context))
         .bind(rb.id)
@@ -1064,7 +1066,7 @@ impl Store {
         if rb.kind == RunbookKind::Upgrade && fresh.context.switched_at.is_none() {
             let mut context = fresh.context.clone();
             context.switched_at = Some(now_ms());
-            sqlx::query("UPDATE runbooks SET context = ?, version = version + 1 WHERE id = ?")
+            sqlx::query("UPDATE runbooks SET context = ? WHERE id = ?")
                 .bind(to_json(&context))
                 .bind(rb.id)
                 .execute(&mut *tx)

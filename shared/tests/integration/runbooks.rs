@@ -226,6 +226,9 @@ async fn an_upgrade_replaces_the_cluster_and_moves_the_endpoint_only_once_the_re
         }
         let rb = w.drive(&runner, id, AgentMode::Ready).await;
         w.assert_upgraded(&rb).await;
+        for s in &rb.steps {
+            assert_eq!(s.attempts, 1, "{backend}: nothing failed, yet {} ran {} times", s.name, s.attempts);
+        }
         let switch = &rb.steps[2];
         let ready = &rb.steps[1];
         assert!(switch.started_at >= ready.finished_at, "{backend}: switched before READY");

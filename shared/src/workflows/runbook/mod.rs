@@ -255,6 +255,9 @@ impl<D: Dns, A: Agents> Runner<D, A> {
                 Ok(r) => r,
                 Err(RunError::Store(StoreError::Conflict(m))) => {
                     warn!(runbook = id, reason = %m, "runbook changed under this runner");
+                    // Still ours (it moved on in a way this run did not expect):
+                    // give it back so the next run need not wait for the lease.
+                    self.store.release_runbook(id, &self.owner).await?;
                     return Ok(RunOutcome::Lost);
                 }
                 Err(e) => return Err(e),
