@@ -734,7 +734,7 @@ fn diag(client: &Client, out: &Out, a: &ClusterDiag) -> Result<i32> {
         a.id
     );
     let timeout = Duration::from_secs(a.timeout);
-    let outcome = wait::wait(client, op_id, timeout, wait::poll_interval())
+    let outcome = wait::wait(client, op_id, timeout, wait::poll_interval(), false)
         .with_context(|| format!("could not follow operation {op_id}"))?;
     match outcome {
         Outcome::Succeeded(op) => {
@@ -757,7 +757,8 @@ fn diag(client: &Client, out: &Out, a: &ClusterDiag) -> Result<i32> {
             );
             Ok(1)
         }
-        Outcome::TimedOut(op) => {
+        // Only upgrades stop at a window, and this is a diagnostics bundle.
+        Outcome::TimedOut(op) | Outcome::InWindow(op) => {
             if out.json {
                 out.print(&op, render::operation)?;
             }
@@ -808,17 +809,35 @@ fn accepted(client: &Client, out: &Out, subject: &str, reply: &Value, wait: &Wai
 /// operation when `full_view` (or with `--json`), else one line.
 fn follow(client: &Client, out: &Out, id: u64, wait: &WaitArgs, full_view: bool) -> Result<i32> {
     let timeout = Duration::from_secs(wait.timeout);
-    let outcome = wait::wait(client, id, timeout, wait::poll_interval())
+    // A write's --wait stops once an upgrade's traffic moved; `operations get
+    // --wait` follows it to the end.
+    let outcome = wait::wait(client, id, timeout, wait::poll_interval(), !full_view)
         .with_context(|| format!("could not follow operation {id}"))?;
-    let (Outcome::Succeeded(op) | Outcome::Failed(op) | Outcome::Cancelled(op) | Outcome::TimedOut(op)) =
-        &outcome;
+    let (Outcome::Succeeded(op)
+    | Outcome::Failed(op)
+    | Outcome::Cancelled(op)
+    | Outcome::TimedOut(op)
+    | Outcome::InWindow(op)) = &outcome;
     if out.json || full_view {
         out.print(op, render::operation)?;
+    } else if let Outcome::InWindow(op) = &outcome {
+        let rb = &op["runbook"];
+        let original = render::text(&rb["params"]["originalId"]);
+        let window = rb["steps"]
+            .as_array()
+            .and_then(|steps| steps.iter().find(|s| s["name"] == "rollback-window"))
+            .map(|s| render::text(&s["result"]))
+            .unwrap_or_default();
+        say(&format!(
+            "Operation {id}: cluster {} serves the endpoint now; {window}.\n\
+             Cluster {original} is retired when the window closes (ocadm operations get {id} --wait).\n",
+            render::text(&rb["context"]["replacementId"]),
+        ))?;
     } else {
         say(&format!("Operation {id} {}.\n", render::text(&op["state"])))?;
     }
     Ok(match outcome {
-        Outcome::Succeeded(_) => 0,
+        Outcome::Succeeded(_) | Outcome::InWindow(_) => 0,
         Outcome::Failed(op) => {
             eprintln!("error: operation {id} failed: {}", render::failure_reason(&op));
             1

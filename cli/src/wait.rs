@@ -23,6 +23,18 @@ pub enum Outcome {
     Cancelled(Value),
     /// Still `PENDING` or `RUNNING` when the time was up; holds the last state seen.
     TimedOut(Value),
+    /// An upgrade that moved traffic and now waits out its rollback window
+    /// (only when the caller asked to stop there).
+    InWindow(Value),
+}
+
+/// Whether `op` is an upgrade waiting out its rollback window.
+fn in_window(op: &Value) -> bool {
+    let rb = &op["runbook"];
+    rb["kind"] == "UPGRADE"
+        && rb["steps"]
+            .as_array()
+            .is_some_and(|steps| steps.iter().any(|s| s["name"] == "rollback-window" && s["state"] == "RUNNING"))
 }
 
 /// The time between polls: `OCADM_POLL_MS` milliseconds if set, else 1 s.
@@ -34,7 +46,15 @@ pub fn poll_interval() -> Duration {
         .unwrap_or(DEFAULT_POLL)
 }
 
-pub fn wait(client: &Client, id: u64, timeout: Duration, poll: Duration) -> Result<Outcome> {
+/// Follows operation `id`. With `stop_at_window`, an upgrade counts as done once
+/// the endpoint moved and was verified: its rollback window may last hours.
+pub fn wait(
+    client: &Client,
+    id: u64,
+    timeout: Duration,
+    poll: Duration,
+    stop_at_window: bool,
+) -> Result<Outcome> {
     let started = Instant::now();
     let mut stderr = std::io::stderr();
     let terminal = stderr.is_terminal();
@@ -73,6 +93,10 @@ pub fn wait(client: &Client, id: u64, timeout: Duration, poll: Duration) -> Resu
         if let Some(outcome) = ended {
             finish_line(&mut stderr, &shown);
             return Ok(outcome(op));
+        }
+        if stop_at_window && in_window(&op) {
+            finish_line(&mut stderr, &shown);
+            return Ok(Outcome::InWindow(op));
         }
         let left = timeout.saturating_sub(started.elapsed());
         if left.is_zero() {

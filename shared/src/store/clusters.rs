@@ -9,6 +9,22 @@ use super::{inserted_id, is_unique_violation, q, Backend, Store, StoreError, Sub
 use crate::domain::{ClusterSpec, ClusterStatus, ClusterUpdate, EnvironmentStatus};
 use crate::time::now_ms;
 
+/// Refuses a change to a cluster that an upgrade or a rollback is replacing.
+async fn refuse_during_replacement(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    cluster: &ClusterRow,
+    verb: &str,
+) -> Result<(), StoreError> {
+    match super::runbooks::active_runbook_of(tx, cluster).await? {
+        Some((op, kind)) if kind != super::RunbookKind::Restart => Err(StoreError::Conflict(format!(
+            "cluster {} is under {} operation {op}; it cannot be {verb} until that ends (ocadm operations get {op} --wait)",
+            cluster.id,
+            kind.as_str().to_lowercase()
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// A node as the reconciler saw it in its Auto Scaling group.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewNode {
@@ -141,6 +157,11 @@ impl Store {
                 current.status_code
             )));
         }
+        // An upgrade copies the spec into its replacement; a size changed under
+        // it would be lost when traffic moves.
+        if update.num_nodes.is_some() {
+            refuse_during_replacement(&mut tx, &current, "resized").await?;
+        }
         if current.termination_protection && update.num_nodes == Some(0) {
             return Err(StoreError::Conflict(format!(
                 "cluster {id} has termination protection, which forbids scaling to zero; \
@@ -228,6 +249,7 @@ impl Store {
                 return Ok(first);
             }
         }
+        refuse_during_replacement(&mut tx, &current, "deleted").await?;
         let generation = current.generation + 1;
         let changed = sqlx::query(
             "UPDATE clusters SET delete_requested = 1, generation = ?, status_code = ?, status_message = ?, \

@@ -310,7 +310,7 @@ async fn sync_operation(tx: &mut Transaction<'static, Any>, id: i64) -> Result<(
 
 /// The running runbook that involves `cluster` (as its subject, or as an
 /// upgrade's replacement), if any.
-async fn active_runbook_of(
+pub(crate) async fn active_runbook_of(
     tx: &mut Transaction<'static, Any>,
     cluster: &ClusterRow,
 ) -> Result<Option<(i64, RunbookKind)>, StoreError> {

@@ -316,6 +316,17 @@ async fn a_rollback_inside_the_window_moves_the_endpoint_back_and_retires_the_re
         }
         let replacement = store.get_runbook(id).await.unwrap().unwrap().context.replacement_id.unwrap();
         assert_eq!(w.records().await, vec![w.addresses(replacement).await], "{backend}");
+        // Neither side may be resized or deleted under the upgrade.
+        for id in [w.original, replacement] {
+            let resize = shared::domain::ClusterUpdate {
+                num_nodes: Some(3),
+                ..Default::default()
+            };
+            let e = store.update_cluster(&ctx(), id, &resize).await.unwrap_err();
+            assert!(e.to_string().contains("under upgrade operation"), "{backend}: {e}");
+            let e = store.delete_cluster(&ctx(), id).await.unwrap_err();
+            assert!(e.to_string().contains("under upgrade operation"), "{backend}: {e}");
+        }
         // Cancel is refused once traffic moved: rollback is the way back.
         let refused = commands::cancel_operation(&store, &ctx(), id).await.unwrap_err();
         assert!(refused.to_string().contains("roll it back"), "{backend}: {refused}");

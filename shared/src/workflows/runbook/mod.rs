@@ -307,9 +307,9 @@ impl<D: Dns, A: Agents> Runner<D, A> {
             let last = step.result.clone().or(step.error.clone()).unwrap_or_default();
             fail(
                 format!(
-                    "{} timed out after {} (started {}): {last}",
+                    "{} timed out: not done {} s after it started at {}; last: {last}",
                     step.name,
-                    crate::domain::health::format_elapsed(limit - step.started_at.unwrap_or(limit)),
+                    (limit - step.started_at.unwrap_or(limit)) / 1000,
                     crate::time::format_ms(step.started_at.unwrap_or(0)),
                 ),
                 false,
