@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_autoscaling::Client;
 
 mod diag;
+mod upgrade;
 
 struct Dm {
     child: Child,
