@@ -32,9 +32,11 @@ pub enum Outcome {
 fn in_window(op: &Value) -> bool {
     let rb = &op["runbook"];
     rb["kind"] == "UPGRADE"
-        && rb["steps"]
-            .as_array()
-            .is_some_and(|steps| steps.iter().any(|s| s["name"] == "rollback-window" && s["state"] == "RUNNING"))
+        && rb["steps"].as_array().is_some_and(|steps| {
+            steps
+                .iter()
+                .any(|s| s["name"] == "rollback-window" && s["state"] == "RUNNING")
+        })
 }
 
 /// The time between polls: `OCADM_POLL_MS` milliseconds if set, else 1 s.

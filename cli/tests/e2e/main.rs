@@ -7,132 +7,18 @@
 //! `dm-local` is the workspace's other binary: `cargo test --workspace` (what
 //! `tests/run` runs) builds it next to `ocadm`.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use aws_sdk_autoscaling::Client;
 
 mod diag;
+mod dm;
 mod upgrade;
 
-struct Dm {
-    child: Child,
-    dir: PathBuf,
-    env: Vec<(String, String)>,
-    account: String,
-}
-
-impl Drop for Dm {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn bin(name: &str) -> PathBuf {
-    let ocadm = PathBuf::from(env!("CARGO_BIN_EXE_ocadm"));
-    let path = ocadm.with_file_name(name);
-    assert!(
-        path.exists(),
-        "{} is missing: build it with cargo build -p local",
-        path.display()
-    );
-    path
-}
-
-fn start_dm() -> Dm {
-    let emulator = emulator::shared();
-    let account = emulator::fresh_account();
-    let dir = std::env::temp_dir().join(format!("dm-e2e-{}-{account}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let child = Command::new(bin("dm-local"))
-        .args([
-            "up",
-            "--port",
-            "0",
-            "--reconcile-interval",
-            "2",
-            "--sweep-interval",
-            "1",
-            "--agent-startup-ms",
-            "300",
-            "--aws-endpoint",
-            emulator.endpoint(),
-        ])
-        .arg("--data-dir")
-        .arg(&dir)
-        .env("AWS_ACCESS_KEY_ID", &account)
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("OKERA_S3_STAGING_DIR", format!("s3://dm-e2e-{account}/staging"))
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("dm-local.log")).unwrap())
-        .spawn()
-        .unwrap();
-    let env_file = dir.join("env");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !env_file.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "dm-local did not start; see {}",
-            dir.join("dm-local.log").display()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    std::thread::sleep(Duration::from_millis(100));
-    let env = std::fs::read_to_string(&env_file)
-        .unwrap()
-        .lines()
-        .filter_map(|l| l.strip_prefix("export "))
-        .filter_map(|l| l.split_once('='))
-        .filter(|(k, _)| k.starts_with("OCADM_"))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
-    Dm {
-        child,
-        dir,
-        env,
-        account,
-    }
-}
+use dm::{bin, json, start_dm, Dm};
 
 impl Dm {
-    fn ocadm(&self, args: &[&str]) -> Output {
-        let out = Command::new(bin("ocadm"))
-            .args(args)
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .env("OCADM_POLL_MS", "200")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        eprintln!(
-            "$ ocadm {}\n{}{}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.ocadm(args);
-        assert!(
-            out.status.success(),
-            "ocadm {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn refused(&self, args: &[&str], status: &str) -> String {
-        let out = self.ocadm(args);
-        assert!(!out.status.success(), "ocadm {args:?} should fail");
-        let err = String::from_utf8(out.stderr).unwrap();
-        assert!(err.contains(&format!("(HTTP {status})")), "{err}");
-        err
-    }
-
     /// Auto Scaling in the emulator, in this runner's account.
     async fn autoscaling(&self) -> Client {
         let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
@@ -174,10 +60,6 @@ impl Dm {
             })
             .collect()
     }
-}
-
-fn json(s: &str) -> serde_json::Value {
-    serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
 }
 
 #[tokio::test(flavor = "multi_thread")]
