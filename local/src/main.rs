@@ -21,7 +21,6 @@ use clap::{Parser, Subcommand};
 use shared::cloud::agents::{HttpAgents, Resolver};
 use shared::cloud::aws::{AwsSettings, Route53Adapter, S3Adapter};
 use shared::cloud::Dns;
-use shared::workflows::runbook::{DnsZone, Runner, RunbookSettings};
 use shared::config::{Config, HealthConfig, RetentionConfig, S3Location};
 use shared::domain::health::AGENT_PORT;
 use shared::domain::logs::LogClock;
@@ -31,6 +30,7 @@ use shared::workflows::commands::Limits;
 use shared::workflows::diagnostics;
 use shared::workflows::kill::KillSwitch;
 use shared::workflows::rotation::RotationSettings;
+use shared::workflows::runbook::{DnsZone, RunbookSettings, Runner};
 use tokio::sync::Notify;
 use tracing::{error, info};
 
@@ -319,7 +319,11 @@ async fn up(args: UpArgs) -> Result<()> {
         owner: runbook_owner,
         kill: KillSwitch::off(),
     });
-    tokio::spawn(schedule::runbook_loop(runner, runbook_wake.clone(), Duration::from_secs(1)));
+    tokio::spawn(schedule::runbook_loop(
+        runner,
+        runbook_wake.clone(),
+        Duration::from_secs(1),
+    ));
     let logs = Arc::new(log_rotation::Logs {
         region: args.region.clone(),
         archiver: Archiver {

@@ -10,7 +10,7 @@ use shared::cloud::agents::HttpAgents;
 use shared::cloud::aws::{AwsSettings, LambdaAdapter, Route53Adapter};
 use shared::store::Store;
 use shared::workflows::kill::KillSwitch;
-use shared::workflows::runbook::{self, DnsZone, RunOutcome, Runner, RunbookSettings};
+use shared::workflows::runbook::{self, DnsZone, RunOutcome, RunbookSettings, Runner};
 use shared::workflows::wake::{wake_by_invoke, Kick};
 use tracing::warn;
 
@@ -28,7 +28,10 @@ pub fn build(
     reconciler: String,
     owner: String,
 ) -> AwsRunner {
-    let kick: Kick = wake_by_invoke(Arc::new(LambdaAdapter::new(settings.clone(), home_region)), reconciler);
+    let kick: Kick = wake_by_invoke(
+        Arc::new(LambdaAdapter::new(settings.clone(), home_region)),
+        reconciler,
+    );
     Runner {
         store,
         dns: Route53Adapter::new(settings),

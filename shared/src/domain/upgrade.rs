@@ -152,16 +152,30 @@ mod tests {
         let cases = [
             (r#"{"version": ""}"#, "version"),
             (r#"{"version": "2.1 beta"}"#, "version"),
-            (r#"{"version": "2.1.0", "components": {"nosuch": "1"}}"#, "components"),
-            (r#"{"version": "2.1.0", "components": {"planner": "a b"}}"#, "components"),
-            (r#"{"version": "2.1.0", "readyTimeoutSeconds": 5}"#, "readyTimeoutSeconds"),
-            (r#"{"version": "2.1.0", "rollbackWindowSeconds": -1}"#, "rollbackWindowSeconds"),
+            (
+                r#"{"version": "2.1.0", "components": {"nosuch": "1"}}"#,
+                "components",
+            ),
+            (
+                r#"{"version": "2.1.0", "components": {"planner": "a b"}}"#,
+                "components",
+            ),
+            (
+                r#"{"version": "2.1.0", "readyTimeoutSeconds": 5}"#,
+                "readyTimeoutSeconds",
+            ),
+            (
+                r#"{"version": "2.1.0", "rollbackWindowSeconds": -1}"#,
+                "rollbackWindowSeconds",
+            ),
         ];
         for (json, field) in cases {
             assert_eq!(upgrade(json).unwrap_err().field, field, "{json}");
         }
-        let u = upgrade(r#"{"version": "2.1.0", "components": {"planner": "2.1.1"}, "rollbackWindowSeconds": 0}"#)
-            .unwrap();
+        let u = upgrade(
+            r#"{"version": "2.1.0", "components": {"planner": "2.1.1"}, "rollbackWindowSeconds": 0}"#,
+        )
+        .unwrap();
         assert_eq!(u.components["planner"], "2.1.1");
         assert_eq!(u.rollback_window_ms, 0);
     }
@@ -173,7 +187,10 @@ mod tests {
         assert_eq!(c["worker"], "2.1.2");
         assert!(parse_components("").unwrap().is_empty());
         assert_eq!(parse_components("planner").unwrap_err().field, "components");
-        assert_eq!(parse_components("planner:1,planner:2").unwrap_err().field, "components");
+        assert_eq!(
+            parse_components("planner:1,planner:2").unwrap_err().field,
+            "components"
+        );
     }
 
     #[test]

@@ -33,11 +33,11 @@ pub use health::{
     BATCH, SWEEP_LEASE,
 };
 pub use operations::{OpState, Step, StepState, Submitted, WriteCtx};
+pub use rows::{AuditRow, ClusterRow, EnvironmentRow, NodeRow, OperationRow};
 pub use runbooks::{
     components_text, NewStep, RunbookContext, RunbookKind, RunbookParams, RunbookRow, RunbookStep, StepEnd,
     UpgradeRequest,
 };
-pub use rows::{AuditRow, ClusterRow, EnvironmentRow, NodeRow, OperationRow};
 
 /// Which database the store talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -146,7 +146,10 @@ pub struct NewStep {
 
 impl NewStep {
     pub fn new(name: &'static str, arg: impl Into<String>) -> NewStep {
-        NewStep { name, arg: arg.into() }
+        NewStep {
+            name,
+            arg: arg.into(),
+        }
     }
 }
 
@@ -168,7 +171,8 @@ pub enum StepEnd {
     },
 }
 
-const RUNBOOK_COLUMNS: &str = "id, kind, cluster_id, state, phase, next_seq, params, context, cancel_requested, \
+const RUNBOOK_COLUMNS: &str =
+    "id, kind, cluster_id, state, phase, next_seq, params, context, cancel_requested, \
     error, lease_owner, lease_until, wake_at, version, created_at, updated_at";
 
 fn json<T: serde::de::DeserializeOwned>(what: &'static str, raw: &str) -> Result<T, StoreError> {
@@ -275,14 +279,16 @@ async fn insert_steps(
     steps: &[NewStep],
 ) -> Result<(), StoreError> {
     for (i, s) in steps.iter().enumerate() {
-        sqlx::query("INSERT INTO runbook_steps (runbook_id, seq, name, arg, state) VALUES (?, ?, ?, ?, 'PENDING')")
-            .bind(id)
-            .bind(first_seq + i as i64)
-            .bind(s.name)
-            .bind(&s.arg)
-            .execute(&mut **tx)
-            .await
-            .map_err(q("insert runbook step"))?;
+        sqlx::query(
+            "INSERT INTO runbook_steps (runbook_id, seq, name, arg, state) VALUES (?, ?, ?, ?, 'PENDING')",
+        )
+        .bind(id)
+        .bind(first_seq + i as i64)
+        .bind(s.name)
+        .bind(&s.arg)
+        .execute(&mut **tx)
+        .await
+        .map_err(q("insert runbook step"))?;
     }
     Ok(())
 }
@@ -653,7 +659,9 @@ impl Store {
             .await
             .map_err(q("list nodes to restart"))?;
             if nodes.is_empty() {
-                return Err(conflict(format!("cluster {id} has no node in service to restart")));
+                return Err(conflict(format!(
+                    "cluster {id} has no node in service to restart"
+                )));
             }
             let audit = format!(
                 "restart {} on the {} node(s) of cluster {}, one at a time",
@@ -752,13 +760,14 @@ impl Store {
     ) -> Result<Option<RunbookRow>, StoreError> {
         let mut tx = self.begin_tx().await?;
         let now = now_ms();
-        let before: Option<(Option<String>, i64)> = sqlx::query("SELECT lease_owner, lease_until FROM runbooks WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(q("read runbook lease"))?
-            .map(|r| Ok::<_, StoreError>((opt_text(&r, "lease_owner")?, col(&r, "lease_until")?)))
-            .transpose()?;
+        let before: Option<(Option<String>, i64)> =
+            sqlx::query("SELECT lease_owner, lease_until FROM runbooks WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(q("read runbook lease"))?
+                .map(|r| Ok::<_, StoreError>((opt_text(&r, "lease_owner")?, col(&r, "lease_until")?)))
+                .transpose()?;
         let claimed = sqlx::query(
             "UPDATE runbooks SET lease_owner = ?, lease_until = ?, version = version + 1 \
              WHERE id = ? AND state = 'RUNNING' AND (lease_until < ? OR lease_owner = ?)",
@@ -795,18 +804,25 @@ impl Store {
 
     /// Gives the runbook back (its lease ends now).
     pub async fn release_runbook(&self, id: i64, owner: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE runbooks SET lease_owner = NULL, lease_until = 0 WHERE id = ? AND lease_owner = ?")
-            .bind(id)
-            .bind(owner)
-            .execute(self.pool())
-            .await
-            .map(|_| ())
-            .map_err(q("release runbook"))
+        sqlx::query(
+            "UPDATE runbooks SET lease_owner = NULL, lease_until = 0 WHERE id = ? AND lease_owner = ?",
+        )
+        .bind(id)
+        .bind(owner)
+        .execute(self.pool())
+        .await
+        .map(|_| ())
+        .map_err(q("release runbook"))
     }
 
     /// Marks the current step started (another attempt) and renews the lease.
     /// Returns the runbook as it now is, or a conflict when someone else moved it.
-    pub async fn start_step(&self, rb: &RunbookRow, owner: &str, ttl_ms: i64) -> Result<RunbookRow, StoreError> {
+    pub async fn start_step(
+        &self,
+        rb: &RunbookRow,
+        owner: &str,
+        ttl_ms: i64,
+    ) -> Result<RunbookRow, StoreError> {
         let mut tx = self.begin_tx().await?;
         let now = now_ms();
         cas(&mut tx, rb, owner, now, ttl_ms, "", &[]).await?;
@@ -842,7 +858,16 @@ impl Store {
                         WHERE runbook_id = ? AND seq = ?";
         match end {
             StepEnd::Done(result) => {
-                cas(&mut tx, rb, owner, now, ttl_ms, ", next_seq = next_seq + 1, wake_at = 0", &[]).await?;
+                cas(
+                    &mut tx,
+                    rb,
+                    owner,
+                    now,
+                    ttl_ms,
+                    ", next_seq = next_seq + 1, wake_at = 0",
+                    &[],
+                )
+                .await?;
                 sqlx::query(step_sql)
                     .bind("DONE")
                     .bind(now)
@@ -859,23 +884,27 @@ impl Store {
                         (_, true) => "CANCELLED",
                         _ => "FAILED",
                     };
-                    sqlx::query("UPDATE runbooks SET state = ?, lease_owner = NULL, lease_until = 0 WHERE id = ?")
-                        .bind(state)
-                        .bind(rb.id)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(q("end runbook"))?;
+                    sqlx::query(
+                        "UPDATE runbooks SET state = ?, lease_owner = NULL, lease_until = 0 WHERE id = ?",
+                    )
+                    .bind(state)
+                    .bind(rb.id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(q("end runbook"))?;
                 }
             }
             StepEnd::Wait { until, note } => {
                 cas(&mut tx, rb, owner, now, ttl_ms, ", wake_at = ?", &[*until]).await?;
-                sqlx::query("UPDATE runbook_steps SET result = ?, error = NULL WHERE runbook_id = ? AND seq = ?")
-                    .bind(note)
-                    .bind(rb.id)
-                    .bind(seq)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(q("note step"))?;
+                sqlx::query(
+                    "UPDATE runbook_steps SET result = ?, error = NULL WHERE runbook_id = ? AND seq = ?",
+                )
+                .bind(note)
+                .bind(rb.id)
+                .bind(seq)
+                .execute(&mut *tx)
+                .await
+                .map_err(q("note step"))?;
             }
             StepEnd::Retry { until, error } => {
                 cas(&mut tx, rb, owner, now, ttl_ms, ", wake_at = ?", &[*until]).await?;
@@ -920,7 +949,11 @@ impl Store {
                     error.clone()
                 };
                 if undo.is_empty() || undoing {
-                    let state = if *cancelled && !undoing { "CANCELLED" } else { "FAILED" };
+                    let state = if *cancelled && !undoing {
+                        "CANCELLED"
+                    } else {
+                        "FAILED"
+                    };
                     cas(&mut tx, rb, owner, now, ttl_ms, "", &[]).await?;
                     sqlx::query(
                         "UPDATE runbooks SET state = ?, error = ?, lease_owner = NULL, lease_until = 0 WHERE id = ?",
@@ -932,7 +965,16 @@ impl Store {
                     .await
                     .map_err(q("end runbook"))?;
                 } else {
-                    cas(&mut tx, rb, owner, now, ttl_ms, ", phase = 'UNDO', wake_at = 0", &[]).await?;
+                    cas(
+                        &mut tx,
+                        rb,
+                        owner,
+                        now,
+                        ttl_ms,
+                        ", phase = 'UNDO', wake_at = 0",
+                        &[],
+                    )
+                    .await?;
                     sqlx::query("UPDATE runbooks SET next_seq = ?, error = ? WHERE id = ?")
                         .bind(first_undo)
                         .bind(&message)
@@ -961,7 +1003,11 @@ impl Store {
             return Ok(id);
         }
         let o = self.get_cluster_in(&mut tx, rb.params.original_id).await?;
-        let version = rb.params.version.clone().unwrap_or_else(|| o.odas_version.clone());
+        let version = rb
+            .params
+            .version
+            .clone()
+            .unwrap_or_else(|| o.odas_version.clone());
         let now = now_ms();
         let inserted = sqlx::query(
             "INSERT INTO clusters (environment_id, name, live_key, description, cluster_type, num_nodes, instance_type, \
@@ -1009,7 +1055,10 @@ impl Store {
         .await
         .map_err(q("note replacement"))?;
         if noted.rows_affected() == 0 {
-            return Err(conflict(format!("lost runbook {} while building its replacement", rb.id)));
+            return Err(conflict(format!(
+                "lost runbook {} while building its replacement",
+                rb.id
+            )));
         }
         audit(
             &mut tx,
@@ -1027,11 +1076,20 @@ impl Store {
     /// transaction; the serving cluster also takes the live name. The first time
     /// the endpoint moves to an upgrade's replacement, the runbook notes when.
     /// Doing it again changes nothing.
-    pub async fn move_endpoint(&self, rb: &RunbookRow, owner: &str, from: i64, to: i64) -> Result<(), StoreError> {
+    pub async fn move_endpoint(
+        &self,
+        rb: &RunbookRow,
+        owner: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<(), StoreError> {
         let mut tx = self.begin_tx().await?;
         let fresh = load(&mut tx, rb.id).await?.expect("runbook exists");
         if fresh.lease_owner.as_deref() != Some(owner) || fresh.state != "RUNNING" {
-            return Err(conflict(format!("lost runbook {} while moving its endpoint", rb.id)));
+            return Err(conflict(format!(
+                "lost runbook {} while moving its endpoint",
+                rb.id
+            )));
         }
         let target = self.get_cluster_in(&mut tx, to).await?;
         if !target.serves_endpoint {
@@ -1059,7 +1117,10 @@ impl Store {
                 &format!("runbook/{}", rb.id),
                 "MOVE_ENDPOINT",
                 to,
-                &format!("endpoint {} moves from cluster {from} to cluster {to}", target.endpoint.unwrap_or_default()),
+                &format!(
+                    "endpoint {} moves from cluster {from} to cluster {to}",
+                    target.endpoint.unwrap_or_default()
+                ),
             )
             .await?;
         }

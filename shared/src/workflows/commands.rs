@@ -4,11 +4,11 @@
 
 use sha2::{Digest, Sha256};
 
+use crate::domain::upgrade::{ProposedDefaultVersion, ProposedRestart, ProposedUpgrade};
 use crate::domain::{
     ClusterSpec, ClusterUpdate, EnvironmentSpec, FieldError, ProposedCluster, ProposedEnvironment,
     DEFAULT_INSTANCE_TYPE,
 };
-use crate::domain::upgrade::{ProposedDefaultVersion, ProposedRestart, ProposedUpgrade};
 use crate::store::{Store, StoreError, Submitted, UpgradeRequest, WriteCtx};
 use crate::workflows::runbook;
 
@@ -140,13 +140,20 @@ pub async fn upgrade_cluster(
         ready_timeout_ms: u.ready_timeout_ms,
         rollback_window_ms: u.rollback_window_ms,
     };
-    Ok(store.submit_upgrade(ctx, id, &req, &runbook::upgrade_steps()).await?)
+    Ok(store
+        .submit_upgrade(ctx, id, &req, &runbook::upgrade_steps())
+        .await?)
 }
 
 /// Rolls back the upgrade of a cluster that is inside its rollback window.
 pub async fn rollback_cluster(store: &Store, ctx: &WriteCtx, id: i64) -> Result<Submitted, CommandError> {
     Ok(store
-        .submit_rollback(ctx, id, runbook::names::ROLLBACK_WINDOW, &runbook::rollback_steps())
+        .submit_rollback(
+            ctx,
+            id,
+            runbook::names::ROLLBACK_WINDOW,
+            &runbook::rollback_steps(),
+        )
         .await?)
 }
 

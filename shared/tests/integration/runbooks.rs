@@ -15,11 +15,11 @@ use shared::store::{RunbookRow, Store, UpgradeRequest};
 use shared::workflows::commands;
 use shared::workflows::kill::KillSwitch;
 use shared::workflows::reconcile::Target;
-use shared::workflows::runbook::{self, DnsZone, RunError, Runner, RunbookSettings};
+use shared::workflows::runbook::{self, DnsZone, RunError, RunbookSettings, Runner};
 
 use crate::support::{
-    account, backends, cluster_spec, converge_with_joins, ctx, lifecycle, ready_environment, reconciler, settings,
-    AgentMode, AwsReconciler, Fleet, REGION,
+    account, backends, cluster_spec, converge_with_joins, ctx, lifecycle, ready_environment, reconciler,
+    settings, AgentMode, AwsReconciler, Fleet, REGION,
 };
 
 type TestRunner = Runner<Route53Adapter, shared::cloud::agents::HttpAgents>;
@@ -150,7 +150,10 @@ impl World {
             self.round(mode).await;
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        panic!("runbook {id} did not end: {:?}", self.store.get_runbook(id).await.unwrap());
+        panic!(
+            "runbook {id} did not end: {:?}",
+            self.store.get_runbook(id).await.unwrap()
+        );
     }
 
     /// Auto Scaling groups tagged with `cluster` (that are not being deleted).
@@ -195,7 +198,10 @@ impl World {
         assert_eq!(replacements.len(), 1, "exactly one replacement: {replacements:?}");
         let new = &replacements[0];
         assert_eq!(Some(new.id), rb.context.replacement_id);
-        assert_eq!((new.status_code.as_str(), new.odas_version.as_str()), ("READY", "2.1.0"));
+        assert_eq!(
+            (new.status_code.as_str(), new.odas_version.as_str()),
+            ("READY", "2.1.0")
+        );
         assert!(new.serves_endpoint);
         let old = self.store.get_cluster(self.original).await.unwrap();
         assert_eq!(old.status_code, "TERMINATED");
@@ -227,11 +233,18 @@ async fn an_upgrade_replaces_the_cluster_and_moves_the_endpoint_only_once_the_re
         let rb = w.drive(&runner, id, AgentMode::Ready).await;
         w.assert_upgraded(&rb).await;
         for s in &rb.steps {
-            assert_eq!(s.attempts, 1, "{backend}: nothing failed, yet {} ran {} times", s.name, s.attempts);
+            assert_eq!(
+                s.attempts, 1,
+                "{backend}: nothing failed, yet {} ran {} times",
+                s.name, s.attempts
+            );
         }
         let switch = &rb.steps[2];
         let ready = &rb.steps[1];
-        assert!(switch.started_at >= ready.finished_at, "{backend}: switched before READY");
+        assert!(
+            switch.started_at >= ready.finished_at,
+            "{backend}: switched before READY"
+        );
     }
 }
 
@@ -253,11 +266,17 @@ async fn an_upgrade_killed_after_any_step_resumes_to_the_same_end_state() {
             assert_eq!(killed.0, point);
             // A new process, once the dead one's lease has run out.
             tokio::time::sleep(Duration::from_millis(350)).await;
-            let rb = w.drive(&w.runner("heir", KillSwitch::off()), id, AgentMode::Ready).await;
+            let rb = w
+                .drive(&w.runner("heir", KillSwitch::off()), id, AgentMode::Ready)
+                .await;
             w.assert_upgraded(&rb).await;
             let step = &rb.steps[seq];
             assert_eq!(step.state, "DONE", "{backend} {point}");
-            assert!(step.attempts >= 2, "{backend} {point}: the step ran again ({})", step.attempts);
+            assert!(
+                step.attempts >= 2,
+                "{backend} {point}: the step ran again ({})",
+                step.attempts
+            );
         }
     }
 }
@@ -268,12 +287,22 @@ async fn a_replacement_that_never_becomes_ready_is_removed_and_traffic_stays() {
         let w = world(&store).await;
         let before = w.records().await;
         let id = w.upgrade(0, 1_500).await;
-        let rb = w.drive(&w.runner("runner", KillSwitch::off()), id, AgentMode::Failing("planner")).await;
+        let rb = w
+            .drive(
+                &w.runner("runner", KillSwitch::off()),
+                id,
+                AgentMode::Failing("planner"),
+            )
+            .await;
         assert_eq!(rb.state, "FAILED", "{backend}: {rb:?}");
         let error = rb.error.clone().unwrap();
         assert!(error.contains("wait-ready timed out"), "{backend}: {error}");
         let replacement = rb.context.replacement_id.unwrap();
-        let names: Vec<(&str, &str)> = rb.steps.iter().map(|s| (s.name.as_str(), s.state.as_str())).collect();
+        let names: Vec<(&str, &str)> = rb
+            .steps
+            .iter()
+            .map(|s| (s.name.as_str(), s.state.as_str()))
+            .collect();
         assert_eq!(
             names,
             [
@@ -289,11 +318,21 @@ async fn a_replacement_that_never_becomes_ready_is_removed_and_traffic_stays() {
             ],
             "{backend}"
         );
-        assert_eq!(store.get_cluster(replacement).await.unwrap().status_code, "TERMINATED");
+        assert_eq!(
+            store.get_cluster(replacement).await.unwrap().status_code,
+            "TERMINATED"
+        );
         let original = store.get_cluster(w.original).await.unwrap();
-        assert!(original.serves_endpoint && original.status_code == "READY", "{backend}");
+        assert!(
+            original.serves_endpoint && original.status_code == "READY",
+            "{backend}"
+        );
         assert_eq!(w.records().await, before, "{backend}: traffic moved");
-        assert_eq!(w.groups_of(replacement).await, 0, "{backend}: the replacement's group leaked");
+        assert_eq!(
+            w.groups_of(replacement).await,
+            0,
+            "{backend}: the replacement's group leaked"
+        );
         assert_eq!(store.get_operation(id).await.unwrap().state, "FAILED");
     }
 }
@@ -314,8 +353,19 @@ async fn a_rollback_inside_the_window_moves_the_endpoint_back_and_retires_the_re
             }
             w.round(AgentMode::Ready).await;
         }
-        let replacement = store.get_runbook(id).await.unwrap().unwrap().context.replacement_id.unwrap();
-        assert_eq!(w.records().await, vec![w.addresses(replacement).await], "{backend}");
+        let replacement = store
+            .get_runbook(id)
+            .await
+            .unwrap()
+            .unwrap()
+            .context
+            .replacement_id
+            .unwrap();
+        assert_eq!(
+            w.records().await,
+            vec![w.addresses(replacement).await],
+            "{backend}"
+        );
         // Neither side may be resized or deleted under the upgrade.
         for id in [w.original, replacement] {
             let resize = shared::domain::ClusterUpdate {
@@ -323,18 +373,29 @@ async fn a_rollback_inside_the_window_moves_the_endpoint_back_and_retires_the_re
                 ..Default::default()
             };
             let e = store.update_cluster(&ctx(), id, &resize).await.unwrap_err();
-            assert!(e.to_string().contains("under upgrade operation"), "{backend}: {e}");
+            assert!(
+                e.to_string().contains("under upgrade operation"),
+                "{backend}: {e}"
+            );
             let e = store.delete_cluster(&ctx(), id).await.unwrap_err();
-            assert!(e.to_string().contains("under upgrade operation"), "{backend}: {e}");
+            assert!(
+                e.to_string().contains("under upgrade operation"),
+                "{backend}: {e}"
+            );
         }
         // Cancel is refused once traffic moved: rollback is the way back.
         let refused = commands::cancel_operation(&store, &ctx(), id).await.unwrap_err();
-        assert!(refused.to_string().contains("roll it back"), "{backend}: {refused}");
+        assert!(
+            refused.to_string().contains("roll it back"),
+            "{backend}: {refused}"
+        );
         let rollback = commands::rollback_cluster(&store, &ctx(), replacement)
             .await
             .unwrap()
             .operation_id;
-        let again = commands::rollback_cluster(&store, &ctx(), w.original).await.unwrap_err();
+        let again = commands::rollback_cluster(&store, &ctx(), w.original)
+            .await
+            .unwrap_err();
         assert!(again.to_string().contains("CANCELLED"), "{backend}: {again}");
         let rb = w.drive(&runner, rollback, AgentMode::Ready).await;
         assert_eq!(rb.state, "SUCCEEDED", "{backend}: {rb:?}");
@@ -343,8 +404,14 @@ async fn a_rollback_inside_the_window_moves_the_endpoint_back_and_retires_the_re
         assert_eq!(upgrade.context.rolled_back_by, Some(rollback));
         assert_eq!(w.records().await, before, "{backend}: the endpoint is back");
         let original = store.get_cluster(w.original).await.unwrap();
-        assert!(original.serves_endpoint && original.status_code == "READY", "{backend}");
-        assert_eq!(store.get_cluster(replacement).await.unwrap().status_code, "TERMINATED");
+        assert!(
+            original.serves_endpoint && original.status_code == "READY",
+            "{backend}"
+        );
+        assert_eq!(
+            store.get_cluster(replacement).await.unwrap().status_code,
+            "TERMINATED"
+        );
         assert_eq!(w.groups_of(replacement).await, 0);
         // A new upgrade may start again.
         w.upgrade(0, 600_000).await;

@@ -35,10 +35,18 @@ async fn the_samples_are_handled_and_malformed_events_are_refused_on_both_backen
     for (backend, url) in testkit::all_backends().await {
         let store = Store::connect(&url).await.unwrap();
         let r = runner(&store);
-        let scheduled = runbooks::handle(&r, &sample("schedule-runbooks.json")).await.unwrap();
-        assert_eq!(scheduled, json!({"runbooks": 0, "finished": 0, "errors": []}), "{backend}");
+        let scheduled = runbooks::handle(&r, &sample("schedule-runbooks.json"))
+            .await
+            .unwrap();
+        assert_eq!(
+            scheduled,
+            json!({"runbooks": 0, "finished": 0, "errors": []}),
+            "{backend}"
+        );
         // The sample names runbook 7, which this store does not have: nothing to run.
-        let one = runbooks::handle(&r, &sample("invoke-runbook.json")).await.unwrap();
+        let one = runbooks::handle(&r, &sample("invoke-runbook.json"))
+            .await
+            .unwrap();
         assert_eq!(one, json!({"runbookId": 7, "outcome": "busy"}), "{backend}");
         for bad in [
             json!({}),

@@ -249,7 +249,11 @@ fn endpoint_change(desired: &DesiredCluster, observed: &ObservedCluster) -> Opti
         ttl: crate::workflows::runbook::ENDPOINT_TTL,
         values,
     };
-    let sets: Vec<&RecordSet> = observed.endpoint_records.iter().filter(|r| r.kind == "A").collect();
+    let sets: Vec<&RecordSet> = observed
+        .endpoint_records
+        .iter()
+        .filter(|r| r.kind == "A")
+        .collect();
     let current = match sets.as_slice() {
         [one] => {
             let mut v = one.values.clone();
@@ -785,10 +789,22 @@ mod tests {
         // (desired, records in the zone, expected changes)
         let cases = [
             (serving(true, false), vec![], vec![upsert(&both)]),
-            (serving(true, false), vec![record(&["10.0.0.9", "10.0.0.8"])], vec![]),
-            (serving(true, false), vec![record(&["10.0.0.7"])], vec![upsert(&both)]),
+            (
+                serving(true, false),
+                vec![record(&["10.0.0.9", "10.0.0.8"])],
+                vec![],
+            ),
+            (
+                serving(true, false),
+                vec![record(&["10.0.0.7"])],
+                vec![upsert(&both)],
+            ),
             // A duplicate made by CREATE is written over.
-            (serving(true, false), vec![record(&both), record(&both)], vec![upsert(&both)]),
+            (
+                serving(true, false),
+                vec![record(&both), record(&both)],
+                vec![upsert(&both)],
+            ),
             // The other side of an upgrade never touches the shared name.
             (serving(false, false), vec![record(&["10.0.0.7"])], vec![]),
             (serving(false, true), vec![record(&["10.0.0.7"])], vec![]),

@@ -90,7 +90,10 @@ impl<D: Dns, A: Agents> Runner<D, A> {
                 if c.status_code == ClusterStatus::Terminated.as_str() {
                     done(format!("cluster {} is TERMINATED", c.id))
                 } else {
-                    self.wait(format!("cluster {} is {}: {}", c.id, c.status_code, c.status_message))
+                    self.wait(format!(
+                        "cluster {} is {}: {}",
+                        c.id, c.status_code, c.status_message
+                    ))
                 }
             }
             RESTART_NODE => {
@@ -112,14 +115,20 @@ impl<D: Dns, A: Agents> Runner<D, A> {
                     .restart(&target(&node), service)
                     .await
                     .map_err(|e| StepError::Transient(format!("restart on {}: {e}", node.instance_id)))?;
-                done(format!("restarting {} on {}", service.unwrap_or("every service"), node.instance_id))
+                done(format!(
+                    "restarting {} on {}",
+                    service.unwrap_or("every service"),
+                    node.instance_id
+                ))
             }
             WAIT_NODE_HEALTHY => {
                 let Some(node) = self.node(rb, &step.arg).await? else {
                     return done(format!("node {} left the cluster", step.arg));
                 };
                 match self.agents.health(&target(&node)).await {
-                    Ok(report) if report.ready() => done(format!("{}: all services running", node.instance_id)),
+                    Ok(report) if report.ready() => {
+                        done(format!("{}: all services running", node.instance_id))
+                    }
                     Ok(report) => {
                         let down: Vec<String> = report
                             .normalized()
@@ -187,7 +196,12 @@ impl<D: Dns, A: Agents> Runner<D, A> {
                 }
             }
             [] => Err(format!("{} has no {} record", want.name, want.kind)),
-            many => Err(format!("{} has {} {} record sets", want.name, many.len(), want.kind)),
+            many => Err(format!(
+                "{} has {} {} record sets",
+                want.name,
+                many.len(),
+                want.kind
+            )),
         })
     }
 
@@ -219,7 +233,11 @@ impl<D: Dns, A: Agents> Runner<D, A> {
         // writer may have raced us.
         self.dns.upsert(&zone.id, &record).await?;
         match self.dns_matches(&zone.id, &record).await? {
-            Ok(()) => done(format!("{} -> {} (cluster {to})", record.name, record.values.join(", "))),
+            Ok(()) => done(format!(
+                "{} -> {} (cluster {to})",
+                record.name,
+                record.values.join(", ")
+            )),
             Err(mismatch) => Err(StepError::Transient(format!("after UPSERT, {mismatch}"))),
         }
     }
