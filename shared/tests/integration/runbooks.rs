@@ -417,3 +417,76 @@ async fn a_rollback_inside_the_window_moves_the_endpoint_back_and_retires_the_re
         w.upgrade(0, 600_000).await;
     }
 }
+
+/// Runs `id` with a runner that dies after `point`'s effect, then with a new
+/// one after the dead one's lease ran out, to the end.
+async fn killed_then_resumed(w: &World, id: i64, point: &str) -> RunbookRow {
+    let doomed = w.runner("doomed", KillSwitch::at(point));
+    for _ in 0..200 {
+        match doomed.run(id).await {
+            Err(RunError::Killed(k)) => {
+                assert_eq!(k.0, point);
+                tokio::time::sleep(Duration::from_millis(350)).await;
+                return w
+                    .drive(&w.runner("heir", KillSwitch::off()), id, AgentMode::Ready)
+                    .await;
+            }
+            Ok(_) => w.round(AgentMode::Ready).await,
+            Err(e) => panic!("{point}: {e}"),
+        }
+    }
+    panic!("{point} was never reached");
+}
+
+#[tokio::test]
+async fn a_rollback_or_a_restart_killed_after_any_step_resumes_to_the_same_end_state() {
+    for (backend, store) in backends().await {
+        for (seq, step) in runbook::rollback_steps().iter().enumerate() {
+            let w = world(&store).await;
+            let before = w.records().await;
+            let upgrade = w.upgrade(600_000, 600_000).await;
+            let runner = w.runner("runner", KillSwitch::off());
+            for _ in 0..200 {
+                runner.run(upgrade).await.unwrap();
+                let rb = store.get_runbook(upgrade).await.unwrap().unwrap();
+                if rb.current().is_some_and(|s| s.name == "rollback-window") {
+                    break;
+                }
+                w.round(AgentMode::Ready).await;
+            }
+            let rollback = commands::rollback_cluster(&store, &ctx(), w.original)
+                .await
+                .unwrap()
+                .operation_id;
+            let point = format!("{seq}-{}:acted", step.name);
+            let rb = killed_then_resumed(&w, rollback, &point).await;
+            assert_eq!(rb.state, "SUCCEEDED", "{backend} {point}: {rb:?}");
+            assert_eq!(w.records().await, before, "{backend} {point}");
+            let replacement = rb.params.replacement_id.unwrap();
+            assert_eq!(
+                store.get_cluster(replacement).await.unwrap().status_code,
+                "TERMINATED"
+            );
+            assert_eq!(w.groups_of(replacement).await, 0, "{backend} {point}");
+            assert_eq!(w.groups_of(w.original).await, 1, "{backend} {point}");
+        }
+        for point in [
+            "0-restart-node:acted",
+            "1-wait-node-healthy:acted",
+            "2-restart-node:acted",
+        ] {
+            let w = world(&store).await;
+            let restart = commands::restart_cluster(&store, &ctx(), w.original, Default::default())
+                .await
+                .unwrap()
+                .operation_id;
+            let rb = killed_then_resumed(&w, restart, point).await;
+            assert_eq!(rb.state, "SUCCEEDED", "{backend} {point}: {rb:?}");
+            assert_eq!(rb.steps.len(), 4, "{backend} {point}");
+            assert!(
+                rb.steps.iter().all(|s| s.state == "DONE"),
+                "{backend} {point}: {rb:?}"
+            );
+        }
+    }
+}
