@@ -61,6 +61,9 @@ impl DnsZone {
     }
 }
 
+/// Runbooks one scheduled run drives at once.
+pub const CONCURRENCY: usize = 16;
+
 /// TTL of endpoint records: what a switch costs clients at most, on top of
 /// Route 53's own propagation.
 pub const ENDPOINT_TTL: i64 = 30;
@@ -223,11 +226,21 @@ pub struct Runner<D, A> {
 
 impl<D: Dns, A: Agents> Runner<D, A> {
     /// Runs every runbook that is due and free.
+    /// Runs every runbook that is due and free, at most [`CONCURRENCY`] at once:
+    /// each may wait in-process up to the budget, and one after another they
+    /// would outlast the function's timeout.
     pub async fn run_due(&self) -> Result<RunSummary, StoreError> {
-        let mut summary = RunSummary::default();
-        for id in self.store.due_runbooks(now_ms()).await? {
-            summary.runbooks += 1;
-            match self.run(id).await {
+        use futures_util::stream::{self, StreamExt};
+        let due = self.store.due_runbooks(now_ms()).await?;
+        let mut summary = RunSummary {
+            runbooks: due.len(),
+            ..Default::default()
+        };
+        let mut runs = stream::iter(due)
+            .map(|id| async move { (id, self.run(id).await) })
+            .buffer_unordered(CONCURRENCY);
+        while let Some((id, outcome)) = runs.next().await {
+            match outcome {
                 Ok(RunOutcome::Finished(_)) => summary.finished += 1,
                 Ok(_) => {}
                 Err(e) => summary.errors.push(format!("runbook {id}: {e}")),
