@@ -490,3 +490,39 @@ async fn a_rollback_or_a_restart_killed_after_any_step_resumes_to_the_same_end_s
         }
     }
 }
+
+#[tokio::test]
+async fn a_scheduled_run_drives_every_due_runbook() {
+    for (backend, store) in backends().await {
+        let w = world(&store).await;
+        let env = store.get_cluster(w.original).await.unwrap().environment_id;
+        let other = store
+            .create_cluster(&ctx(), &cluster_spec(env, "billing", 1))
+            .await
+            .unwrap()
+            .target_id;
+        converge_with_joins(&w.r, &w.fleet, &w.acct, other).await;
+        let mut ops = Vec::new();
+        for id in [w.original, other] {
+            let op = commands::restart_cluster(&store, &ctx(), id, Default::default())
+                .await
+                .unwrap()
+                .operation_id;
+            ops.push(op);
+        }
+        let summary = w.runner("scheduled", KillSwitch::off()).run_due().await.unwrap();
+        assert_eq!(
+            (summary.runbooks, summary.finished),
+            (2, 2),
+            "{backend}: {summary:?}"
+        );
+        for op in ops {
+            assert_eq!(
+                store.get_operation(op).await.unwrap().state,
+                "SUCCEEDED",
+                "{backend}"
+            );
+        }
+        assert_eq!(store.due_runbooks(i64::MAX).await.unwrap(), Vec::<i64>::new());
+    }
+}
