@@ -10,7 +10,7 @@ use super::operations::Step;
 use super::StoreError;
 use crate::domain::health::Probe;
 
-fn json<T: serde::de::DeserializeOwned>(what: &'static str, raw: &str) -> Result<T, StoreError> {
+pub(crate) fn json<T: serde::de::DeserializeOwned>(what: &'static str, raw: &str) -> Result<T, StoreError> {
     serde_json::from_str(raw).map_err(|e| StoreError::Corrupt {
         what,
         detail: e.to_string(),

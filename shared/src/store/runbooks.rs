@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::{Any, Transaction};
 
 use super::operations::{begin, record, with_key_retry, Begun, Change, Step, StepState};
-use super::rows::{col, opt_text, text, ClusterRow};
+use super::rows::{col, json, opt_text, text, ClusterRow};
 use super::{q, Store, StoreError, Submitted, WriteCtx};
 use crate::domain::ClusterStatus;
 use crate::time::now_ms;
@@ -174,13 +174,6 @@ pub enum StepEnd {
 const RUNBOOK_COLUMNS: &str =
     "id, kind, cluster_id, state, phase, next_seq, params, context, cancel_requested, \
     error, lease_owner, lease_until, wake_at, version, created_at, updated_at";
-
-fn json<T: serde::de::DeserializeOwned>(what: &'static str, raw: &str) -> Result<T, StoreError> {
-    serde_json::from_str(raw).map_err(|e| StoreError::Corrupt {
-        what,
-        detail: e.to_string(),
-    })
-}
 
 fn to_json<T: Serialize>(v: &T) -> String {
     serde_json::to_string(v).expect("runbook json serialises")
@@ -714,15 +707,14 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(q("request cancel"))?;
-        sqlx::query("INSERT INTO audit_log (at, principal, action, target, detail) VALUES (?, ?, ?, ?, ?)")
-            .bind(now_ms())
-            .bind(&ctx.principal)
-            .bind("CANCEL_OPERATION")
-            .bind(format!("cluster/{}", rb.cluster_id))
-            .bind(format!("cancel {} operation {id}", rb.kind.as_str()))
-            .execute(&mut *tx)
-            .await
-            .map_err(q("audit cancel"))?;
+        audit(
+            &mut tx,
+            &ctx.principal,
+            "CANCEL_OPERATION",
+            &format!("cluster/{}", rb.cluster_id),
+            &format!("cancel {} operation {id}", rb.kind.as_str()),
+        )
+        .await?;
         tx.commit().await.map_err(q("commit cancel"))?;
         Ok(Submitted {
             operation_id: id,
@@ -1064,7 +1056,7 @@ impl Store {
             &mut tx,
             &format!("runbook/{}", rb.id),
             "CREATE_CLUSTER",
-            id,
+            &format!("cluster/{id}"),
             &format!("replacement of cluster {} at version {version}", o.id),
         )
         .await?;
@@ -1116,7 +1108,7 @@ impl Store {
                 &mut tx,
                 &format!("runbook/{}", rb.id),
                 "MOVE_ENDPOINT",
-                to,
+                &format!("cluster/{to}"),
                 &format!(
                     "endpoint {} moves from cluster {from} to cluster {to}",
                     target.endpoint.unwrap_or_default()
@@ -1161,7 +1153,7 @@ impl Store {
             &mut tx,
             &format!("runbook/{}", rb.id),
             "DELETE_CLUSTER",
-            id,
+            &format!("cluster/{id}"),
             &format!("retire cluster {} ({})", c.name, c.odas_version),
         )
         .await?;
@@ -1223,15 +1215,14 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(q("set default version"))?;
-        sqlx::query("INSERT INTO audit_log (at, principal, action, target, detail) VALUES (?, ?, ?, ?, ?)")
-            .bind(now_ms())
-            .bind(principal)
-            .bind("SET_DEFAULT_VERSION")
-            .bind("settings/default_version")
-            .bind(format!("default version of new clusters: {version}"))
-            .execute(&mut *tx)
-            .await
-            .map_err(q("audit default version"))?;
+        audit(
+            &mut tx,
+            principal,
+            "SET_DEFAULT_VERSION",
+            "settings/default_version",
+            &format!("default version of new clusters: {version}"),
+        )
+        .await?;
         tx.commit().await.map_err(q("commit default version"))
     }
 }
@@ -1272,18 +1263,19 @@ async fn cas(
     Ok(())
 }
 
+/// Appends an audit row (`target` such as `cluster/3`) in the caller's transaction.
 async fn audit(
     tx: &mut Transaction<'static, Any>,
     principal: &str,
     action: &str,
-    cluster: i64,
+    target: &str,
     detail: &str,
 ) -> Result<(), StoreError> {
     sqlx::query("INSERT INTO audit_log (at, principal, action, target, detail) VALUES (?, ?, ?, ?, ?)")
         .bind(now_ms())
         .bind(principal)
         .bind(action)
-        .bind(format!("cluster/{cluster}"))
+        .bind(target)
         .bind(detail)
         .execute(&mut **tx)
         .await
