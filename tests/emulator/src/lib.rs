@@ -24,6 +24,15 @@
 //!   cluster (also put into CloudWatch as `AuroraGlobalDBReplicationLag`), and
 //!   [`Emulator::set_global_failover_duration`] makes the emulator's
 //!   `SwitchoverGlobalCluster` / `FailoverGlobalCluster` take time on its clock.
+//! * [`Emulator::resolve`] answers what Route 53 would answer for a name now
+//!   ([`Resolved`]): failover records follow their health checks, which
+//!   follow CloudWatch alarms.
+//! * [`Emulator::set_region_outage`] takes a region down (every service
+//!   answers 503 `ServiceUnavailable`), [`FaultRule::region`] scopes a fault
+//!   to one region, and [`Emulator::set_capacity`] makes an instance type run
+//!   out (`InsufficientInstanceCapacity`; Auto Scaling groups stay short).
+//!   DynamoDB global tables (multi-region strong consistency) need no helper:
+//!   `UpdateTable` with `ReplicaUpdates` works as on AWS.
 //!
 //! The Python package and the requirements are embedded in this crate, so a
 //! binary using it (dm-local) is self-contained.
@@ -91,6 +100,14 @@ const PACKAGE_FILES: &[(&str, &str)] = &[
         include_str!("../python/dm_emulator/plugins/cloudwatch_list_metrics.py"),
     ),
     (
+        "dm_emulator/plugins/dynamodb_global_tables.py",
+        include_str!("../python/dm_emulator/plugins/dynamodb_global_tables.py"),
+    ),
+    (
+        "dm_emulator/plugins/ec2_capacity.py",
+        include_str!("../python/dm_emulator/plugins/ec2_capacity.py"),
+    ),
+    (
         "dm_emulator/plugins/ec2_instance_pages.py",
         include_str!("../python/dm_emulator/plugins/ec2_instance_pages.py"),
     ),
@@ -109,6 +126,10 @@ const PACKAGE_FILES: &[(&str, &str)] = &[
     (
         "dm_emulator/plugins/route53_changes.py",
         include_str!("../python/dm_emulator/plugins/route53_changes.py"),
+    ),
+    (
+        "dm_emulator/plugins/route53_health_checks.py",
+        include_str!("../python/dm_emulator/plugins/route53_health_checks.py"),
     ),
     (
         "dm_emulator/plugins/s3_lifecycle.py",
@@ -203,8 +224,8 @@ pub struct Emulator {
     addr: SocketAddr,
 }
 
-/// Make the next `count` requests matching `service:action` (and `account`,
-/// if set) fail with HTTP `status` and error `code`, shaped like the
+/// Make the next `count` requests matching `service:action` (and `account`
+/// and `region`, if set) fail with HTTP `status` and error `code`, shaped like the
 /// service's protocol, after letting the first `skip` matching requests
 /// through (0: fail from the next one on).  `action` may be `"*"`.  For S3
 /// the action is the operation (`"UploadPart"`, `"ListObjectsV2"`,
@@ -236,6 +257,9 @@ pub struct FaultRule {
     /// Matching requests to let through before the `count` faults; sent
     /// only when not 0.
     pub skip: u32,
+    /// Only requests signed for this region (the region of the SigV4
+    /// credential scope); sent only when set.
+    pub region: Option<String>,
 }
 
 impl FaultRule {
@@ -250,6 +274,7 @@ impl FaultRule {
             count,
             account: None,
             skip: 0,
+            region: None,
         }
     }
 
@@ -264,6 +289,29 @@ impl FaultRule {
         self.skip = skip;
         self
     }
+
+    /// Only requests signed for `region` (their SigV4 credential scope's
+    /// region: the region the client is configured for; `us-east-1` for
+    /// Route 53 and the other global services).
+    pub fn region(mut self, region: &str) -> FaultRule {
+        self.region = Some(region.to_owned());
+        self
+    }
+}
+
+/// What Route 53 would answer for a name now ([`Emulator::resolve`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Resolved {
+    /// The values answered, sorted; empty when the name has no record set
+    /// of that type.
+    pub values: Vec<String>,
+    /// The `SetIdentifier` of the record set answered (`None` for a simple
+    /// set, or when nothing is answered).
+    pub set_identifier: Option<String>,
+    /// `"PRIMARY"` or `"SECONDARY"` when a failover record set is answered.
+    pub failover: Option<String>,
+    /// The health check of the record set answered, if it has one.
+    pub health_check_id: Option<String>,
 }
 
 impl Emulator {
@@ -490,15 +538,7 @@ impl Emulator {
     /// first (as when they are described), so a state change due by now
     /// is included.
     pub fn alarm_events(&self, account: &str, since: u64) -> anyhow::Result<Vec<(u64, String)>> {
-        let path = format!(
-            "/_dm/alarm-events?account={}&since={since}",
-            percent_encode(account)
-        );
-        let (status, body) = self.call("GET", &path, None)?;
-        if status != 200 {
-            bail!("{path}: HTTP {status}: {body}");
-        }
-        parse_alarm_events(&body).with_context(|| format!("{path}: unexpected answer {body:?}"))
+        alarm_events_at(&self.endpoint, account, since)
     }
 
     /// Records `lag_ms` milliseconds as the replication lag of the Aurora DB
@@ -596,6 +636,83 @@ impl Emulator {
         Ok(())
     }
 
+    /// What Route 53 would answer now for `name` (any case, final dot or
+    /// not) of type `A` in hosted zone `zone_id` (with or without
+    /// `/hostedzone/`) of `account`: the values of a simple record set; of
+    /// failover record sets the `PRIMARY` if its health check is healthy (no
+    /// health check: healthy), else the `SECONDARY` if healthy, else (all
+    /// unhealthy) the `PRIMARY`.  A `CLOUDWATCH_METRIC` health check follows
+    /// its alarm in the emulator's CloudWatch (evaluated now), honouring
+    /// `InsufficientDataHealthStatus`, `Inverted` and `Disabled`.  An alias
+    /// to a name of the same zone is followed.  A name with nothing: empty
+    /// `values`, no set identifier.  Fails if the zone does not exist.
+    pub fn resolve(&self, account: &str, zone_id: &str, name: &str) -> Result<Resolved> {
+        let path = format!(
+            "/_dm/route53/resolve?account={}&zone={}&name={}",
+            percent_encode(account),
+            percent_encode(zone_id),
+            percent_encode(name)
+        );
+        let (status, body) = self.call("GET", &path, None)?;
+        if status != 200 {
+            bail!("{path}: HTTP {status}: {body}");
+        }
+        parse_resolved(&body).with_context(|| format!("{path}: unexpected answer {body:?}"))
+    }
+
+    /// Takes `region` down (`down` true) or brings it back: while it is down,
+    /// every AWS request signed for that region (any service; only those of
+    /// `account` if given) fails with HTTP 503 `ServiceUnavailable` in the
+    /// service's error shape, and is still counted.  Route 53, IAM and the
+    /// other global services are signed for `us-east-1`, so an outage of
+    /// `us-east-1` takes them down too, as on AWS.  `POST /_dm/reset` ends
+    /// outages (that account's, with an account).
+    pub fn set_region_outage(&self, account: Option<&str>, region: &str, down: bool) -> Result<()> {
+        let account = match account {
+            Some(account) => format!(",\"account\":{}", json_string(account)),
+            None => String::new(),
+        };
+        let body = format!("{{\"region\":{},\"down\":{down}{account}}}", json_string(region));
+        let (status, response) = self.call("POST", "/_dm/region-outage", Some(&body))?;
+        if status != 200 {
+            bail!("setting the outage {body}: HTTP {status}: {response}");
+        }
+        Ok(())
+    }
+
+    /// Lets at most `available` instances of `instance_type` be pending or
+    /// running in `account` and `region` (`None`: no limit, the default).
+    /// Beyond it `RunInstances` fails with HTTP 500
+    /// `InsufficientInstanceCapacity` and launches nothing, and an Auto
+    /// Scaling group launches only what fits, stays below its desired
+    /// capacity and records a `Failed` scaling activity; once the limit is
+    /// raised or lifted, the group launches the rest at its next Auto
+    /// Scaling request (through its lifecycle hooks, if any).  Instances
+    /// already running stay.  `POST /_dm/reset` lifts the limits.
+    pub fn set_capacity(
+        &self,
+        account: &str,
+        region: &str,
+        instance_type: &str,
+        available: Option<u32>,
+    ) -> Result<()> {
+        let available = match available {
+            Some(n) => n.to_string(),
+            None => "null".to_string(),
+        };
+        let body = format!(
+            "{{\"account\":{},\"region\":{},\"instance_type\":{},\"available\":{available}}}",
+            json_string(account),
+            json_string(region),
+            json_string(instance_type)
+        );
+        let (status, response) = self.call("POST", "/_dm/ec2/capacity", Some(&body))?;
+        if status != 200 {
+            bail!("setting the capacity {body}: HTTP {status}: {response}");
+        }
+        Ok(())
+    }
+
     fn call(&self, method: &str, path: &str, body: Option<&str>) -> Result<(u16, String)> {
         http_request(self.addr, method, path, body)
             .with_context(|| format!("{method} {}{path}", self.endpoint))
@@ -623,6 +740,22 @@ pub fn lifecycle_events_at(endpoint: &str, account: &str, since: u64) -> Result<
         bail!("{path}: HTTP {status}: {body}");
     }
     parse_lifecycle_events(&body).with_context(|| format!("{path}: unexpected answer {body:?}"))
+}
+
+/// [`Emulator::alarm_events`] of an emulator at `endpoint` that this process
+/// did not start (`dm-local up`, which delivers them to its failover functions).
+pub fn alarm_events_at(endpoint: &str, account: &str, since: u64) -> Result<Vec<(u64, String)>> {
+    let addr = parse_loopback_endpoint(endpoint)?;
+    let path = format!(
+        "/_dm/alarm-events?account={}&since={since}",
+        percent_encode(account)
+    );
+    let (status, body) =
+        http_request(addr, "GET", &path, None).with_context(|| format!("GET {endpoint}{path}"))?;
+    if status != 200 {
+        bail!("{path}: HTTP {status}: {body}");
+    }
+    parse_alarm_events(&body).with_context(|| format!("{path}: unexpected answer {body:?}"))
 }
 
 /// The emulator shared by every test of this process, started on first use.
@@ -1062,8 +1195,12 @@ fn fault_rule_json(rule: &FaultRule) -> String {
         0 => String::new(),
         skip => format!(",\"skip\":{skip}"),
     };
+    let region = match &rule.region {
+        Some(region) => format!(",\"region\":{}", json_string(region)),
+        None => String::new(),
+    };
     format!(
-        "{{\"service\":{},\"action\":{},\"status\":{},\"code\":{},\"count\":{},\"account\":{}{skip}}}",
+        "{{\"service\":{},\"action\":{},\"status\":{},\"code\":{},\"count\":{},\"account\":{}{skip}{region}}}",
         json_string(&rule.service),
         json_string(&rule.action),
         rule.status,
@@ -1171,6 +1308,42 @@ fn parse_replication_lags(body: &str) -> Result<Vec<(String, f64)>> {
             Ok((cluster.to_owned(), lag))
         })
         .collect()
+}
+
+/// The answer of `/_dm/route53/resolve`: `{"values": [...], "record": {...} | null, ...}`.
+fn parse_resolved(body: &str) -> Result<Resolved> {
+    let answer = parse_json(body)?;
+    let Some(Json::Array(items)) = answer.get("values") else {
+        bail!("no values array");
+    };
+    let values = items
+        .iter()
+        .map(|v| {
+            v.as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| anyhow!("a value that is not a string"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let text = |record: &Json, key: &str| -> Result<Option<String>> {
+        match record.get(key) {
+            None | Some(Json::Null) => Ok(None),
+            Some(Json::String(text)) => Ok(Some(text.clone())),
+            Some(_) => bail!("{key} is not a string"),
+        }
+    };
+    match answer.get("record") {
+        None | Some(Json::Null) => Ok(Resolved {
+            values,
+            ..Resolved::default()
+        }),
+        Some(record @ Json::Object(_)) => Ok(Resolved {
+            values,
+            set_identifier: text(record, "setIdentifier")?,
+            failover: text(record, "failover")?,
+            health_check_id: text(record, "healthCheckId")?,
+        }),
+        Some(_) => bail!("record is neither an object nor null"),
+    }
 }
 
 /// Just enough JSON for the answers of the `/_dm/` routes.
@@ -1500,11 +1673,16 @@ mod tests {
                 count: 2,
                 account: Some("111122223333".into()),
                 skip: 2,
+                region: None,
             }
         );
         assert_eq!(
             fault_rule_json(&rule),
             r#"{"service":"s3","action":"UploadPart","status":503,"code":"SlowDown","count":2,"account":"111122223333","skip":2}"#
+        );
+        assert_eq!(
+            fault_rule_json(&FaultRule::new("ec2", "*", 503, "Unavailable", 1).region("eu-west-1")),
+            r#"{"service":"ec2","action":"*","status":503,"code":"Unavailable","count":1,"account":null,"region":"eu-west-1"}"#
         );
         assert_eq!(FaultRule::new("s3", "PUT", 500, "InternalError", 1).skip, 0);
         assert!(!fault_rule_json(&FaultRule::new("s3", "PUT", 500, "InternalError", 1)).contains("skip"));
@@ -1624,6 +1802,41 @@ mod tests {
             r#"{"error": "account is required"}"#,
         ] {
             assert!(parse_lifecycle_events(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn resolve_answers_parse() {
+        let body = r#"{"name": "api.example.", "type": "A", "values": ["10.0.0.1", "10.0.0.2"], "record": {"setIdentifier": "us-east-1", "failover": "PRIMARY", "healthCheckId": "hc-1"}}"#;
+        assert_eq!(
+            parse_resolved(body).unwrap(),
+            Resolved {
+                values: vec!["10.0.0.1".into(), "10.0.0.2".into()],
+                set_identifier: Some("us-east-1".into()),
+                failover: Some("PRIMARY".into()),
+                health_check_id: Some("hc-1".into()),
+            }
+        );
+        let simple = r#"{"values": ["a"], "record": {"setIdentifier": null, "failover": null, "healthCheckId": null}}"#;
+        assert_eq!(
+            parse_resolved(simple).unwrap(),
+            Resolved {
+                values: vec!["a".into()],
+                ..Resolved::default()
+            }
+        );
+        assert_eq!(
+            parse_resolved(r#"{"values": [], "record": null}"#).unwrap(),
+            Resolved::default()
+        );
+        for bad in [
+            r#"{"record": null}"#,
+            r#"{"values": [1], "record": null}"#,
+            r#"{"values": [], "record": {"failover": 1}}"#,
+            r#"{"values": [], "record": []}"#,
+            r#"{"error": "no hosted zone"}"#,
+        ] {
+            assert!(parse_resolved(bad).is_err(), "{bad}");
         }
     }
 

@@ -13,7 +13,11 @@ Control routes (same server, JSON):
     "status": 503, "code": "SlowDown", "count": 2, "skip": 2}`` fails the 3rd
     and 4th ``UploadPart`` requests (the 3rd part and the SDK's first retry
     of it) and lets every other one through.  ``account`` (optional)
-    restricts the rule to requests of that account; ``action`` may be
+    restricts the rule to requests of that account, ``region`` (optional) to
+    requests whose SigV4 credential scope names that region
+    (``Credential=AKID/date/REGION/service/aws4_request``, or the
+    ``X-Amz-Credential`` of a presigned URL; a request without one matches
+    no rule that names a region); ``action`` may be
     ``"*"``.  Rules are tried in the order they were added; a request
     consumes at most one fault, from the first rule that is past its
     ``skip``.  Every rule still skipping counts every matching request that
@@ -27,9 +31,26 @@ Control routes (same server, JSON):
 ``GET /_dm/count?service=S&action=X[&account=A]``
     ``{"count": n}`` for one ``service:action``.
 ``POST /_dm/reset[?account=A]``
-    Clears faults and counts (only that account's, if given), and whatever
+    Clears faults, counts and region outages (only that account's, if given:
+    an outage of every account stays), and whatever
     the plugins registered with ``add_reset_hook`` clears (e.g. recorded
     Lambda invocations).
+``POST /_dm/region-outage``
+    ``{"region": "us-east-1", "down": true, "account": "111122223333"}``
+    (``account`` optional): while a region is down, every AWS request signed
+    for it (the region of its SigV4 credential scope; any service; only that
+    account's if ``account`` is given) fails with HTTP 503
+    ``ServiceUnavailable`` in the service's own error shape (the shapes of
+    the injected faults), without reaching moto, and is still counted (by
+    ``/_dm/count``, and by the ``skip`` of matching fault rules, which it
+    does not consume).  ``"down": false`` lifts that outage (the one with the
+    same region and account).  Answers ``{"ok": true, "outages": [...]}``.
+    Route 53 (and IAM, and every other global service) is signed for
+    ``us-east-1``: an outage of ``us-east-1`` takes its API down too, as on
+    AWS, where the Route 53 control plane is in us-east-1.  The ``/_dm/``
+    routes are never affected.
+``GET /_dm/region-outage``
+    ``{"outages": [{"region": "us-east-1", "account": null}, ...]}``.
 ``GET /_dm/health``
     ``{"ok": true}``.
 
@@ -96,6 +117,9 @@ WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 CONTROL_PREFIX = "/_dm/"
 _SCOPE = re.compile(r"Credential=[^/,\s]*/[^/,\s]*/[^/,\s]*/([^/,\s]+)/")
+_SCOPE_REGION = re.compile(r"Credential=[^/,\s]*/[^/,\s]*/([^/,\s]+)/[^/,\s]+/")
+_ACCOUNT_ID = re.compile(r"[0-9]{12}")
+_OUTAGE_MESSAGE = "Service Unavailable: the region {region} is down (dm_emulator region outage)"
 # Services whose wire protocol is rest-xml.
 _REST_XML = {"s3", "s3-control", "route53", "cloudfront"}
 # The rest-xml services whose errors are wrapped in <ErrorResponse> (S3's are not),
@@ -135,6 +159,7 @@ class FaultRule:
     account: str | None = None
     message: str | None = None
     skip: int = 0
+    region: str | None = None
 
     @staticmethod
     def from_json(data: Any) -> FaultRule:
@@ -169,15 +194,20 @@ class FaultRule:
             account=text("account", required=False),
             message=text("message", required=False),
             skip=integer("skip", 0, 1_000_000, default=0),
+            region=text("region", required=False),
         )
 
-    def matches(self, service: str, action: str, account: str, method: str | None = None) -> bool:
+    def matches(
+        self, service: str, action: str, account: str, method: str | None = None, region: str | None = None
+    ) -> bool:
         """``method``: the HTTP method, for services whose actions are derived
-        from it (S3); a rule naming a bare method then matches too."""
+        from it (S3); a rule naming a bare method then matches too.
+        ``region``: the request's SigV4 region, if it has one."""
         return (
             self.service == service
             and (self.action == "*" or self.action == action or (method is not None and self.action == method))
             and (self.account is None or self.account == account)
+            and (self.region is None or self.region == region)
         )
 
 
@@ -189,6 +219,8 @@ class State:
         self._rules: list[FaultRule] = []
         # (account, "svc:Action", HTTP method if the action was derived from it, else None)
         self._counts: Counter[tuple[str, str, str | None]] = Counter()
+        # (region, account or None for every account) of the regions that are down.
+        self._outages: list[tuple[str, str | None]] = []
 
     def add_rule(self, rule: FaultRule) -> None:
         with self._lock:
@@ -198,16 +230,49 @@ class State:
         with self._lock:
             return [asdict(r) for r in self._rules]
 
-    def record(self, service: str, action: str, account: str, method: str | None = None) -> FaultRule | None:
+    def set_outage(self, region: str, account: str | None, down: bool) -> None:
+        with self._lock:
+            key = (region, account)
+            if down and key not in self._outages:
+                self._outages.append(key)
+            elif not down and key in self._outages:
+                self._outages.remove(key)
+
+    def outages(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [{"region": region, "account": account} for region, account in self._outages]
+
+    def _down(self, region: str | None, account: str) -> bool:
+        return region is not None and any(
+            r == region and (a is None or a == account) for r, a in self._outages
+        )
+
+    def record(
+        self, service: str, action: str, account: str, method: str | None = None, region: str | None = None
+    ) -> FaultRule | None:
         """Counts the request; returns the fault to answer with, if any.
 
-        Every matching rule still skipping counts the request down; the
+        A request to a region that is down gets the outage's 503 (it counts
+        matching rules still skipping down, and consumes none).  Otherwise
+        every matching rule still skipping counts the request down; the
         first matching rule past its skip (if any) fails it."""
         with self._lock:
             self._counts[(account, f"{service}:{action}", method)] += 1
+            down = self._down(region, account)
             chosen: FaultRule | None = None
+            if down:
+                chosen = FaultRule(
+                    service=service,
+                    action=action,
+                    status=503,
+                    code="ServiceUnavailable",
+                    count=1,
+                    account=account,
+                    message=_OUTAGE_MESSAGE.format(region=region),
+                    region=region,
+                )
             for rule in list(self._rules):
-                if not rule.matches(service, action, account, method):
+                if not rule.matches(service, action, account, method, region):
                     continue
                 if rule.skip > 0:
                     rule.skip -= 1
@@ -243,8 +308,10 @@ class State:
             if account is None:
                 self._rules.clear()
                 self._counts.clear()
+                self._outages.clear()
                 return
             self._rules = [r for r in self._rules if r.account != account]
+            self._outages = [o for o in self._outages if o[1] != account]
             for key in [k for k in self._counts if k[0] == account]:
                 del self._counts[key]
 
@@ -451,6 +518,19 @@ def http_method_alias(service: str, environ: dict[str, Any]) -> str | None:
     return None
 
 
+def request_region(environ: dict[str, Any]) -> str | None:
+    """The region of a SigV4 request's credential scope (header or presigned URL), if any."""
+    match = _SCOPE_REGION.search(str(environ.get("HTTP_AUTHORIZATION") or ""))
+    if match:
+        return match.group(1)
+    query = str(environ.get("QUERY_STRING") or "")
+    if "X-Amz-Credential" in query:
+        credential = parse_qs(query).get("X-Amz-Credential", [""])[0].split("/")
+        if len(credential) >= 5 and credential[2]:
+            return credential[2]
+    return None
+
+
 def classify(environ: dict[str, Any]) -> tuple[str, str]:
     """(service, action) of an AWS request, as used for counts and faults."""
     authorization = environ.get("HTTP_AUTHORIZATION") or ""
@@ -595,7 +675,8 @@ class FaultsMiddleware:
 
         service, action = classify(environ)
         account = resolve_account(environ)
-        rule = self.state.record(service, action, account, http_method_alias(service, environ))
+        region = request_region(environ)
+        rule = self.state.record(service, action, account, http_method_alias(service, environ), region)
         if rule is None:
             if not self.log:
                 return self.app(environ, start_response)
@@ -609,7 +690,9 @@ class FaultsMiddleware:
         headers, body = error_response(environ, service, rule)
         start_response(_status_line(rule.status), headers)
         if self.log:
-            self._log(account, service, action, environ, f"{rule.status} (injected {rule.code})")
+            outage = rule.message == _OUTAGE_MESSAGE.format(region=region)
+            what = f"region {region} down" if outage else f"injected {rule.code}"
+            self._log(account, service, action, environ, f"{rule.status} ({what})")
         return [body]
 
     @staticmethod
@@ -637,6 +720,21 @@ class FaultsMiddleware:
                 return _json(start_response, 200, {"ok": True, "rule": asdict(rule)})
             if route == "faults" and method == "GET":
                 return _json(start_response, 200, {"faults": self.state.rules()})
+            if route == "region-outage" and method == "POST":
+                body = _read_body(environ)
+                try:
+                    region, outage_account, down = _outage_from_json(json.loads(body or b"null"))
+                except (ValueError, UnicodeDecodeError) as err:
+                    return _json(start_response, 400, {"error": str(err)})
+                self.state.set_outage(region, outage_account, down)
+                if self.log:
+                    what = "down" if down else "up"
+                    sys.stderr.write(
+                        f"{time.strftime('%H:%M:%S')} region {region} {what} (account {outage_account or 'all'})\n"
+                    )
+                return _json(start_response, 200, {"ok": True, "outages": self.state.outages()})
+            if route == "region-outage" and method == "GET":
+                return _json(start_response, 200, {"outages": self.state.outages()})
             if route == "requests" and method == "GET":
                 counts = self.state.counts(account, params.get("service"), params.get("action"))
                 return _json(start_response, 200, counts)
@@ -666,6 +764,25 @@ class FaultsMiddleware:
         except Exception as err:  # noqa: BLE001 - report, never kill the server thread
             return _json(start_response, 500, {"error": repr(err)})
         return _json(start_response, 404, {"error": f"no route {method} {CONTROL_PREFIX}{route}"})
+
+
+def _outage_from_json(data: Any) -> tuple[str, str | None, bool]:
+    """(region, account or None, down) of a ``POST /_dm/region-outage`` body."""
+    if not isinstance(data, dict):
+        raise ValueError('expected a JSON object like {"region": "us-east-1", "down": true}')
+    unknown = set(data) - {"region", "down", "account"}
+    if unknown:
+        raise ValueError(f"unknown fields: {sorted(unknown)}")
+    region = data.get("region")
+    if not isinstance(region, str) or not region:
+        raise ValueError("region must be a non-empty string")
+    down = data.get("down")
+    if not isinstance(down, bool):
+        raise ValueError("down must be true or false")
+    account = data.get("account")
+    if account is not None and (not isinstance(account, str) or not _ACCOUNT_ID.fullmatch(account)):
+        raise ValueError("account must be 12 digits")
+    return region, account, down
 
 
 def _json(start_response: Callable[..., Any], status: int, payload: Any) -> Iterable[bytes]:

@@ -35,6 +35,40 @@ a ``CREATE`` is moto's (a second set when the values differ, "already exists"
 when they are the same); if any change fails, the zone is put back as it was.
 It also wraps ``Route53Backend.create_hosted_zone`` to refuse a
 ``CallerReference`` the account has used before.
+
+Failover and other routed record sets (``SetIdentifier``) are checked as AWS
+checks them; moto checks none of this and stores whatever it is sent:
+
+* a ``CREATE`` / ``UPSERT`` with ``Failover`` but no ``SetIdentifier`` is 400
+  ``InvalidInput`` "Invalid request: Missing field 'SetIdentifier' in Change
+  with [Action=CREATE, Name=a.example., Type=A, SetIdentifier=null]"; one with
+  a ``SetIdentifier`` but no routing policy (``Failover``, ``Weight``,
+  ``Region``, ...) is 400 ``InvalidInput`` "Invalid request: Expected exactly
+  one of [Weight, Region, Failover, GeoLocation, MultiValueAnswer,
+  GeoProximityLocation, or CidrRoutingConfig], but found none in Change with
+  [...]"; a ``Failover`` other than ``PRIMARY`` / ``SECONDARY`` is 400
+  ``InvalidInput``;
+* a ``HealthCheckId`` that names no health check of the account is 404
+  ``NoSuchHealthCheck`` "A health check with id … does not exist.";
+* a ``CREATE`` of a set whose name, type and ``SetIdentifier`` exist already
+  is 400 ``InvalidChangeBatch`` "[Tried to create resource record set
+  [name='…', type='A', set-identifier='…'] but it already exists]" (for sets
+  without ``SetIdentifier`` moto's duplicates stay, see above);
+* after the whole batch (so a batch may swap ``PRIMARY`` and ``SECONDARY``),
+  a name and type may not have both a set without ``SetIdentifier`` and sets
+  with one: 400 ``InvalidChangeBatch`` "[RRSet with DNS name a.example., type
+  A, SetIdentifier b cannot be created as a non-weighted set exists with the
+  same name and type.]" (or "[RRSet with DNS name a.example., type A cannot
+  be created as weighted sets exist with the same name and type.]" for the
+  set without), AWS's wording whatever the routing policy; and two failover
+  sets of one name and type may not have the same ``Failover`` value: 400
+  ``InvalidChangeBatch`` "[RRSet with DNS name a.example., type A,
+  SetIdentifier b cannot be created as another failover RRSet (SetIdentifier
+  a) with the same name, type and failover value PRIMARY exists.]" (the
+  emulator's wording).
+
+An ``UPSERT`` of a set with a ``SetIdentifier`` replaces only that set (the
+sets of the same name and type with other identifiers stay).
 """
 
 from __future__ import annotations
@@ -116,6 +150,85 @@ def delete_one(zone: Any, wanted: dict[str, Any]) -> None:
     )
 
 
+_ROUTING_POLICIES = (
+    "Weight",
+    "Region",
+    "Failover",
+    "GeoLocation",
+    "MultiValueAnswer",
+    "GeoProximityLocation",
+    "CidrRoutingConfig",
+)
+_FAILOVER_VALUES = ("PRIMARY", "SECONDARY")
+
+
+def _in_change(action: str, wanted: dict[str, Any]) -> str:
+    name = name_key(str(wanted.get("Name", ""))) + "."
+    identifier = wanted.get("SetIdentifier") or "null"
+    return f"Change with [Action={action}, Name={name}, Type={wanted.get('Type')}, SetIdentifier={identifier}]"
+
+
+def check_change(backend: Any, zone: Any, action: str, wanted: dict[str, Any]) -> None:
+    """What AWS refuses in a ``CREATE`` or ``UPSERT`` itself, before it is applied."""
+    from moto.route53.exceptions import InvalidInput, NoSuchHealthCheck
+
+    if action not in ("CREATE", "UPSERT"):
+        return
+    identifier = wanted.get("SetIdentifier")
+    failover = wanted.get("Failover")
+    if failover is not None:
+        if not identifier:
+            raise InvalidInput(f"Invalid request: Missing field 'SetIdentifier' in {_in_change(action, wanted)}")
+        if failover not in _FAILOVER_VALUES:
+            raise InvalidInput(
+                f"Invalid request: Failover must be PRIMARY or SECONDARY, not {failover}, in {_in_change(action, wanted)}"
+            )
+    if identifier and not any(wanted.get(policy) is not None for policy in _ROUTING_POLICIES):
+        raise InvalidInput(
+            "Invalid request: Expected exactly one of [Weight, Region, Failover, GeoLocation, MultiValueAnswer, "
+            f"GeoProximityLocation, or CidrRoutingConfig], but found none in {_in_change(action, wanted)}"
+        )
+    health_check = wanted.get("HealthCheckId")
+    if health_check and health_check not in backend.health_checks:
+        raise NoSuchHealthCheck(str(health_check))
+    if action == "CREATE" and identifier and any(same_set(rrset, wanted) for rrset in zone.rrsets):
+        raise _invalid_change_batch(f"Tried to create resource record set [{_describe(wanted)}] but it already exists")
+
+
+def check_routing(zone: Any, change_list: list[dict[str, Any]]) -> None:
+    """What AWS refuses in the zone a batch leaves: simple and routed sets of
+    one name and type, two failover sets with one ``Failover`` value."""
+    for change in change_list:
+        if change.get("Action") not in ("CREATE", "UPSERT"):
+            continue
+        wanted = change.get("ResourceRecordSet") or {}
+        key, kind = name_key(str(wanted.get("Name", ""))), wanted.get("Type")
+        group = [rrset for rrset in zone.rrsets if name_key(str(rrset.name)) == key and rrset.type == kind]
+        simple = [rrset for rrset in group if not rrset.set_identifier]
+        routed = [rrset for rrset in group if rrset.set_identifier]
+        identifier = wanted.get("SetIdentifier")
+        if simple and routed:
+            if identifier:
+                raise _invalid_change_batch(
+                    f"RRSet with DNS name {key}., type {kind}, SetIdentifier {identifier} cannot be created as a "
+                    "non-weighted set exists with the same name and type."
+                )
+            raise _invalid_change_batch(
+                f"RRSet with DNS name {key}., type {kind} cannot be created as weighted sets exist with the same "
+                "name and type."
+            )
+        for value in _FAILOVER_VALUES:
+            same = [rrset for rrset in routed if rrset.failover == value]
+            if len(same) > 1:
+                mine = identifier if any(r.set_identifier == identifier for r in same) else same[-1].set_identifier
+                other = next(r.set_identifier for r in same if r.set_identifier != mine)
+                raise _invalid_change_batch(
+                    f"RRSet with DNS name {key}., type {kind}, SetIdentifier {mine} cannot be created as another "
+                    f"failover RRSet (SetIdentifier {other}) with the same name, type and failover value {value} "
+                    "exists."
+                )
+
+
 def install() -> None:
     from moto.route53.exceptions import Route53ClientError
     from moto.route53.models import Route53Backend
@@ -134,6 +247,7 @@ def install() -> None:
                 for change in change_list:
                     action = change.get("Action")
                     wanted = change.get("ResourceRecordSet") or {}
+                    check_change(self, zone, str(action), wanted)
                     if action == "DELETE":
                         delete_one(zone, wanted)
                         zone.rr_changes.append(copy.deepcopy(change))
@@ -142,6 +256,7 @@ def install() -> None:
                         zone.rrsets = [rrset for rrset in zone.rrsets if not same_set(rrset, wanted)]
                     # CREATE, UPSERT (now adding) and bad actions: moto's, one change at a time.
                     original_change(self, zoneid, [change])
+                check_routing(zone, change_list)
             except Exception:
                 zone.rrsets = rrsets
                 del zone.rr_changes[journal:]
