@@ -9,6 +9,7 @@
 
 mod client;
 mod ordered;
+mod regions;
 mod render;
 mod wait;
 
@@ -54,6 +55,11 @@ struct Cli {
     /// Print the JSON the server returned instead of the human view
     #[arg(long, global = true, display_order = 102)]
     json: bool,
+    /// Talk to this region's API: OCADM_ENDPOINT_<REGION> (such as
+    /// OCADM_ENDPOINT_US_WEST_2, which dm-local up --regions exports) instead
+    /// of OCADM_ENDPOINT; `failover --to R` does this by itself
+    #[arg(long, global = true, value_name = "REGION", display_order = 103)]
+    region: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -71,6 +77,14 @@ enum Command {
     /// The asynchronous operations that writes start
     #[command(subcommand)]
     Operations(OperationCommand),
+    /// The DM's regions: which one is active, their heartbeats, the leadership history
+    Regions,
+    /// Fail the DM over to another region (or back): `--to REGION`, sent to that
+    /// region's API; `list` and `status ID` show failovers
+    Failover(regions::FailoverArgs),
+    /// Recovery drills: stand up copies of the clusters in another region, check
+    /// them, tear them down, and report the RTO and anything leaked
+    Drill(regions::DrillArgs),
 }
 
 #[derive(Subcommand)]
@@ -274,6 +288,14 @@ struct EnvironmentCreate {
     /// Create the OkeraOdasServices security group
     #[arg(long = "create-security-group")]
     create_security_group: bool,
+    /// Pair the new environment with this one (in another region): its
+    /// clusters fail over to the new one
+    #[arg(long = "failover-for", value_name = "ENV_ID")]
+    failover_for: Option<u64>,
+    /// With --failover-for: nodes each standby partner keeps running (default 0:
+    /// cold standby, made at failover time)
+    #[arg(long = "warm-standby-nodes", value_name = "N", requires = "failover_for")]
+    warm_standby_nodes: Option<u32>,
     #[command(flatten)]
     wait: WaitArgs,
 }
@@ -447,6 +469,12 @@ fn environment_spec(a: &EnvironmentCreate) -> Value {
     if a.create_security_group {
         spec.insert("createSecurityGroup".into(), json!(true));
     }
+    if let Some(id) = a.failover_for {
+        spec.insert("failoverFor".into(), json!(id));
+    }
+    if let Some(n) = a.warm_standby_nodes {
+        spec.insert("warmStandbyNodes".into(), json!(n));
+    }
     Value::Object(spec)
 }
 
@@ -539,22 +567,55 @@ impl Out {
     }
 }
 
-fn run(cli: Cli) -> Result<i32> {
-    let endpoint = cli
-        .endpoint
+/// `OCADM_ENDPOINT_US_WEST_2` for `us-west-2`.
+fn region_endpoint_var(region: &str) -> String {
+    format!("OCADM_ENDPOINT_{}", region.to_uppercase().replace('-', "_"))
+}
+
+/// The API to talk to: `--region R`'s (or, for `failover --to R`, R's)
+/// `OCADM_ENDPOINT_<R>` when set, else `--endpoint` / `OCADM_ENDPOINT`.
+fn endpoint_of(cli: &Cli) -> Result<String> {
+    let region = cli.region.as_deref().or(match &cli.command {
+        Command::Failover(a) => regions::target_region(a),
+        _ => None,
+    });
+    if let Some(r) = region {
+        if let Ok(e) = std::env::var(region_endpoint_var(r)) {
+            if !e.trim().is_empty() {
+                return Ok(e);
+            }
+        }
+        if cli.region.is_some() {
+            bail!(
+                "{} is not set: it names the API of {r} (dm-local up --regions exports it)",
+                region_endpoint_var(r)
+            );
+        }
+    }
+    cli.endpoint
+        .clone()
         .filter(|e| !e.trim().is_empty())
-        .ok_or_else(|| anyhow!(NO_ENDPOINT))?;
+        .ok_or_else(|| anyhow!(NO_ENDPOINT))
+}
+
+fn run(cli: Cli) -> Result<i32> {
+    let endpoint = endpoint_of(&cli)?;
     let client = Client::new(&endpoint, cli.token)?;
     let out = Out { json: cli.json };
     match cli.command {
         Command::Status => {
             let v = client.get("/v1/status")?;
-            out.print(&v, |v| format!("{}\n", render::status_line(v)))?;
+            out.print(&v, |v| {
+                format!("{}\n{}", render::status_line(v), render::role_line(v))
+            })?;
             Ok(0)
         }
         Command::Environments(c) => environments(&client, &out, c),
         Command::Clusters(c) => clusters(&client, &out, c),
         Command::Operations(c) => operations(&client, &out, c),
+        Command::Regions => regions::regions(&client, &out),
+        Command::Failover(a) => regions::failover(&client, &out, a),
+        Command::Drill(a) => regions::drill(&client, &out, a),
     }
 }
 

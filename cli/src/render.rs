@@ -91,6 +91,19 @@ pub fn status_line(v: &Value) -> String {
     )
 }
 
+/// The region's role, under the status line, when the DM runs in several
+/// regions (nothing for one).
+pub fn role_line(v: &Value) -> String {
+    match v["role"].as_str() {
+        None | Some("SINGLE") => String::new(),
+        Some(role) => format!(
+            "Region {}: {role}. {}\n",
+            text(&v["region"]),
+            text(&v["roleMessage"])
+        ),
+    }
+}
+
 pub const ENVIRONMENT_COLUMNS: &[&str] = &["id", "name", "region", "vpcId", "statusCode", "statusMessage"];
 
 pub const CLUSTER_COLUMNS: &[&str] = &[
@@ -117,6 +130,10 @@ pub fn environment(v: &Value) -> String {
             "adminCidr",
             "createSecurityGroup",
             "securityGroupId",
+            "failoverPartnerId",
+            "failoverRole",
+            "warmStandbyNodes",
+            "servesPair",
             "statusCode",
             "statusMessage",
             "createdAt",
@@ -149,6 +166,13 @@ pub fn cluster(v: &Value) -> String {
     out.push_str(&key_values(v, &["endpoint"]));
     if !v["replacesId"].is_null() {
         out.push_str(&key_values(v, &["replacesId", "servesEndpoint"]));
+    }
+    // A failover partner, a parked standby or a drill's copy says so.
+    if !v["partnerId"].is_null() || v["parked"] == true {
+        out.push_str(&key_values(v, &["partnerId", "parked"]));
+    }
+    if !v["drillId"].is_null() {
+        out.push_str(&key_values(v, &["drillId"]));
     }
     out.push_str(&key_values(
         v,

@@ -7,11 +7,12 @@
 
 #![recursion_limit = "256"]
 
+mod events;
+mod region;
 mod schedule;
 mod sim;
 mod tokens;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,20 +20,15 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use shared::cloud::agents::{HttpAgents, Resolver};
-use shared::cloud::aws::{AwsSettings, Route53Adapter, S3Adapter};
-use shared::cloud::Dns;
-use shared::config::{Config, HealthConfig, RetentionConfig, S3Location};
+use shared::cloud::aws::{AwsSettings, DynamoFence, RdsAdapter, Route53Adapter, S3Adapter};
+use shared::cloud::{Dns, Fence};
+use shared::config::{Config, HealthConfig, S3Location};
 use shared::domain::health::AGENT_PORT;
 use shared::domain::logs::LogClock;
-use shared::store::Store;
-use shared::workflows::archive::Archiver;
-use shared::workflows::commands::Limits;
-use shared::workflows::diagnostics;
-use shared::workflows::kill::KillSwitch;
-use shared::workflows::rotation::RotationSettings;
-use shared::workflows::runbook::{DnsZone, RunbookSettings, Runner};
+use shared::store::{Store, WriterWatch};
+use shared::workflows::runbook::DnsZone;
 use tokio::sync::Notify;
-use tracing::{error, info};
+use tracing::{info, warn};
 
 /// The Okera Deployment Manager, run locally.
 #[derive(Parser)]
@@ -48,6 +44,21 @@ enum Command {
     Up(UpArgs),
     /// Fail, slow down or restore the simulated node agents of a running `up`.
     Sim(sim::cli::SimArgs),
+    /// Deliver an EventBridge event (a JSON file, such as one of events/) to a
+    /// region of a running `up`, as AWS would; prints the handler's answer.
+    Event(EventArgs),
+}
+
+#[derive(clap::Args)]
+struct EventArgs {
+    /// The region whose rules receive the event.
+    #[arg(long)]
+    region: String,
+    /// The data directory of the running `dm-local up`.
+    #[arg(long, default_value = DEFAULT_DATA_DIR)]
+    data_dir: PathBuf,
+    /// The event, as EventBridge delivers it to a target.
+    file: PathBuf,
 }
 
 /// Where `up` keeps its state, and where `sim` looks for it.
@@ -69,9 +80,27 @@ struct UpArgs {
     /// OKERA_S3_STAGING_DIR and OKERA_NODE_AMI.
     #[arg(long)]
     real_aws: bool,
-    /// The region of the staging bucket.
+    /// The region of the staging bucket (and of the DM, without --regions).
     #[arg(long, default_value = "us-west-2")]
     region: String,
+    /// Run the DM in these regions (two or three, comma-separated), each with
+    /// its own API (on --port, --port + 1, ...), against one emulator; the
+    /// first is active. Their database is one SQLite file standing in for an
+    /// Aurora global database, read-only in the regions that are not its writer.
+    #[arg(long, value_name = "R1,R2[,R3]", conflicts_with = "real_aws")]
+    regions: Option<String>,
+    /// Seconds between runs of each region's failover schedule (serving
+    /// metric, heartbeat, standby partners, region runbooks), with --regions.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    failover_interval: u64,
+    /// Seconds a database promotion may take before a failover hands the epoch
+    /// back, with --regions.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(i64).range(1..=3600))]
+    promotion_timeout: i64,
+    /// Seconds without a heartbeat of the active region before a standby
+    /// region's health alarm fires, with --regions.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(5..=3600))]
+    heartbeat_max_age: u64,
     /// Seconds between scheduled reconcile runs.
     #[arg(long, default_value_t = 15)]
     reconcile_interval: u64,
@@ -133,6 +162,16 @@ fn main() -> Result<()> {
                 std::process::exit(1)
             }
         },
+        Command::Event(args) => match events::send(&args.data_dir, &args.region, &args.file) {
+            Ok(answer) => {
+                println!("{}", serde_json::to_string_pretty(&answer)?);
+                Ok(())
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                std::process::exit(1)
+            }
+        },
     }
 }
 
@@ -140,6 +179,10 @@ async fn up(args: UpArgs) -> Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating the data directory {}", args.data_dir.display()))?;
     let data_dir = args.data_dir.canonicalize()?;
+    let regions: Vec<String> = match &args.regions {
+        Some(list) => parse_regions(list)?,
+        None => vec![args.region.clone()],
+    };
 
     // AWS: the emulator we start, one that runs already, or the real thing.
     let mut emulator = None;
@@ -176,7 +219,7 @@ async fn up(args: UpArgs) -> Result<()> {
         (settings, emulator.as_ref().map(|_| endpoint))
     };
 
-    let config = Config {
+    let mut config = Config {
         db_url: format!("sqlite://{}", data_dir.join("dm.sqlite").display()),
         staging: match std::env::var("OKERA_S3_STAGING_DIR") {
             Ok(s) => S3Location::parse(&s)
@@ -196,7 +239,6 @@ async fn up(args: UpArgs) -> Result<()> {
         aws_endpoint: settings.endpoint.clone(),
         dns_zone: None,
     };
-    let mut config = config;
 
     let store = Store::connect(&config.db_url)
         .await
@@ -251,14 +293,13 @@ async fn up(args: UpArgs) -> Result<()> {
         None
     } else {
         let startup = Duration::from_millis(args.agent_startup_ms);
-        let regions = sim::Regions {
+        let sim_regions = sim::Regions {
             store: store.clone(),
             default: args.region.clone(),
         };
-        Some(sim::Simulation::start(&settings, &config, regions, startup, log_settings, &data_dir).await?)
+        Some(sim::Simulation::start(&settings, &config, sim_regions, startup, log_settings, &data_dir).await?)
     };
-    // The prober of the node agents. The health sweep and the lifecycle handler
-    // will take it; nothing probes yet. Locally it finds the simulated agents in
+    // The prober of the node agents. Locally it finds the simulated agents in
     // the directory; with --real-aws it would use the nodes' private IPs, which
     // it refuses to contact outside AWS.
     let agents = match &simulation {
@@ -269,139 +310,65 @@ async fn up(args: UpArgs) -> Result<()> {
     health.sweep.repair_after_ms = (args.repair_after * 1000) as i64;
     health.sweep.bootstrap_timeout_ms = (args.bootstrap_timeout * 1000) as i64;
     health.timing.bootstrap_timeout_ms = health.sweep.bootstrap_timeout_ms;
-    let owner = format!("dm-local-{}", std::process::id());
 
-    let reconciler = Arc::new(reconciler::build(
-        store.clone(),
-        &config,
-        settings.clone(),
-        &args.region,
-        owner.clone(),
-    ));
-    let wake = Arc::new(Notify::new());
-    tokio::spawn(reconcile_loop(
-        reconciler,
-        wake.clone(),
-        Duration::from_secs(args.reconcile_interval),
-    ));
-    let kick: api::Kick = {
-        let wake = wake.clone();
-        Arc::new(move |_target| {
-            wake.notify_one();
-            Box::pin(async {})
-        })
+    // Several regions: the fence and the global database in the emulator, and
+    // a store per region that is read-only while another region's is the writer.
+    let global = match &args.regions {
+        None => None,
+        Some(_) => Some(global_setup(&settings, &config, &store, &regions, &args).await?),
     };
-    let archive_owner = format!("{owner}-archive");
-    let runbook_owner = format!("{owner}-runbooks");
-    let sweeper = health_sweep::build(store.clone(), settings.clone(), &health, agents.clone(), owner);
-    tokio::spawn(schedule::sweep_loop(
-        sweeper,
-        Duration::from_secs(args.sweep_interval),
-        data_dir.join("metrics.log"),
-    ));
-    // The log-rotation function: its schedule (retention, rotation, history
-    // archive, lost diagnostics requests) on a timer, and diagnostics bundles when
-    // the API asks, both through the function's own handler.
-    // Runbooks: run when the API submits one, and every second for those whose
-    // wait is over (in Lambda: a direct invoke, and a schedule every minute).
-    let runbook_wake = Arc::new(Notify::new());
-    let runner = Arc::new(Runner {
-        store: store.clone(),
-        dns: Route53Adapter::new(settings.clone()),
-        agents: agents.clone(),
-        zone: config.dns_zone.clone(),
-        kick: kick.clone(),
-        settings: RunbookSettings {
-            poll_ms: 1000,
-            budget: Duration::from_secs(2),
-            ..Default::default()
-        },
-        owner: runbook_owner,
-        kill: KillSwitch::off(),
-    });
-    tokio::spawn(schedule::runbook_loop(
-        runner,
-        runbook_wake.clone(),
-        Duration::from_secs(1),
-    ));
-    let logs = Arc::new(log_rotation::Logs {
-        region: args.region.clone(),
-        archiver: Archiver {
-            store: store.clone(),
-            objects: S3Adapter::new(settings.clone(), &args.region),
-            staging: config.staging.clone(),
-            settings: Default::default(),
-            owner: archive_owner,
-            kill: KillSwitch::off(),
-        },
-        rotation: RotationSettings {
-            clock: log_clock,
-            ..Default::default()
-        },
-        retention: RetentionConfig::from_env().map_err(anyhow::Error::msg)?,
-    });
-    tokio::spawn(schedule::rotation_loop(
-        logs.clone(),
+
+    let common = Arc::new(region::Common {
+        aws: settings.clone(),
+        config: config.clone(),
+        bucket_region: args.region.clone(),
+        agents,
+        health,
+        log_clock,
         rotation_every,
-        data_dir.join("rotation.log"),
-        data_dir.join("metrics.log"),
-    ));
-    // Lifecycle actions: the emulator records the EventBridge events AWS would
-    // send; deliver each to the lifecycle handler, as the EventBridge rule does.
-    if let (Some(endpoint), Some((account, _))) = (&settings.endpoint, &settings.credentials) {
-        let lifecycle = lifecycle::build(store.clone(), settings.clone(), &health, agents);
-        tokio::spawn(schedule::lifecycle_pump(
-            Arc::new(lifecycle),
-            kick.clone(),
-            endpoint.clone(),
-            account.clone(),
-        ));
-    }
-
-    // Diagnostics bundles: built in a task when the API asks (in Lambda, the
-    // log-rotation function is invoked), and every minute for requests whose
-    // wake-up was lost or whose worker was stopped.
-    let diagnostics_wake: diagnostics::Wake = Arc::new(move |operation_id| {
-        let logs = logs.clone();
-        tokio::spawn(async move {
-            match logs.handle(&diagnostics::event(operation_id), &|_| {}).await {
-                Ok(answer) => info!(operation_id, %answer, "diagnostics"),
-                Err(e) => error!(operation_id, error = %e, "diagnostics run failed"),
-            }
-        });
-        Box::pin(async {})
+        reconcile_every: Duration::from_secs(args.reconcile_interval),
+        sweep_every: Duration::from_secs(args.sweep_interval),
+        failover_every: Duration::from_secs(args.failover_interval),
+        metrics_log: data_dir.join("metrics.log"),
+        rotation_log: data_dir.join("rotation.log"),
+        emulator: settings
+            .endpoint
+            .clone()
+            .zip(settings.credentials.clone().map(|(id, _)| id)),
+        pid: std::process::id(),
     });
-    let state = api::AppState {
-        store,
-        limits: Limits {
-            max_nodes: config.max_nodes,
-            default_version: config.default_version.clone(),
-        },
-        kick,
-        diagnostics: api::Diagnostics {
-            staging: config.staging.clone(),
-            wake: diagnostics_wake,
-        },
-        // In Lambda the API invokes the runbooks function; here it wakes its loop.
-        run_runbook: {
-            let wake = runbook_wake.clone();
-            Arc::new(move |_| {
-                wake.notify_one();
-                Box::pin(async {})
-            })
-        },
-    };
-    let addr = SocketAddr::from(([127, 0, 0, 1], args.port));
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("listening on {addr}; is another dm-local running? try --port"))?;
-    let endpoint = format!("http://{}", listener.local_addr()?);
+    let mut stacks = Vec::new();
+    for (i, region) in regions.iter().enumerate() {
+        let regional = match &global {
+            Some(g) => g.stores[region].clone(),
+            None => store.clone(),
+        };
+        let port = if args.port == 0 { 0 } else { args.port + i as u16 };
+        stacks.push(region::start(&common, global.as_ref(), region, regional, port).await?);
+    }
+    let events = events::serve(
+        &data_dir,
+        stacks
+            .iter()
+            .map(|s| (s.region.clone(), s.handlers.clone()))
+            .collect(),
+    )
+    .await?;
 
     let env_file = data_dir.join("env");
     let mut exports = format!(
-        "export OCADM_ENDPOINT={endpoint}\nexport OCADM_TOKEN={}\nexport OCADM_VIEWER_TOKEN={}\n",
-        tokens.operator, tokens.viewer
+        "export OCADM_ENDPOINT={}\nexport OCADM_TOKEN={}\nexport OCADM_VIEWER_TOKEN={}\n",
+        stacks[0].endpoint, tokens.operator, tokens.viewer
     );
+    if global.is_some() {
+        for s in &stacks {
+            exports.push_str(&format!(
+                "export {}={}\n",
+                region_endpoint_var(&s.region),
+                s.endpoint
+            ));
+        }
+    }
     // ocadm is built next to dm-local; put it on the PATH of whoever sources this.
     if let Some(bin_dir) = std::env::current_exe()
         .ok()
@@ -418,7 +385,15 @@ async fn up(args: UpArgs) -> Result<()> {
         ));
     }
     tokens::write_private(&env_file, &exports)?;
-    println!("The Deployment Manager is running on {endpoint}.");
+    match &global {
+        None => println!("The Deployment Manager is running on {}.", stacks[0].endpoint),
+        Some(_) => {
+            println!("The Deployment Manager is running in {} regions:", stacks.len());
+            for s in &stacks {
+                println!("  {}: {}", s.region, s.endpoint);
+            }
+        }
+    }
     println!(
         "In another shell:\n\n  source {}\n  ocadm status\n",
         env_file.display()
@@ -426,33 +401,144 @@ async fn up(args: UpArgs) -> Result<()> {
     print!("{exports}");
     println!("\n(OCADM_TOKEN is an operator token; OCADM_VIEWER_TOKEN may only read.) Ctrl-C stops.");
 
-    axum::serve(listener, api::router(state))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await
-        .context("serving the API")?;
+    let shutdown = Arc::new(Notify::new());
+    let served: Vec<_> = stacks.iter_mut().map(|s| s.serve(shutdown.clone())).collect();
+    let _ = tokio::signal::ctrl_c().await;
+    shutdown.notify_waiters();
+    for task in served {
+        let _ = task.await;
+    }
     info!("stopped");
+    drop(events);
     drop(simulation);
     drop(emulator);
     Ok(())
 }
 
-/// Runs the reconciler when a write wakes it and on every tick of the schedule.
-async fn reconcile_loop(reconciler: Arc<reconciler::AwsReconciler>, wake: Arc<Notify>, every: Duration) {
-    loop {
-        tokio::select! {
-            _ = wake.notified() => {}
-            _ = tokio::time::sleep(every) => {}
+/// `OCADM_ENDPOINT_US_EAST_1` for `us-east-1`: where `ocadm` finds a region's API.
+fn region_endpoint_var(region: &str) -> String {
+    format!("OCADM_ENDPOINT_{}", region.to_uppercase().replace('-', "_"))
+}
+
+/// `--regions us-east-1,us-west-2`: two or three distinct regions.
+fn parse_regions(raw: &str) -> Result<Vec<String>> {
+    let mut out: Vec<String> = Vec::new();
+    for r in raw.split(',').map(str::trim).filter(|r| !r.is_empty()) {
+        shared::domain::Region::parse("--regions", r).map_err(|e| anyhow::anyhow!(e.message))?;
+        if out.iter().any(|o| o == r) {
+            bail!("--regions names {r} twice");
         }
-        match reconciler.reconcile_all().await {
-            Ok(s) => {
-                for e in &s.errors {
-                    error!(error = %e, "reconcile");
+        out.push(r.to_owned());
+    }
+    if !(2..=3).contains(&out.len()) {
+        bail!(
+            "--regions takes two or three regions, such as us-east-1,us-west-2 (the fence is a DynamoDB table \
+             with multi-region strong consistency, which spans three regions); got {raw:?}"
+        );
+    }
+    Ok(out)
+}
+
+/// The witness region of the fence's table when the DM has two regions: MRSC
+/// spans three.
+fn witness_for(regions: &[String]) -> Option<String> {
+    if regions.len() != 2 {
+        return None;
+    }
+    ["us-east-2", "us-west-1", "eu-west-1", "eu-central-1"]
+        .into_iter()
+        .find(|w| !regions.iter().any(|r| r == w))
+        .map(str::to_owned)
+}
+
+const FENCE_TABLE: &str = "okera-dm-fence";
+const GLOBAL_DB: &str = "okera-dm";
+
+/// Makes (or finds) the fence table and the global database in the emulator,
+/// with the writer where the last run left it (the store's leadership history),
+/// restores that epoch in a fresh fence, and opens one store per region that
+/// follows the emulated writer role.
+async fn global_setup(
+    settings: &AwsSettings,
+    config: &Config,
+    store: &Store,
+    regions: &[String],
+    args: &UpArgs,
+) -> Result<region::Global> {
+    let last = store.leadership_history(1).await?.into_iter().next();
+    let first = last
+        .as_ref()
+        .map(|l| l.region.clone())
+        .filter(|r| regions.contains(r))
+        .unwrap_or_else(|| regions[0].clone());
+    let mut ordered = vec![first.clone()];
+    ordered.extend(regions.iter().filter(|r| **r != first).cloned());
+    let fence = DynamoFence::new(settings.clone(), &ordered[0], FENCE_TABLE);
+    fence
+        .ensure_table(&ordered[1..], witness_for(regions).as_deref())
+        .await
+        .context("making the fence table in the emulator")?;
+    if let (Some(l), Ok(None)) = (&last, fence.leader().await) {
+        let restored = shared::domain::failover::Leader {
+            epoch: l.epoch,
+            region: l.region.clone(),
+            since: l.at,
+            previous: l.previous.clone(),
+            failover_id: l.failover_id.clone(),
+        };
+        fence
+            .claim(None, &restored)
+            .await
+            .context("restoring the fence's epoch")?;
+    }
+    let rds = RdsAdapter::new(settings.clone());
+    let gdb = rds
+        .ensure_global(GLOBAL_DB, &ordered)
+        .await
+        .context("making the global database in the emulator")?;
+    let watch = WriterWatch::new(gdb.writer().map(|w| w.region.as_str()));
+    tokio::spawn(follow_writer(rds, ordered[0].clone(), watch.clone()));
+    let mut stores = std::collections::BTreeMap::new();
+    for r in regions {
+        stores.insert(
+            r.clone(),
+            Store::connect_regional(&config.db_url, r, watch.clone())
+                .await
+                .with_context(|| format!("opening the store of {r}"))?,
+        );
+    }
+    info!(
+        regions = %regions.join(","),
+        writer = %watch.get().unwrap_or_default(),
+        "regions: the fence is {FENCE_TABLE}, the global database {GLOBAL_DB}"
+    );
+    Ok(region::Global {
+        regions: regions.to_vec(),
+        fence_table: FENCE_TABLE.into(),
+        global_db: GLOBAL_DB.into(),
+        promotion_timeout_ms: args.promotion_timeout * 1000,
+        heartbeat_max_age_s: args.heartbeat_max_age as f64,
+        stores,
+    })
+}
+
+/// The local stand-in of Aurora's writer role: the regional stores take writes
+/// only in the region whose DB cluster the emulator's global database names as
+/// its writer, as an Aurora secondary refuses writes until it is promoted.
+async fn follow_writer(rds: RdsAdapter, region: String, watch: WriterWatch) {
+    use shared::cloud::GlobalDatabase;
+    loop {
+        match rds.describe(&region, GLOBAL_DB).await {
+            Ok(g) => {
+                let writer = g.writer().map(|w| w.region.clone());
+                if writer != watch.get() {
+                    info!(writer = ?writer, "the global database's writer changed");
+                    watch.set(writer.as_deref());
                 }
             }
-            Err(e) => error!(error = %e, "reconcile run failed"),
+            Err(e) => warn!(error = %e, "cannot read the global database"),
         }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

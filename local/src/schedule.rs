@@ -12,6 +12,7 @@ use log_rotation::Logs;
 use serde_json::json;
 use shared::cloud::aws::S3Adapter;
 use shared::domain::logs::LogClock;
+use shared::workflows::failover::Gate;
 use shared::workflows::wake::Kick;
 use tokio::sync::Notify;
 use tracing::{error, info, warn};
@@ -31,15 +32,45 @@ fn scheduled_event(rule: &str) -> serde_json::Value {
     })
 }
 
+/// Runs the reconciler when a write wakes it and on every tick of the schedule,
+/// through its handler (so a standby region does nothing).
+pub async fn reconcile_loop(
+    reconciler: Arc<reconciler::AwsReconciler>,
+    gate: Gate,
+    wake: Arc<Notify>,
+    every: Duration,
+) {
+    let event = scheduled_event("okera-dm-reconcile");
+    loop {
+        tokio::select! {
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(every) => {}
+        }
+        match reconciler::handle(&reconciler, &gate, &event).await {
+            Ok(answer) => {
+                for e in answer["errors"].as_array().into_iter().flatten() {
+                    error!(error = %e, "reconcile");
+                }
+            }
+            Err(e) => error!(error = %e, "reconcile run failed"),
+        }
+    }
+}
+
 /// Runs a health sweep every `every`. Its metric lines (CloudWatch Embedded
 /// Metric Format) are appended to `metrics_log`, where Lambda would print them
 /// for CloudWatch Logs.
-pub async fn sweep_loop(sweeper: health_sweep::AwsSweeper, every: Duration, metrics_log: PathBuf) {
+pub async fn sweep_loop(
+    sweeper: Arc<health_sweep::AwsSweeper>,
+    gate: Gate,
+    every: Duration,
+    metrics_log: PathBuf,
+) {
     loop {
         tokio::time::sleep(every).await;
         let lines = std::sync::Mutex::new(Vec::new());
         let emit = |line: &str| lines.lock().expect("metrics buffer").push(line.to_owned());
-        match health_sweep::handle(&sweeper, &scheduled_event("okera-dm-health-sweep"), &emit).await {
+        match health_sweep::handle(&sweeper, &gate, &scheduled_event("okera-dm-health-sweep"), &emit).await {
             Ok(summary) => info!(%summary, "health sweep"),
             Err(e) => error!(error = %e, "health sweep failed"),
         }
@@ -72,6 +103,7 @@ pub fn default_rotation_interval(clock: &LogClock) -> Duration {
 /// and its metric line to `metrics_log`, each a JSON line.
 pub async fn rotation_loop(
     logs: Arc<Logs<S3Adapter>>,
+    gate: Gate,
     every: Duration,
     report_log: PathBuf,
     metrics_log: PathBuf,
@@ -80,7 +112,7 @@ pub async fn rotation_loop(
     loop {
         tokio::time::sleep(every).await;
         let emit = |line: &str| append_line(&metrics_log, line);
-        let answer = match logs.handle(&event, &emit).await {
+        let answer = match logs.handle(&gate, &event, &emit).await {
             Ok(answer) => answer,
             Err(e) => {
                 error!(error = %e, "log rotation failed");
@@ -96,7 +128,8 @@ pub async fn rotation_loop(
     }
 }
 
-fn append_line(path: &Path, line: &str) {
+/// Appends one line to a log file of the runner (metrics, rotation answers).
+pub fn append_line(path: &Path, line: &str) {
     let written = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -109,8 +142,11 @@ fn append_line(path: &Path, line: &str) {
 
 /// Polls the emulator for lifecycle events every half second and hands each to
 /// the lifecycle handler, in its own task (a joining node may take a while).
+/// Every region gets every event, as the EventBridge rules forward them to the
+/// other DM regions; the active one acts.
 pub async fn lifecycle_pump(
     lifecycle: Arc<lifecycle::AwsLifecycle>,
+    gate: Gate,
     kick: Kick,
     endpoint: String,
     account: String,
@@ -135,13 +171,13 @@ pub async fn lifecycle_pump(
         };
         for (seq, text) in events {
             seen = seq;
-            let (lifecycle, kick) = (lifecycle.clone(), kick.clone());
+            let (lifecycle, kick, gate) = (lifecycle.clone(), kick.clone(), gate.clone());
             tokio::spawn(async move {
                 let event: serde_json::Value = match serde_json::from_str(&text) {
                     Ok(v) => v,
                     Err(e) => return warn!(error = %e, "lifecycle event is not JSON"),
                 };
-                match lifecycle::handle(&lifecycle, Some(&kick), &event).await {
+                match lifecycle::handle(&lifecycle, &gate, Some(&kick), &event).await {
                     Ok(outcome) => info!(%outcome, "lifecycle event"),
                     Err(e) => error!(error = %e, "lifecycle event failed"),
                 }
@@ -154,19 +190,25 @@ pub async fn lifecycle_pump(
 /// Each runbook runs in its own task, so that one waiting runbook does not hold
 /// up the others; the store's lease keeps two tasks off one runbook.
 pub async fn runbook_loop<D, A>(
-    runner: Arc<shared::workflows::runbook::Runner<D, A>>,
+    runner: Arc<shared::workflows::runbook::ClusterRunner<D, A>>,
+    gate: Gate,
     wake: Arc<Notify>,
     every: Duration,
 ) where
     D: shared::cloud::Dns + 'static,
     A: shared::cloud::Agents + 'static,
 {
+    use shared::workflows::runbook::Steps;
     loop {
         tokio::select! {
             _ = wake.notified() => {}
             _ = tokio::time::sleep(every) => {}
         }
-        let due = match runner.store.due_runbooks(shared::time::now_ms()).await {
+        if !gate.role().await.is_active() {
+            continue;
+        }
+        let kinds = shared::workflows::runbook::ClusterSteps::<D, A>::kinds();
+        let due = match runner.store.due_runbooks(shared::time::now_ms(), kinds).await {
             Ok(due) => due,
             Err(e) => {
                 tracing::error!(error = %e, "listing due runbooks");
@@ -179,6 +221,67 @@ pub async fn runbook_loop<D, A>(
                 match runner.run(id).await {
                     Ok(outcome) => tracing::debug!(runbook = id, ?outcome, "runbook run"),
                     Err(e) => tracing::error!(runbook = id, error = %e, "runbook run failed"),
+                }
+            });
+        }
+    }
+}
+
+/// The failover function's schedule: every `every`, its scheduled event.
+pub async fn failover_loop(failover: Arc<failover::AwsFailover>, every: Duration) {
+    let event = scheduled_event("okera-dm-failover");
+    loop {
+        tokio::time::sleep(every).await;
+        match failover::handle(&failover, &event).await {
+            Ok(answer) => tracing::debug!(%answer, "failover schedule"),
+            Err(e) => error!(error = %e, "failover schedule failed"),
+        }
+    }
+}
+
+/// Polls the emulator for the CloudWatch alarm state changes of `region` every
+/// half second and hands each to the region's failover function, as the
+/// region's EventBridge rule for alarm state changes does.
+pub async fn alarm_pump(
+    failover: Arc<failover::AwsFailover>,
+    region: String,
+    endpoint: String,
+    account: String,
+) {
+    let mut seen = 0;
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (endpoint, account) = (endpoint.clone(), account.clone());
+        let events =
+            tokio::task::spawn_blocking(move || emulator::alarm_events_at(&endpoint, &account, seen)).await;
+        let events = match events {
+            Ok(Ok(events)) => events,
+            Ok(Err(e)) => {
+                warn!(error = %e, "cannot read alarm events from the emulator");
+                continue;
+            }
+            Err(e) => {
+                error!(error = %e, "alarm event reader panicked");
+                continue;
+            }
+        };
+        for (seq, text) in events {
+            seen = seq;
+            let event: serde_json::Value = match serde_json::from_str(&text) {
+                Ok(v) => v,
+                Err(e) => {
+                    warn!(error = %e, "alarm event is not JSON");
+                    continue;
+                }
+            };
+            if event["region"].as_str() != Some(region.as_str()) {
+                continue;
+            }
+            let failover = failover.clone();
+            tokio::spawn(async move {
+                match failover::handle(&failover, &event).await {
+                    Ok(answer) => info!(%answer, "alarm event"),
+                    Err(e) => error!(error = %e, "alarm event failed"),
                 }
             });
         }

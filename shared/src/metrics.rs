@@ -57,6 +57,25 @@ pub const HISTORY_ROWS_ARCHIVED: &str = "HistoryRowsArchived";
 pub const LOG_ROTATION_DURATION: &str = "LogRotationDuration";
 
 /// Dimension: the cluster's id, in decimal.
+/// Per region, through `PutMetricData` (an alarm must see it at once): 1 while
+/// the region's DM holds the current epoch, 0 while it stands by. Only the
+/// region itself publishes it; its serving alarm and Route 53 health check
+/// follow it.
+pub const REGION_SERVING: &str = "RegionServing";
+/// Per region, published by each standby region: seconds since the active
+/// region's last heartbeat, as the replicated database shows it. The
+/// region-health alarm watches it.
+pub const ACTIVE_REGION_HEARTBEAT_AGE: &str = "ActiveRegionHeartbeatAge";
+/// Per region and failover or drill (EMF): the measured RTO, the RPO estimate
+/// (the replica lag at promotion), and 1 for each that ended well or not.
+pub const FAILOVER_RTO: &str = "FailoverRto";
+pub const FAILOVER_RPO_ESTIMATE: &str = "FailoverRpoEstimate";
+pub const FAILOVER_SUCCEEDED: &str = "FailoverSucceeded";
+pub const FAILOVER_FAILED: &str = "FailoverFailed";
+pub const DRILL_RTO: &str = "DrillRto";
+pub const DRILL_LEAKS: &str = "DrillLeaks";
+pub const DRILL_FAILED: &str = "DrillFailed";
+
 pub const CLUSTER_ID_DIMENSION: &str = "ClusterId";
 /// Dimension: the AWS region the cluster runs in (`us-west-2`).
 pub const REGION_DIMENSION: &str = "Region";
@@ -279,6 +298,85 @@ pub fn cluster_alarm(
         treat_missing_data: "breaching".to_owned(),
         tags: tags.to_vec(),
     }
+}
+
+/// The alarm, in `region`, that the Route 53 health check of that region's
+/// endpoint records follows: `ALARM` when [`REGION_SERVING`] stays below 1 for 3
+/// minutes, silence counting as not serving, so that a region that dies, or
+/// whose DM cannot prove it holds the epoch, stops being served. The failover
+/// sets it at once with `SetAlarmState`; this evaluation is the backstop.
+pub fn serving_alarm(region: &str) -> AlarmSpec {
+    AlarmSpec {
+        name: crate::domain::failover::serving_alarm_name(region),
+        description: format!(
+            "The DM in {region} serves: its endpoint records answer while this alarm is OK. The DM of {region} \
+             publishes Okera/DM RegionServing=1 only while it holds the current epoch of the fence; a failover \
+             sets this alarm to ALARM. See docs/failover.md."
+        ),
+        namespace: NAMESPACE.to_owned(),
+        metric: REGION_SERVING.to_owned(),
+        dimensions: vec![(REGION_DIMENSION.to_owned(), region.to_owned())],
+        statistic: "Maximum".to_owned(),
+        period_s: 60,
+        evaluation_periods: 3,
+        comparison: "LessThanThreshold".to_owned(),
+        threshold: 1.0,
+        treat_missing_data: "breaching".to_owned(),
+        tags: vec![("LaunchedBy".to_owned(), "Okera".to_owned())],
+    }
+}
+
+/// The region-health alarm of `watched`, in a standby region: `ALARM` when the
+/// active region's heartbeat, as the standby's replica shows it, is older than
+/// `max_age_s` for 2 minutes. Silence (the standby's own DM not running) is not
+/// a reason to fail over.
+pub fn region_health_alarm(watched: &str, max_age_s: f64) -> AlarmSpec {
+    AlarmSpec {
+        name: crate::domain::failover::health_alarm_name(watched),
+        description: format!(
+            "The active DM region {watched} has not written its heartbeat for more than {max_age_s:.0} s, as this \
+             region's database replica shows it. ALARM starts an automated failover to this region. See docs/failover.md."
+        ),
+        namespace: NAMESPACE.to_owned(),
+        metric: ACTIVE_REGION_HEARTBEAT_AGE.to_owned(),
+        dimensions: vec![(REGION_DIMENSION.to_owned(), watched.to_owned())],
+        statistic: "Minimum".to_owned(),
+        period_s: 60,
+        evaluation_periods: 2,
+        comparison: "GreaterThanThreshold".to_owned(),
+        threshold: max_age_s,
+        treat_missing_data: "notBreaching".to_owned(),
+        tags: vec![("LaunchedBy".to_owned(), "Okera".to_owned())],
+    }
+}
+
+/// The EMF line of a failover or a drill that ended, dimension `Region` (the
+/// target): the values given, by metric name, in milliseconds or counts.
+pub fn failover_emf_line(at_ms: i64, region: &str, values: &[(&'static str, f64)]) -> String {
+    let mut line = serde_json::Map::new();
+    let metrics: Vec<serde_json::Value> = values
+        .iter()
+        .map(|(name, _)| {
+            let unit = if name.ends_with("Rto") || name.ends_with("RpoEstimate") {
+                MILLISECONDS
+            } else {
+                COUNT
+            };
+            serde_json::json!({ "Name": name, "Unit": unit })
+        })
+        .collect();
+    line.insert(
+        "_aws".into(),
+        serde_json::json!({
+            "Timestamp": at_ms,
+            "CloudWatchMetrics": [{ "Namespace": NAMESPACE, "Dimensions": [[REGION_DIMENSION]], "Metrics": metrics }]
+        }),
+    );
+    line.insert(REGION_DIMENSION.into(), region.into());
+    for (name, value) in values {
+        line.insert((*name).into(), serde_json::json!(value));
+    }
+    serde_json::Value::Object(line).to_string()
 }
 
 /// The `_aws` member: the metadata object of an EMF document.

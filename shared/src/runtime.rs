@@ -30,6 +30,29 @@ pub fn required_var(name: &str) -> anyhow::Result<String> {
         .ok_or_else(|| anyhow::anyhow!("environment variable {name} is not set"))
 }
 
+/// The gate of this function's region: fenced by the DynamoDB table when the
+/// DM runs in several regions (`OKERA_FENCE_TABLE` set), else always active.
+#[cfg(feature = "aws-dynamodb")]
+pub fn gate(
+    store: &crate::store::Store,
+    settings: &crate::cloud::aws::AwsSettings,
+) -> anyhow::Result<crate::workflows::failover::Gate> {
+    use crate::workflows::failover::{FailoverSettings, Gate};
+    let region = required_var("OKERA_REGION").or_else(|_| required_var("AWS_REGION"))?;
+    Ok(match FailoverSettings::from_env().map_err(anyhow::Error::msg)? {
+        None => Gate::single(&region),
+        Some(f) => Gate::fenced(
+            std::sync::Arc::new(crate::cloud::aws::DynamoFence::new(
+                settings.clone(),
+                &f.region,
+                &f.fence_table,
+            )),
+            store.clone(),
+            &f.region,
+        ),
+    })
+}
+
 /// What the health functions start from: the configuration, the health
 /// settings, the store, and AWS settings (the endpoint override, if any).
 #[cfg(feature = "aws")]

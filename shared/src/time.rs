@@ -53,6 +53,39 @@ pub fn hour_start_ms(year: i64, month: u32, day: u32, hour: u32) -> Option<i64> 
     Some((days_from_civil(year, month, day) * 24 + hour as i64) * 3_600_000)
 }
 
+/// Reads the timestamps AWS events carry, in UTC: `2026-12-01T10:00:05Z`,
+/// `2026-12-01T10:00:03.250Z` and `2026-12-01T10:00:03.250+0000` (CloudWatch's
+/// alarm states). Other offsets than zero are refused.
+pub fn parse_aws_timestamp(raw: &str) -> Option<i64> {
+    let (date, time) = raw.split_once('T')?;
+    let time = time
+        .strip_suffix('Z')
+        .or_else(|| time.strip_suffix("+0000"))
+        .or_else(|| time.strip_suffix("+00:00"))?;
+    let mut d = date.splitn(3, '-');
+    let (y, m, day) = (
+        d.next()?.parse::<i64>().ok()?,
+        d.next()?.parse::<u32>().ok()?,
+        d.next()?.parse::<u32>().ok()?,
+    );
+    let (hms, frac) = time.split_once('.').unwrap_or((time, ""));
+    let mut t = hms.splitn(3, ':');
+    let (h, min, s) = (
+        t.next()?.parse::<u32>().ok()?,
+        t.next()?.parse::<i64>().ok()?,
+        t.next()?.parse::<i64>().ok()?,
+    );
+    if min > 59 || s > 60 || frac.len() > 9 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let millis = if frac.is_empty() {
+        0
+    } else {
+        format!("{frac:0<3}")[..3].parse::<i64>().ok()?
+    };
+    Some(hour_start_ms(y, m, day, h)? + (min * 60 + s) * 1000 + millis)
+}
+
 /// A proleptic Gregorian date to days since 1970-01-01 (Howard Hinnant's algorithm).
 fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
@@ -80,7 +113,7 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 
 #[cfg(test)]
 mod tests {
-    use super::{format_ms, hour_start_ms};
+    use super::{format_ms, hour_start_ms, parse_aws_timestamp};
 
     #[test]
     fn hour_starts_round_trip_through_the_formatter() {
@@ -109,6 +142,22 @@ mod tests {
             (1_709_208_000_001, "2024-02-29 12:00:00.001"),
         ] {
             assert_eq!(format_ms(ms), expected, "{ms}");
+        }
+    }
+
+    #[test]
+    fn aws_timestamps_read_as_epoch_milliseconds() {
+        for (raw, want) in [
+            ("2019-01-29T18:31:35.485Z", Some(1_548_786_695_485)),
+            ("2019-01-29T18:31:35Z", Some(1_548_786_695_000)),
+            ("2019-01-29T18:31:35.485+0000", Some(1_548_786_695_485)),
+            ("2019-01-29T18:31:35.4+00:00", Some(1_548_786_695_400)),
+            ("2019-01-29T18:31:35.485+0100", None),
+            ("2019-01-29 18:31:35Z", None),
+            ("2019-02-30T00:00:00Z", None),
+            ("", None),
+        ] {
+            assert_eq!(parse_aws_timestamp(raw), want, "{raw}");
         }
     }
 }

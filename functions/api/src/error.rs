@@ -62,6 +62,16 @@ impl ApiError {
         Self::new(StatusCode::CONFLICT, "CONFLICT", message)
     }
 
+    /// This region stands by (or cannot prove it is active): writes go to the
+    /// active region.
+    pub fn standby(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "REGION_STANDBY", message)
+    }
+
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", message)
+    }
+
     pub fn too_large(message: impl Into<String>) -> Self {
         Self::new(StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", message)
     }
@@ -104,7 +114,12 @@ impl From<FieldError> for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        CommandError::from(e).into()
+        match e {
+            StoreError::ReadOnly { .. } => ApiError::standby(format!(
+                "{e}: send writes to the active region's API (ocadm status shows which region is active)"
+            )),
+            other => CommandError::from(other).into(),
+        }
     }
 }
 
@@ -115,6 +130,22 @@ impl From<CommandError> for ApiError {
             CommandError::NotFound { kind, id } => ApiError::not_found(format!("{kind} {id} does not exist")),
             CommandError::Conflict(m) => ApiError::conflict(m),
             CommandError::Internal(e) => ApiError::internal(e),
+        }
+    }
+}
+
+impl From<shared::workflows::failover::FailoverError> for ApiError {
+    fn from(e: shared::workflows::failover::FailoverError) -> Self {
+        use shared::workflows::failover::FailoverError as F;
+        match e {
+            F::Refused(m) => ApiError::new(StatusCode::CONFLICT, "FAILOVER_REFUSED", m),
+            F::NotFound(m) => ApiError::not_found(m),
+            F::Store(s) => s.into(),
+            F::Fence(c) | F::Cloud(c) if c.is_retryable() => {
+                tracing::warn!(error = %c, "fence or CloudWatch unavailable");
+                ApiError::unavailable(format!("{c}; try again"))
+            }
+            other => ApiError::internal(other),
         }
     }
 }

@@ -5,6 +5,7 @@
 
 mod error;
 mod extract;
+mod regions;
 mod views;
 
 use axum::extract::{Query, State};
@@ -22,6 +23,7 @@ use shared::domain::{ClusterUpdate, ProposedCluster, ProposedEnvironment};
 use shared::store::{Role, Store, Submitted};
 use shared::workflows::commands::{self, Limits};
 use shared::workflows::diagnostics::{self, ProposedDiagnostics};
+use shared::workflows::failover::Desk;
 use shared::workflows::reconcile::Target;
 pub use shared::workflows::wake::{wake_by_invoke, BoxFuture, Kick};
 
@@ -38,6 +40,10 @@ pub struct AppState {
     /// Wakes the runbook runner for one runbook (its operation id) after a
     /// runbook write, so that it need not wait for its schedule.
     pub run_runbook: RunbookWake,
+    /// This region's failovers: who is active, dry runs, requests.
+    pub failover: std::sync::Arc<dyn Desk>,
+    /// Wakes this region's failover function for a drill's runbook.
+    pub run_region_runbook: RunbookWake,
 }
 
 /// Wakes the runbook runner for a runbook. Like a [`Kick`], it never fails the
@@ -98,6 +104,11 @@ pub fn router(state: AppState) -> Router {
             "/settings/default-version",
             get(get_default_version).put(set_default_version),
         )
+        .route("/regions", get(regions::regions))
+        .route("/failover", post(regions::request_failover))
+        .route("/failovers", get(regions::list_failovers))
+        .route("/failovers/{id}", get(regions::get_failover))
+        .route("/drills", get(regions::list_drills).post(regions::start_drill))
         .method_not_allowed_fallback(method_not_allowed);
     Router::new()
         .nest("/v1", v1)
@@ -140,6 +151,27 @@ async fn authenticate(
         ))
         .into_response();
     }
+    // Only the active region takes writes; a failover is asked of the region
+    // that takes over, which stands by until then.
+    if write && req.uri().path() != "/v1/failover" {
+        let role = state.failover.role().await;
+        if !role.is_active() {
+            let region = state.failover.region().to_owned();
+            let err = match &role {
+                shared::domain::failover::Role::Unknown(_) => ApiError::unavailable(role.describe(&region)),
+                _ => ApiError::standby(format!(
+                    "{}; send writes to {}",
+                    role.describe(&region),
+                    role.leader()
+                        .map_or("the active region's API".to_owned(), |l| format!(
+                            "{}'s API",
+                            l.region
+                        ))
+                )),
+            };
+            return err.into_response();
+        }
+    }
     req.extensions_mut().insert(caller);
     next.run(req).await
 }
@@ -158,10 +190,17 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
 
 async fn status(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     state.store.ping().await.map_err(ApiError::internal)?;
+    let region = state.failover.region().to_owned();
+    let role = state.failover.role().await;
     Ok(Json(json!({
         "status": "Running",
         "message": "Service available",
         "version": env!("CARGO_PKG_VERSION"),
+        "region": region,
+        "role": role.as_str(),
+        "activeRegion": role.leader().map(|l| l.region.clone()),
+        "epoch": role.leader().map(|l| l.epoch),
+        "roleMessage": role.describe(&region),
     })))
 }
 

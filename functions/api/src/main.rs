@@ -7,10 +7,12 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use shared::cloud::aws::{AwsSettings, LambdaAdapter};
+use shared::cloud::aws::{AwsSettings, CloudWatchAdapter, DynamoFence, LambdaAdapter};
+use shared::cloud::Functions;
 use shared::config::Config;
 use shared::store::Store;
 use shared::workflows::commands::Limits;
+use shared::workflows::failover::{Desk, FailoverSettings, FailoverWake, FenceDesk, SingleRegionDesk};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
@@ -40,9 +42,51 @@ async fn main() -> Result<(), lambda_http::Error> {
     let runbooks = std::env::var("OKERA_RUNBOOKS_FUNCTION").context(
         "OKERA_RUNBOOKS_FUNCTION is not set (the function that runs upgrades, rollbacks and restarts)",
     )?;
-    let lambda = Arc::new(LambdaAdapter::new(settings, &region));
+    let lambda = Arc::new(LambdaAdapter::new(settings.clone(), &region));
     let kick = api::wake_by_invoke(lambda.clone(), reconciler);
     let run_runbook = api::runbook_wake_by_invoke(lambda.clone(), runbooks);
+    // With several DM regions (OKERA_FENCE_TABLE set): the fence, and this
+    // region's failover function, which takes over and runs drills.
+    let (failover, run_region_runbook): (Arc<dyn Desk>, api::RunbookWake) = match FailoverSettings::from_env()
+        .map_err(anyhow::Error::msg)?
+    {
+        None => (
+            Arc::new(SingleRegionDesk {
+                region: region.clone(),
+            }),
+            Arc::new(|_| Box::pin(async {})),
+        ),
+        Some(f) => {
+            let function = std::env::var("OKERA_FAILOVER_FUNCTION")
+                .context("OKERA_FAILOVER_FUNCTION is not set (this region's failover function)")?;
+            let fence = Arc::new(DynamoFence::new(settings.clone(), &f.region, &f.fence_table));
+            let wake: FailoverWake = {
+                let (lambda, function) = (lambda.clone(), function.clone());
+                Arc::new(move |event| {
+                    let (lambda, function) = (lambda.clone(), function.clone());
+                    Box::pin(async move {
+                        if let Err(e) = lambda
+                            .invoke_async(&function, event.to_string().into_bytes())
+                            .await
+                        {
+                            tracing::warn!(error = %e, "could not wake the failover function; its schedule will");
+                        }
+                    })
+                })
+            };
+            let desk = FenceDesk::new(
+                fence,
+                CloudWatchAdapter::new(settings.clone()),
+                store.clone(),
+                f,
+                wake,
+            );
+            (
+                Arc::new(desk),
+                api::runbook_wake_by_invoke(lambda.clone(), function),
+            )
+        }
+    };
     let diagnostics = api::Diagnostics {
         staging: config.staging.clone(),
         wake: shared::workflows::diagnostics::wake_by_invoke(lambda, worker),
@@ -56,6 +100,8 @@ async fn main() -> Result<(), lambda_http::Error> {
         kick,
         diagnostics,
         run_runbook,
+        failover,
+        run_region_runbook,
     };
     lambda_http::run(api::router(state)).await
 }

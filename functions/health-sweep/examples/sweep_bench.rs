@@ -416,6 +416,8 @@ async fn create_environment(store: &Store) -> Result<i64> {
         vpc_cidr: Some("10.20.0.0/16".into()),
         admin_cidr: Some("203.0.113.0/24".into()),
         create_security_group: false,
+        failover_for: None,
+        warm_standby_nodes: None,
     })
     .map_err(|e| anyhow!("environment spec: {e}"))?;
     let env = store.create_environment(&ctx(), &spec).await?.target_id;

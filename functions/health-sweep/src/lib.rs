@@ -9,6 +9,7 @@ use shared::cloud::{agents::HttpAgents, Agents, Compute, Scaling};
 use shared::config::HealthConfig;
 use shared::metrics::emf_lines;
 use shared::store::Store;
+use shared::workflows::failover::Gate;
 use shared::workflows::sweep::Sweeper;
 use tracing::warn;
 
@@ -52,12 +53,16 @@ pub fn parse_event(event: &Value) -> Result<(), String> {
 /// is refused with the reason.
 pub async fn handle<C: Compute, S: Scaling, A: Agents>(
     sweeper: &Sweeper<C, S, A>,
+    gate: &Gate,
     event: &Value,
     emit: &(dyn Fn(&str) + Sync),
 ) -> Result<Value, anyhow::Error> {
     if let Err(reason) = parse_event(event) {
         warn!(%reason, "rejected event");
         return Ok(json!({ "rejected": reason }));
+    }
+    if let Some(answer) = gate.standing_by().await {
+        return Ok(answer);
     }
     let report = sweeper.sweep().await?;
     for sample in &report.samples {

@@ -9,6 +9,7 @@ use shared::cloud::aws::{AutoScalingAdapter, AwsSettings, Ec2Adapter};
 use shared::cloud::{agents::HttpAgents, Agents, Compute, Scaling};
 use shared::config::HealthConfig;
 use shared::store::Store;
+use shared::workflows::failover::Gate;
 use shared::workflows::lifecycle::{Lifecycle, LifecycleEvent, Outcome};
 use shared::workflows::reconcile::Target;
 use shared::workflows::wake::Kick;
@@ -32,6 +33,7 @@ pub fn build(store: Store, settings: AwsSettings, health: &HealthConfig, agents:
 /// Lambda delivers the event again.
 pub async fn handle<C: Compute, S: Scaling, A: Agents>(
     lifecycle: &Lifecycle<C, S, A>,
+    gate: &Gate,
     kick: Option<&Kick>,
     event: &Value,
 ) -> Result<Value, anyhow::Error> {
@@ -42,6 +44,11 @@ pub async fn handle<C: Compute, S: Scaling, A: Agents>(
             return Ok(json!({ "rejected": reason }));
         }
     };
+    // Every region gets every lifecycle event (the EventBridge rules forward
+    // them to the other DM regions): the active one acts.
+    if let Some(answer) = gate.standing_by().await {
+        return Ok(answer);
+    }
     let outcome = lifecycle.handle(&event).await?;
     let (name, cluster) = match outcome {
         Outcome::NotOurs => ("not-ours", None),

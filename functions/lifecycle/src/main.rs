@@ -10,7 +10,7 @@ use serde_json::Value;
 use shared::cloud::agents::{HttpAgents, Resolver};
 use shared::cloud::aws::LambdaAdapter;
 use shared::domain::health::AGENT_PORT;
-use shared::runtime::{health_function, init_logging, required_var};
+use shared::runtime::{gate, health_function, init_logging, required_var};
 use shared::workflows::wake::wake_by_invoke;
 
 #[tokio::main]
@@ -24,10 +24,11 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         reconciler,
     );
     let agents = HttpAgents::new(Resolver::PrivateIp { port: AGENT_PORT }).with_timeout(health.probe_timeout);
+    let gate = gate(&store, &settings)?;
     let lifecycle = lifecycle::build(store, settings, &health, agents);
-    let (lifecycle, kick) = (&lifecycle, &kick);
+    let (lifecycle, kick, gate) = (&lifecycle, &kick, &gate);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        lifecycle::handle(lifecycle, Some(kick), &event.payload)
+        lifecycle::handle(lifecycle, gate, Some(kick), &event.payload)
             .await
             .map_err(lambda_runtime::Error::from)
     }))

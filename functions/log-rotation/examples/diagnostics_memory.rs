@@ -149,6 +149,8 @@ async fn cluster(store: &Store) -> Result<i64> {
         vpc_cidr: None,
         admin_cidr: None,
         create_security_group: false,
+        failover_for: None,
+        warm_standby_nodes: None,
     })
     .map_err(|e| anyhow::anyhow!("{}: {}", e.field, e.message))?;
     let env = store.create_environment(&ctx, &env).await?.target_id;

@@ -23,6 +23,7 @@ use shared::config::RetentionConfig;
 use shared::metrics::{rotation_emf_line, RotationSample};
 use shared::time::now_ms;
 use shared::workflows::archive::Archiver;
+use shared::workflows::failover::Gate;
 use shared::workflows::retention::apply_retention;
 use shared::workflows::rotation::{LogRotation, RotationSettings};
 use tracing::{info, warn};
@@ -71,16 +72,25 @@ impl<O: ObjectStore> Logs<O> {
     /// the failure shows in its metrics, after the other steps ran.
     /// A scheduled run hands its metric line (CloudWatch Embedded Metric Format)
     /// to `emit`.
-    pub async fn handle(&self, event: &Value, emit: &(dyn Fn(&str) + Sync)) -> Result<Value, anyhow::Error> {
-        if let Some(parsed) = shared::workflows::diagnostics::parse_event(event) {
-            return diagnostics::handle(self, parsed).await;
-        }
-        match parse_event(event) {
-            Err(reason) => {
+    pub async fn handle(
+        &self,
+        gate: &Gate,
+        event: &Value,
+        emit: &(dyn Fn(&str) + Sync),
+    ) -> Result<Value, anyhow::Error> {
+        let diagnostics = shared::workflows::diagnostics::parse_event(event);
+        if diagnostics.is_none() {
+            if let Err(reason) = parse_event(event) {
                 warn!(%reason, "rejected event");
-                Ok(json!({ "rejected": reason }))
+                return Ok(json!({ "rejected": reason }));
             }
-            Ok(Request::Scheduled) => self.scheduled(emit).await,
+        }
+        if let Some(answer) = gate.standing_by().await {
+            return Ok(answer);
+        }
+        match diagnostics {
+            Some(parsed) => diagnostics::handle(self, parsed).await,
+            None => self.scheduled(emit).await,
         }
     }
 

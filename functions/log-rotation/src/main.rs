@@ -28,6 +28,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         endpoint: config.aws_endpoint.clone(),
         ..Default::default()
     };
+    let gate = shared::runtime::gate(&store, &settings)?;
     let logs = log_rotation::Logs {
         region: region.clone(),
         archiver: Archiver {
@@ -41,9 +42,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         rotation: Default::default(),
         retention,
     };
-    let logs = &logs;
+    let (logs, gate) = (&logs, &gate);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        logs.handle(&event.payload, &|line| println!("{line}"))
+        logs.handle(gate, &event.payload, &|line| println!("{line}"))
             .await
             .map_err(lambda_runtime::Error::from)
     }))

@@ -9,6 +9,7 @@ use shared::cloud::aws::{
 };
 use shared::config::Config;
 use shared::store::Store;
+use shared::workflows::failover::Gate;
 use shared::workflows::reconcile::{Outcome, Reconciler, Target};
 use tracing::warn;
 
@@ -99,7 +100,7 @@ fn truncate(s: &str) -> String {
 
 /// Handles one event. A malformed event is logged and answered with the reason; it
 /// is not retried, since a retry would fail the same way.
-pub async fn handle(reconciler: &AwsReconciler, event: &Value) -> Result<Value, anyhow::Error> {
+pub async fn handle(reconciler: &AwsReconciler, gate: &Gate, event: &Value) -> Result<Value, anyhow::Error> {
     let request = match parse_event(event) {
         Ok(r) => r,
         Err(reason) => {
@@ -107,6 +108,9 @@ pub async fn handle(reconciler: &AwsReconciler, event: &Value) -> Result<Value, 
             return Ok(json!({ "rejected": reason }));
         }
     };
+    if let Some(answer) = gate.standing_by().await {
+        return Ok(answer);
+    }
     let outcome = |o: Outcome| if o == Outcome::Busy { "busy" } else { "reconciled" };
     Ok(match request {
         Request::All => {

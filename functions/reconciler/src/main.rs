@@ -34,10 +34,11 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         "lambda-{}",
         std::env::var("AWS_LAMBDA_LOG_STREAM_NAME").unwrap_or_else(|_| std::process::id().to_string())
     );
+    let gate = shared::runtime::gate(&store, &settings)?;
     let reconciler = reconciler::build(store, &config, settings, &home_region, owner);
-    let reconciler = &reconciler;
+    let (reconciler, gate) = (&reconciler, &gate);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        reconciler::handle(reconciler, &event.payload)
+        reconciler::handle(reconciler, gate, &event.payload)
             .await
             .map_err(lambda_runtime::Error::from)
     }))

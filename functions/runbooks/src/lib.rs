@@ -9,13 +9,16 @@ use serde_json::{json, Value};
 use shared::cloud::agents::HttpAgents;
 use shared::cloud::aws::{AwsSettings, LambdaAdapter, Route53Adapter};
 use shared::store::Store;
+use shared::workflows::failover::Gate;
 use shared::workflows::kill::KillSwitch;
-use shared::workflows::runbook::{self, DnsZone, RunOutcome, RunbookSettings, Runner};
+use shared::workflows::runbook::{
+    self, ClusterRunner, ClusterSteps, DnsZone, RunOutcome, RunbookSettings, Runner,
+};
 use shared::workflows::wake::{wake_by_invoke, Kick};
 use tracing::warn;
 
 /// The runner over the real adapters.
-pub type AwsRunner = Runner<Route53Adapter, HttpAgents>;
+pub type AwsRunner = ClusterRunner<Route53Adapter, HttpAgents>;
 
 /// Builds the runner once per process. `reconciler` is the function woken after
 /// a step changes desired state (a replacement built, a cluster retired).
@@ -34,10 +37,12 @@ pub fn build(
     );
     Runner {
         store,
-        dns: Route53Adapter::new(settings),
-        agents,
-        zone,
-        kick,
+        steps: ClusterSteps {
+            dns: Route53Adapter::new(settings),
+            agents,
+            zone,
+            kick,
+        },
         settings: RunbookSettings::default(),
         owner,
         kill: KillSwitch::off(),
@@ -74,7 +79,11 @@ pub fn parse_event(event: &Value) -> Result<Request, String> {
 
 /// Handles one event. A malformed event is answered with the reason and not
 /// retried (a retry would fail the same way).
-pub async fn handle<D, A>(runner: &Runner<D, A>, event: &Value) -> Result<Value, anyhow::Error>
+pub async fn handle<D, A>(
+    runner: &ClusterRunner<D, A>,
+    gate: &Gate,
+    event: &Value,
+) -> Result<Value, anyhow::Error>
 where
     D: shared::cloud::Dns,
     A: shared::cloud::Agents,
@@ -86,6 +95,9 @@ where
             return Ok(json!({ "rejected": reason }));
         }
     };
+    if let Some(answer) = gate.standing_by().await {
+        return Ok(answer);
+    }
     Ok(match request {
         Request::Due => {
             let s = runner.run_due().await?;

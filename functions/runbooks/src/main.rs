@@ -38,10 +38,11 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         std::env::var("AWS_LAMBDA_LOG_STREAM_NAME").unwrap_or_else(|_| std::process::id().to_string())
     );
     let agents = HttpAgents::new(Resolver::PrivateIp { port: AGENT_PORT });
+    let gate = shared::runtime::gate(&store, &settings)?;
     let runner = runbooks::build(store, settings, &home_region, zone, agents, reconciler, owner);
-    let runner = &runner;
+    let (runner, gate) = (&runner, &gate);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        runbooks::handle(runner, &event.payload)
+        runbooks::handle(runner, gate, &event.payload)
             .await
             .map_err(lambda_runtime::Error::from)
     }))

@@ -802,6 +802,8 @@ mod tests {
                 vpc_cidr: None,
                 admin_cidr: None,
                 create_security_group: false,
+                failover_for: None,
+                warm_standby_nodes: None,
             })
             .unwrap();
             let env = store.create_environment(&ctx, &spec).await.unwrap().target_id;

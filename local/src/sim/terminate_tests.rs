@@ -161,6 +161,8 @@ async fn world() -> World {
                 vpc_cidr: None,
                 admin_cidr: None,
                 create_security_group: false,
+                failover_for: None,
+                warm_standby_nodes: None,
             })
             .unwrap(),
         )
@@ -323,9 +325,14 @@ async fn a_leaving_nodes_pending_lines_are_in_the_bucket_before_continue() {
         let before = agent.logs.stats().await;
         let lifecycle = w.lifecycle(Duration::from_secs(20));
 
-        let out = lifecycle::handle(&lifecycle, None, &w.terminate_event(instance))
-            .await
-            .unwrap();
+        let out = lifecycle::handle(
+            &lifecycle,
+            &shared::workflows::failover::Gate::single("us-west-2"),
+            None,
+            &w.terminate_event(instance),
+        )
+        .await
+        .unwrap();
         assert_eq!(out["outcome"], "left", "{out}");
         let completed = lifecycle.scaling.completed.lock().unwrap().clone();
         assert_eq!(completed.len(), 1, "one CONTINUE");
@@ -388,9 +395,14 @@ async fn a_hung_or_failed_flush_holds_the_node_no_longer_than_the_bound() {
         lock(&agent.state).knobs.mode = mode;
         let lifecycle = w.lifecycle(bound);
         let started = Instant::now();
-        let out = lifecycle::handle(&lifecycle, None, &w.terminate_event(instance))
-            .await
-            .unwrap();
+        let out = lifecycle::handle(
+            &lifecycle,
+            &shared::workflows::failover::Gate::single("us-west-2"),
+            None,
+            &w.terminate_event(instance),
+        )
+        .await
+        .unwrap();
         let took = started.elapsed();
         assert_eq!(out["outcome"], "left", "{instance}: {out}");
         // The slow agent answers after 30 s; the bound cut it short.

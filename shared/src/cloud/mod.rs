@@ -1,6 +1,7 @@
 //! Ports to the systems the DM drives: EC2 [`Compute`], Auto Scaling [`Scaling`],
 //! S3 [`ObjectStore`], Lambda [`Functions`], CloudWatch [`Metrics`], Route 53
-//! [`Dns`] and the node agents [`Agents`]. Workflows are written against these traits; the real
+//! [`Dns`], RDS [`GlobalDatabase`], the DynamoDB [`Fence`] and the node agents
+//! [`Agents`]. Workflows are written against these traits; the real
 //! adapters in [`aws`] (behind the `aws-*` cargo features) use the AWS SDK, and
 //! integration tests run them against the emulator. [`agents`] holds the HTTP
 //! prober of the node agents.
@@ -14,6 +15,7 @@ pub mod upload;
 
 use std::future::Future;
 
+use crate::domain::failover::{FailoverRequest, FailoverState, Leader};
 use crate::domain::health::AgentReport;
 use crate::domain::security_group::Peer;
 use crate::domain::InstanceSize;
@@ -492,6 +494,34 @@ pub trait Metrics: Send + Sync {
     ) -> impl Future<Output = CloudResult<Vec<String>>> + Send;
     /// Deletes alarms; names that do not exist are ignored.
     fn delete_alarms(&self, region: &str, names: &[String]) -> impl Future<Output = CloudResult<()>> + Send;
+    /// Puts one datapoint, now (`PutMetricData`). Only the few metrics that an
+    /// alarm must see at once go through the API; the rest are EMF lines.
+    fn put_metric(
+        &self,
+        region: &str,
+        namespace: &str,
+        metric: &str,
+        dimensions: &[(String, String)],
+        value: f64,
+    ) -> impl Future<Output = CloudResult<()>> + Send;
+    /// Sets an alarm's state (`OK`, `ALARM`) until its next evaluation.
+    fn set_alarm_state(
+        &self,
+        region: &str,
+        alarm: &str,
+        state: &str,
+        reason: &str,
+    ) -> impl Future<Output = CloudResult<()>> + Send;
+    /// The newest datapoint's maximum of a metric since `since_ms`, by the minute;
+    /// none without data.
+    fn latest(
+        &self,
+        region: &str,
+        namespace: &str,
+        metric: &str,
+        dimensions: &[(String, String)],
+        since_ms: i64,
+    ) -> impl Future<Output = CloudResult<Option<f64>>> + Send;
 }
 
 /// Where a node's agent is, as the DM knows the node.
@@ -536,13 +566,47 @@ pub trait Agents: Send + Sync {
 }
 
 /// One DNS record set: a fully qualified name (with or without the final dot),
-/// its type (`A`, `CNAME`), TTL in seconds and values.
+/// its type (`A`, `CNAME`), TTL in seconds and values; and, for one side of a
+/// failover pair, how Route 53 chooses it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordSet {
     pub name: String,
     pub kind: String,
     pub ttl: i64,
     pub values: Vec<String>,
+    /// None: a simple record set, the only one of its name and type.
+    pub failover: Option<FailoverRouting>,
+}
+
+/// One side of a Route 53 failover pair: Route 53 answers with the primary while
+/// its health check is healthy, else with the secondary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailoverRouting {
+    /// The set identifier: the region of the side's environment.
+    pub set_id: String,
+    pub primary: bool,
+    pub health_check_id: Option<String>,
+}
+
+impl RecordSet {
+    /// A simple `A` record set.
+    pub fn a(name: impl Into<String>, ttl: i64, values: Vec<String>) -> RecordSet {
+        RecordSet {
+            name: name.into(),
+            kind: "A".into(),
+            ttl,
+            values,
+            failover: None,
+        }
+    }
+
+    /// Whether `other` is the same set of a zone (name, type, set identifier):
+    /// an UPSERT of one replaces the other.
+    pub fn same_set(&self, other: &RecordSet) -> bool {
+        let id = |r: &RecordSet| r.failover.as_ref().map(|f| f.set_id.clone());
+        let name = |r: &RecordSet| r.name.trim_end_matches('.').to_ascii_lowercase();
+        name(self) == name(other) && self.kind == other.kind && id(self) == id(other)
+    }
 }
 
 /// Route 53: the stable DNS names of clusters. Route 53 is global: no region.
@@ -560,6 +624,93 @@ pub trait Dns: Send + Sync {
     /// The id of the hosted zone named `name`, creating a public one when there
     /// is none (dm-local makes its zone in the emulator with this).
     fn ensure_zone(&self, name: &str) -> impl Future<Output = CloudResult<String>> + Send;
+    /// The id of the health check made with `reference` that follows the
+    /// CloudWatch alarm `alarm` in `alarm_region` (insufficient data counts as
+    /// unhealthy), creating it when there is none.
+    fn ensure_health_check(
+        &self,
+        reference: &str,
+        alarm_region: &str,
+        alarm: &str,
+    ) -> impl Future<Output = CloudResult<String>> + Send;
+}
+
+/// The outcome of a conditional claim of the fence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claimed {
+    Won,
+    /// Another contender moved the epoch first; what it holds now, if readable.
+    Lost(Option<Leader>),
+}
+
+/// The fence: who is active, claimed with a conditional write that exactly one
+/// contender wins, and the failover requests, which must be writable when the
+/// database is not. In AWS a DynamoDB table with multi-region strong
+/// consistency; every call goes to this region's replica.
+pub trait Fence: Send + Sync {
+    /// The leader item, read strongly consistent; none before the first claim.
+    fn leader(&self) -> impl Future<Output = CloudResult<Option<Leader>>> + Send;
+    /// Writes `next` only if the stored epoch is still `seen` (none: no item yet).
+    fn claim(&self, seen: Option<i64>, next: &Leader) -> impl Future<Output = CloudResult<Claimed>> + Send;
+    /// Records a new request; false when one with its id exists already.
+    fn create_request(&self, request: &FailoverRequest) -> impl Future<Output = CloudResult<bool>> + Send;
+    fn request(&self, id: &str) -> impl Future<Output = CloudResult<Option<FailoverRequest>>> + Send;
+    /// Writes `request` only if the stored one is still in state `from`; false
+    /// when it moved on meanwhile.
+    fn update_request(
+        &self,
+        request: &FailoverRequest,
+        from: FailoverState,
+    ) -> impl Future<Output = CloudResult<bool>> + Send;
+    /// The requests, newest first.
+    fn requests(&self) -> impl Future<Output = CloudResult<Vec<FailoverRequest>>> + Send;
+}
+
+/// One member of a global database, as RDS lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbMember {
+    pub arn: String,
+    pub region: String,
+    pub writer: bool,
+    /// `connected`, `pending-resync`, ... (none when RDS gives none).
+    pub synchronization: Option<String>,
+}
+
+/// An Aurora global database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GlobalDb {
+    pub id: String,
+    /// `available`, `switching-over`, `failing-over`, ...
+    pub status: String,
+    pub members: Vec<DbMember>,
+    /// While a switchover or failover runs: the DB cluster it promotes.
+    pub promoting: Option<String>,
+}
+
+impl GlobalDb {
+    pub fn writer(&self) -> Option<&DbMember> {
+        self.members.iter().find(|m| m.writer)
+    }
+
+    pub fn member_in(&self, region: &str) -> Option<&DbMember> {
+        self.members.iter().find(|m| m.region == region)
+    }
+}
+
+/// RDS: the DM's own Aurora global database.
+pub trait GlobalDatabase: Send + Sync {
+    fn describe(&self, region: &str, global_id: &str) -> impl Future<Output = CloudResult<GlobalDb>> + Send;
+    /// Makes `target` (a DB cluster ARN) the writer: `SwitchoverGlobalCluster`
+    /// when `planned` (no data loss; both regions up), else
+    /// `FailoverGlobalCluster` with `AllowDataLoss`. Returns once asked; the
+    /// promotion completes later (poll [`GlobalDatabase::describe`]).
+    fn promote(
+        &self,
+        region: &str,
+        global_id: &str,
+        target: &str,
+        planned: bool,
+    ) -> impl Future<Output = CloudResult<()>> + Send;
 }
 
 /// Lambda: waking another DM function.

@@ -243,6 +243,8 @@ pub enum ClusterStatus {
     Terminating,
     Terminated,
     Failed,
+    /// A parked standby partner (warm or cold) of a cluster in another region.
+    Standby,
 }
 
 impl ClusterStatus {
@@ -257,6 +259,7 @@ impl ClusterStatus {
             ClusterStatus::Terminating => "TERMINATING",
             ClusterStatus::Terminated => "TERMINATED",
             ClusterStatus::Failed => "FAILED",
+            ClusterStatus::Standby => "STANDBY",
         }
     }
 }

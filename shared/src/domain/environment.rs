@@ -88,7 +88,18 @@ pub struct ProposedEnvironment {
     pub admin_cidr: Option<String>,
     #[serde(default)]
     pub create_security_group: bool,
+    /// Pair the new environment with this one, in another region: its clusters
+    /// fail over to the new one.
+    #[serde(default)]
+    pub failover_for: Option<i64>,
+    /// With `failoverFor`: nodes each standby partner keeps running (0, the
+    /// default: cold standby, partners are made at failover time).
+    #[serde(default)]
+    pub warm_standby_nodes: Option<i64>,
 }
+
+/// The most nodes a warm standby partner may keep.
+pub const MAX_WARM_STANDBY_NODES: i64 = 100;
 
 /// A valid environment specification.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,6 +111,9 @@ pub struct EnvironmentSpec {
     pub vpc_cidr: Option<Cidr>,
     pub admin_cidr: Option<Cidr>,
     pub create_security_group: bool,
+    /// The environment this one is the failover partner of, and the warm
+    /// standby size of the pair.
+    pub pair: Option<(i64, i64)>,
 }
 
 fn aws_id(field: &str, prefix: &str, raw: &str) -> Result<String, FieldError> {
@@ -153,6 +167,28 @@ impl EnvironmentSpec {
                 "adminCidr is required with createSecurityGroup: it says who may SSH to the nodes",
             ));
         }
+        let pair = match (p.failover_for, p.warm_standby_nodes) {
+            (None, None) => None,
+            (None, Some(_)) => {
+                return Err(FieldError::new(
+                    "warmStandbyNodes",
+                    "warmStandbyNodes needs failoverFor: it sizes the standby partners of a pair",
+                ))
+            }
+            (Some(id), _) if id < 1 => {
+                return Err(FieldError::new(
+                    "failoverFor",
+                    format!("failoverFor must be an environment id (a positive whole number), got {id}"),
+                ))
+            }
+            (Some(_), Some(n)) if !(0..=MAX_WARM_STANDBY_NODES).contains(&n) => {
+                return Err(FieldError::new(
+                    "warmStandbyNodes",
+                    format!("warmStandbyNodes must be from 0 to {MAX_WARM_STANDBY_NODES}, got {n}"),
+                ))
+            }
+            (Some(id), n) => Some((id, n.unwrap_or(0))),
+        };
         Ok(EnvironmentSpec {
             name,
             region,
@@ -161,6 +197,7 @@ impl EnvironmentSpec {
             vpc_cidr,
             admin_cidr,
             create_security_group: p.create_security_group,
+            pair,
         })
     }
 }
@@ -232,7 +269,27 @@ mod tests {
             vpc_cidr: None,
             admin_cidr: None,
             create_security_group: false,
+            failover_for: None,
+            warm_standby_nodes: None,
         }
+    }
+
+    #[test]
+    fn a_pair_names_its_partner_and_a_sane_standby_size() {
+        let pair = |f: Option<i64>, w: Option<i64>| {
+            EnvironmentSpec::parse(ProposedEnvironment {
+                failover_for: f,
+                warm_standby_nodes: w,
+                ..proposed()
+            })
+        };
+        assert_eq!(pair(Some(3), None).unwrap().pair, Some((3, 0)));
+        assert_eq!(pair(Some(3), Some(2)).unwrap().pair, Some((3, 2)));
+        assert_eq!(pair(None, None).unwrap().pair, None);
+        assert_eq!(pair(None, Some(1)).unwrap_err().field, "warmStandbyNodes");
+        assert_eq!(pair(Some(0), None).unwrap_err().field, "failoverFor");
+        assert_eq!(pair(Some(3), Some(-1)).unwrap_err().field, "warmStandbyNodes");
+        assert_eq!(pair(Some(3), Some(101)).unwrap_err().field, "warmStandbyNodes");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 mod cluster;
 mod environment;
+pub mod failover;
 pub mod health;
 pub mod logs;
 mod names;

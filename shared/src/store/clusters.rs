@@ -25,6 +25,27 @@ async fn refuse_during_replacement(
     }
 }
 
+/// Refuses a user's change to a cluster the DM keeps for itself: a parked
+/// standby partner (changed through the cluster it stands by for) or a drill's.
+pub(crate) fn refuse_if_kept(cluster: &ClusterRow, verb: &str) -> Result<(), StoreError> {
+    if let Some(drill) = cluster.drill_id {
+        return Err(StoreError::Conflict(format!(
+            "cluster {} belongs to drill {drill} and goes when the drill ends; it cannot be {verb}",
+            cluster.id
+        )));
+    }
+    if cluster.parked {
+        let partner = cluster
+            .partner_id
+            .map_or_else(|| "its partner".to_owned(), |p| format!("cluster {p}"));
+        return Err(StoreError::Conflict(format!(
+            "cluster {} is the parked standby of {partner}; it cannot be {verb}. Change {partner} instead: its standby follows",
+            cluster.id
+        )));
+    }
+    Ok(())
+}
+
 /// A node as the reconciler saw it in its Auto Scaling group.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewNode {
@@ -157,6 +178,7 @@ impl Store {
                 current.status_code
             )));
         }
+        refuse_if_kept(&current, "updated")?;
         // An upgrade copies the spec into its replacement; a size changed under
         // it would be lost when traffic moves.
         if update.num_nodes.is_some() {
@@ -239,6 +261,9 @@ impl Store {
             return Ok(s);
         }
         let current = self.get_cluster_in(&mut tx, id).await?;
+        if !current.delete_requested {
+            refuse_if_kept(&current, "deleted")?;
+        }
         if current.termination_protection {
             return Err(StoreError::Conflict(format!(
                 "cluster {id} has termination protection; disable it first (ocadm clusters update --terminationProtectionEnabled false {id})"
@@ -353,6 +378,19 @@ impl Store {
     /// (with a history row when it changed), its nodes (what the reconciler knows
     /// of them: the set and their lifecycle states; their health stays) and its
     /// operations' progress.
+    /// Notes, under the reconciler's lease, why nothing is built yet.
+    pub async fn note_waiting(&self, id: i64, owner: &str, message: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE clusters SET status_message = ?, updated_at = ? WHERE id = ? AND lease_owner = ?")
+            .bind(message)
+            .bind(now_ms())
+            .bind(id)
+            .bind(owner)
+            .execute(self.pool())
+            .await
+            .map(|_| ())
+            .map_err(q("note waiting cluster"))
+    }
+
     pub async fn record_cluster(
         &self,
         id: i64,

@@ -71,7 +71,22 @@ impl Store {
             }
             Err(e) => return Err(q("insert environment")(e)),
         };
-        let detail = format!("create environment {} in {}", spec.name, spec.region.as_str());
+        if let Some((partner, warm)) = spec.pair {
+            Store::pair_environment(&mut tx, id, spec.region.as_str(), partner, warm).await?;
+        }
+        let detail = match spec.pair {
+            Some((partner, warm)) => format!(
+                "create environment {} in {}, failover partner of environment {partner} ({})",
+                spec.name,
+                spec.region.as_str(),
+                if warm > 0 {
+                    format!("warm standby of {warm} node(s)")
+                } else {
+                    "cold standby".into()
+                }
+            ),
+            None => format!("create environment {} in {}", spec.name, spec.region.as_str()),
+        };
         finish(
             tx,
             ctx,
@@ -130,6 +145,15 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(q("mark environment deleted"))?;
+        // Its partner stands alone from now on.
+        sqlx::query(
+            "UPDATE environments SET pair_id = NULL, failover_role = NULL, pair_serving = 1, row_version = row_version + 1 \
+             WHERE pair_id = ?",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(q("unpair environment"))?;
         let detail = format!("delete environment {}", env.name);
         finish(
             tx,

@@ -16,6 +16,7 @@ mod diagnostics;
 mod environments;
 mod health;
 mod operations;
+mod regions;
 mod rows;
 mod runbooks;
 
@@ -33,10 +34,11 @@ pub use health::{
     BATCH, SWEEP_LEASE,
 };
 pub use operations::{OpState, Step, StepState, Submitted, WriteCtx};
+pub use regions::{DoneStep, FailoverScope, LeadershipRow, RegionRow};
 pub use rows::{AuditRow, ClusterRow, EnvironmentRow, NodeRow, OperationRow};
 pub use runbooks::{
-    components_text, NewStep, RunbookContext, RunbookKind, RunbookParams, RunbookRow, RunbookStep, StepEnd,
-    UpgradeRequest,
+    components_text, Move, NewStep, RunbookContext, RunbookKind, RunbookParams, RunbookRow, RunbookStep,
+    StepEnd, UpgradeRequest,
 };
 
 /// Which database the store talks to.
@@ -72,6 +74,12 @@ pub enum StoreError {
     NotFound { kind: &'static str, id: i64 },
     #[error("stored {what} is corrupt: {detail}")]
     Corrupt { what: &'static str, detail: String },
+    /// The database refused a write because it is a read-only replica (an
+    /// Aurora secondary, or the local stand-in of one): this region stands by.
+    #[error(
+        "the database refused the write ({op}): it is a read-only replica here, and this region stands by"
+    )]
+    ReadOnly { op: &'static str },
 }
 
 impl StoreError {
@@ -79,6 +87,7 @@ impl StoreError {
     pub fn is_retryable(&self) -> bool {
         match self {
             StoreError::Connect { .. } => true,
+            StoreError::ReadOnly { .. } => false,
             StoreError::Query { source, .. } => {
                 matches!(
                     source,
@@ -103,7 +112,69 @@ fn is_lock_error(e: &sqlx::Error) -> bool {
 }
 
 pub(crate) fn q(op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
-    move |source| StoreError::Query { op, source }
+    move |source| {
+        if is_read_only_error(&source) {
+            StoreError::ReadOnly { op }
+        } else {
+            StoreError::Query { op, source }
+        }
+    }
+}
+
+/// A write refused by a read-only database: SQLite's `query_only` ("attempt to
+/// write a readonly database"), MySQL's read-only transaction (1792), server
+/// (1290, `--read-only`) or mode (1836), as an Aurora secondary answers.
+fn is_read_only_error(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(d) => {
+            let msg = d.message().to_ascii_lowercase();
+            msg.contains("readonly database")
+                || msg.contains("read only transaction")
+                || msg.contains("--read-only")
+                || msg.contains("read-only mode")
+        }
+        _ => false,
+    }
+}
+
+/// Which region's database is the writer, as the local stand-in of an Aurora
+/// global database sees it. The regional stores of one process share one; in
+/// AWS each region has its own database and Aurora itself refuses writes on a
+/// secondary, so nothing sets this there.
+#[derive(Clone, Debug, Default)]
+pub struct WriterWatch(std::sync::Arc<std::sync::RwLock<Option<String>>>);
+
+impl WriterWatch {
+    pub fn new(writer: Option<&str>) -> WriterWatch {
+        WriterWatch(std::sync::Arc::new(std::sync::RwLock::new(
+            writer.map(str::to_owned),
+        )))
+    }
+
+    pub fn get(&self) -> Option<String> {
+        self.0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    pub fn set(&self, writer: Option<&str>) {
+        *self.0.write().unwrap_or_else(std::sync::PoisonError::into_inner) = writer.map(str::to_owned);
+    }
+}
+
+/// A store that stands for one region's database of a global database: its
+/// connections are read-only while another region's is the writer.
+#[derive(Clone, Debug)]
+struct RegionGate {
+    region: String,
+    writer: WriterWatch,
+}
+
+impl RegionGate {
+    fn writable(&self) -> bool {
+        self.writer.get().as_deref() == Some(self.region.as_str())
+    }
 }
 
 /// The id of the row an INSERT just made. sqlx's `Any` driver passes MySQL's
@@ -131,6 +202,7 @@ pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    gate: Option<RegionGate>,
 }
 
 /// Removes a password from a URL before it reaches an error or a log line.
@@ -151,6 +223,54 @@ impl Store {
     /// Connects to `url` (`sqlite://PATH`, `sqlite::memory:`, `mysql://…`) and runs
     /// the forward-only migrations of that backend.
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        let store = Store::open(url, None).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// The database of `region` in the local stand-in of a global database: the
+    /// same database as every region's (migrated here first), whose connections
+    /// are read-only (SQLite `query_only`, MySQL `READ ONLY` transactions) while
+    /// `writer` names another region, as an Aurora secondary cluster refuses
+    /// writes until it is promoted.
+    pub async fn connect_regional(url: &str, region: &str, writer: WriterWatch) -> Result<Store, StoreError> {
+        Store::connect(url).await?.pool.close().await;
+        Store::open(
+            url,
+            Some(RegionGate {
+                region: region.to_owned(),
+                writer,
+            }),
+        )
+        .await
+    }
+
+    /// Whether this store takes writes now: the writer role of the local
+    /// stand-in, or on MySQL the server's `read_only` and `innodb_read_only`
+    /// (set on an Aurora secondary).
+    pub async fn is_writer(&self) -> Result<bool, StoreError> {
+        if let Some(gate) = &self.gate {
+            return Ok(gate.writable());
+        }
+        match self.backend {
+            Backend::Sqlite => Ok(true),
+            Backend::MySql => {
+                let row = sqlx::query("SELECT @@global.read_only + @@global.innodb_read_only AS ro")
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(q("read the read_only setting"))?;
+                let ro: i64 = rows::col(&row, "ro")?;
+                Ok(ro == 0)
+            }
+        }
+    }
+
+    /// The region this store stands for in the local stand-in, if any.
+    pub fn region(&self) -> Option<&str> {
+        self.gate.as_ref().map(|g| g.region.as_str())
+    }
+
+    async fn open(url: &str, gate: Option<RegionGate>) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
@@ -174,6 +294,7 @@ impl Store {
         };
         let options: AnyConnectOptions = url.parse().map_err(connect_err)?;
         let options = options.disable_statement_logging();
+        let acquire_gate = gate.clone();
         let pool = AnyPoolOptions::new()
             // One connection for in-memory SQLite, or each would see its own database.
             .max_connections(if url.contains(":memory:") { 1 } else { 8 })
@@ -191,12 +312,26 @@ impl Store {
                     Ok(())
                 })
             })
+            // The local stand-in of a secondary: each connection is made
+            // read-only or read-write as it is handed out, after the writer role.
+            .before_acquire(move |conn, _| {
+                let mode = acquire_gate.as_ref().map(|g| (backend, g.writable()));
+                Box::pin(async move {
+                    let sql = match mode {
+                        None => return Ok(true),
+                        Some((Backend::Sqlite, true)) => "PRAGMA query_only = OFF",
+                        Some((Backend::Sqlite, false)) => "PRAGMA query_only = ON",
+                        Some((Backend::MySql, true)) => "SET SESSION TRANSACTION READ WRITE",
+                        Some((Backend::MySql, false)) => "SET SESSION TRANSACTION READ ONLY",
+                    };
+                    conn.execute(sql).await?;
+                    Ok(true)
+                })
+            })
             .connect_with(options)
             .await
             .map_err(connect_err)?;
-        let store = Store { pool, backend };
-        store.migrate().await?;
-        Ok(store)
+        Ok(Store { pool, backend, gate })
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {

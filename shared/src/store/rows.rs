@@ -73,14 +73,30 @@ pub struct EnvironmentRow {
     pub status_message: String,
     pub generation: i64,
     pub observed_generation: i64,
+    /// Its partner environment in another region, if paired.
+    pub pair_id: Option<i64>,
+    /// `PRIMARY` or `SECONDARY` when paired: which failover records its clusters hold.
+    pub failover_role: Option<String>,
+    /// Nodes a parked partner keeps (0: cold standby).
+    pub warm_standby_nodes: i64,
+    /// Whether its side of the pair takes the traffic.
+    pub pair_serving: bool,
     pub row_version: i64,
     pub created_at: i64,
     pub updated_at: i64,
 }
 
+impl EnvironmentRow {
+    /// Whether its clusters hold the `PRIMARY` records of their pair.
+    pub fn is_primary(&self) -> bool {
+        self.failover_role.as_deref() != Some("SECONDARY")
+    }
+}
+
 pub(crate) const ENVIRONMENT_COLUMNS: &str = "id, name, region, vpc_id, subnet_ids, vpc_cidr, admin_cidr, \
     create_security_group, security_group_id, delete_requested, status_code, status_message, \
-    generation, observed_generation, row_version, created_at, updated_at";
+    generation, observed_generation, pair_id, failover_role, warm_standby_nodes, pair_serving, \
+    row_version, created_at, updated_at";
 
 impl EnvironmentRow {
     pub(crate) fn from_row(r: &AnyRow) -> Result<Self, StoreError> {
@@ -99,6 +115,10 @@ impl EnvironmentRow {
             status_message: text(r, "status_message")?,
             generation: col(r, "generation")?,
             observed_generation: col(r, "observed_generation")?,
+            pair_id: col(r, "pair_id")?,
+            failover_role: opt_text(r, "failover_role")?,
+            warm_standby_nodes: col(r, "warm_standby_nodes")?,
+            pair_serving: col::<i64>(r, "pair_serving")? != 0,
             row_version: col(r, "row_version")?,
             created_at: col(r, "created_at")?,
             updated_at: col(r, "updated_at")?,
@@ -151,6 +171,13 @@ pub struct ClusterRow {
     pub replaces_id: Option<i64>,
     /// Termination protection lets upgrades through.
     pub protection_allows_upgrade: bool,
+    /// A standby partner: it keeps its environment's warm-standby nodes (or
+    /// none), is not swept, and takes no resize, upgrade or restart.
+    pub parked: bool,
+    /// Its partner in the paired environment, if any.
+    pub partner_id: Option<i64>,
+    /// The drill (operation) that made it, which removes it.
+    pub drill_id: Option<i64>,
     pub row_version: i64,
     pub created_at: i64,
     pub updated_at: i64,
@@ -161,6 +188,7 @@ pub(crate) const CLUSTER_COLUMNS: &str = "id, environment_id, name, description,
     config_generation, status_code, status_message, generation, observed_generation, asg_name, \
     launch_template_id, config_uri, row_version, created_at, updated_at, running_services, status_since, \
     health_checked_at, auto_repair, endpoint, serves_endpoint, components, replaces_id, protection_allows_upgrade, \
+    parked, partner_id, drill_id, \
     (SELECT COUNT(*) FROM nodes n WHERE n.cluster_id = clusters.id AND n.lifecycle_state = 'InService') AS running_nodes";
 
 impl ClusterRow {
@@ -197,6 +225,9 @@ impl ClusterRow {
             components: json("cluster components", &text(r, "components")?)?,
             replaces_id: col(r, "replaces_id")?,
             protection_allows_upgrade: col::<i64>(r, "protection_allows_upgrade")? != 0,
+            parked: col::<i64>(r, "parked")? != 0,
+            partner_id: col(r, "partner_id")?,
+            drill_id: col(r, "drill_id")?,
             row_version: col(r, "row_version")?,
             created_at: col(r, "created_at")?,
             updated_at: col(r, "updated_at")?,

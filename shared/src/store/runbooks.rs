@@ -23,14 +23,25 @@ pub enum RunbookKind {
     Upgrade,
     Rollback,
     Restart,
+    /// The steps of a failover after the target's database took writes.
+    Failover,
+    /// A recovery drill in another region.
+    Drill,
 }
 
 impl RunbookKind {
+    /// The kinds that act on one cluster (the runbooks function runs them).
+    pub const CLUSTER: [RunbookKind; 3] = [RunbookKind::Upgrade, RunbookKind::Rollback, RunbookKind::Restart];
+    /// The kinds that act on a region (the failover function runs them).
+    pub const REGION: [RunbookKind; 2] = [RunbookKind::Failover, RunbookKind::Drill];
+
     pub fn as_str(self) -> &'static str {
         match self {
             RunbookKind::Upgrade => "UPGRADE",
             RunbookKind::Rollback => "ROLLBACK",
             RunbookKind::Restart => "RESTART",
+            RunbookKind::Failover => "FAILOVER",
+            RunbookKind::Drill => "DRILL",
         }
     }
 
@@ -40,14 +51,18 @@ impl RunbookKind {
             RunbookKind::Upgrade => "UPGRADE_CLUSTER",
             RunbookKind::Rollback => "ROLLBACK_CLUSTER",
             RunbookKind::Restart => "RESTART_CLUSTER",
+            RunbookKind::Failover => "FAILOVER",
+            RunbookKind::Drill => "DRILL",
         }
     }
 
-    fn parse(raw: &str) -> Result<RunbookKind, StoreError> {
+    pub(crate) fn parse(raw: &str) -> Result<RunbookKind, StoreError> {
         match raw {
             "UPGRADE" => Ok(RunbookKind::Upgrade),
             "ROLLBACK" => Ok(RunbookKind::Rollback),
             "RESTART" => Ok(RunbookKind::Restart),
+            "FAILOVER" => Ok(RunbookKind::Failover),
+            "DRILL" => Ok(RunbookKind::Drill),
             other => Err(StoreError::Corrupt {
                 what: "runbook kind",
                 detail: other.to_owned(),
@@ -72,6 +87,26 @@ pub struct RunbookParams {
     pub replacement_id: Option<i64>,
     /// For a restart: the one service to restart (all when empty).
     pub service: Option<String>,
+    /// For a failover: its request in the fence.
+    pub failover_id: Option<String>,
+    /// For a failover or a drill: the region it leaves (or copies) and the one
+    /// it goes to.
+    pub from_region: Option<String>,
+    pub to_region: Option<String>,
+    /// For a failover: a switchover with no data loss.
+    pub planned: bool,
+    /// For a failover: when its trigger happened (the RTO counts from here).
+    pub requested_at: Option<i64>,
+    /// For a failover: the replica lag at promotion, ms (the RPO estimate).
+    pub lag_ms: Option<i64>,
+}
+
+/// A cluster a failover or a drill moves: the serving side and the cluster that
+/// takes over from it (its partner, or a drill cluster).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Move {
+    pub from: i64,
+    pub to: i64,
 }
 
 /// What the steps learned on the way; written in the same transaction as the
@@ -84,6 +119,10 @@ pub struct RunbookContext {
     pub switched_at: Option<i64>,
     /// The rollback that ended this upgrade.
     pub rolled_back_by: Option<i64>,
+    /// For a failover or a drill: the clusters it brought up, and from which.
+    pub moves: Option<Vec<Move>>,
+    /// For a failover or a drill: what it measured, once recorded.
+    pub report: Option<serde_json::Value>,
 }
 
 /// One step of a runbook as stored.
@@ -175,11 +214,11 @@ const RUNBOOK_COLUMNS: &str =
     "id, kind, cluster_id, state, phase, next_seq, params, context, cancel_requested, \
     error, lease_owner, lease_until, wake_at, version, created_at, updated_at";
 
-fn to_json<T: Serialize>(v: &T) -> String {
+pub(crate) fn to_json<T: Serialize>(v: &T) -> String {
     serde_json::to_string(v).expect("runbook json serialises")
 }
 
-fn conflict(msg: String) -> StoreError {
+pub(crate) fn conflict(msg: String) -> StoreError {
     StoreError::Conflict(msg)
 }
 
@@ -233,7 +272,10 @@ async fn load_steps(tx: &mut Transaction<'static, Any>, id: i64) -> Result<Vec<R
         .collect()
 }
 
-async fn load(tx: &mut Transaction<'static, Any>, id: i64) -> Result<Option<RunbookRow>, StoreError> {
+pub(crate) async fn load(
+    tx: &mut Transaction<'static, Any>,
+    id: i64,
+) -> Result<Option<RunbookRow>, StoreError> {
     let sql = format!("SELECT {RUNBOOK_COLUMNS} FROM runbooks WHERE id = ?");
     let Some(r) = sqlx::query(&sql)
         .bind(id)
@@ -265,7 +307,7 @@ async fn load(tx: &mut Transaction<'static, Any>, id: i64) -> Result<Option<Runb
     }))
 }
 
-async fn insert_steps(
+pub(crate) async fn insert_steps(
     tx: &mut Transaction<'static, Any>,
     id: i64,
     first_seq: i64,
@@ -287,7 +329,7 @@ async fn insert_steps(
 }
 
 /// Writes the runbook's steps and state into its operation row.
-async fn sync_operation(tx: &mut Transaction<'static, Any>, id: i64) -> Result<(), StoreError> {
+pub(crate) async fn sync_operation(tx: &mut Transaction<'static, Any>, id: i64) -> Result<(), StoreError> {
     let Some(rb) = load(tx, id).await? else {
         return Ok(());
     };
@@ -730,16 +772,50 @@ impl Store {
         Ok(rb)
     }
 
-    /// Running runbooks that are due (their wake time passed) and not held.
-    pub async fn due_runbooks(&self, now: i64) -> Result<Vec<i64>, StoreError> {
-        sqlx::query_scalar(
-            "SELECT id FROM runbooks WHERE state = 'RUNNING' AND wake_at <= ? AND lease_until < ? ORDER BY id",
+    /// Running runbooks of `kinds` that are due (their wake time passed) and
+    /// not held.
+    pub async fn due_runbooks(&self, now: i64, kinds: &[RunbookKind]) -> Result<Vec<i64>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, kind FROM runbooks WHERE state = 'RUNNING' AND wake_at <= ? AND lease_until < ? ORDER BY id",
         )
         .bind(now)
         .bind(now)
         .fetch_all(self.pool())
         .await
-        .map_err(q("due runbooks"))
+        .map_err(q("due runbooks"))?;
+        let mut out = Vec::new();
+        for r in &rows {
+            if kinds.contains(&RunbookKind::parse(&text(r, "kind")?)?) {
+                out.push(col(r, "id")?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes what a step learned into the runbook's context, if the runner
+    /// still holds it. Context notes leave `version` alone: the runner makes the
+    /// next compare-and-set itself, with the version it read.
+    pub(crate) async fn note_context(
+        tx: &mut Transaction<'static, Any>,
+        rb_id: i64,
+        owner: &str,
+        context: &RunbookContext,
+    ) -> Result<(), StoreError> {
+        let noted = sqlx::query(
+            "UPDATE runbooks SET context = ? WHERE id = ? AND lease_owner = ? AND state = 'RUNNING'",
+        )
+        .bind(to_json(context))
+        .bind(rb_id)
+        .bind(owner)
+        .execute(&mut **tx)
+        .await
+        .map_err(q("note runbook context"))?;
+        if noted.rows_affected() == 0 {
+            return Err(conflict(format!(
+                "lost runbook {rb_id} while noting its progress"
+            )));
+        }
+        Ok(())
     }
 
     /// Takes the runbook for `ttl_ms` if it is running and free, expired or
@@ -1035,23 +1111,7 @@ impl Store {
         let id = super::inserted_id(&mut tx, &inserted).await?;
         let mut context = fresh.context.clone();
         context.replacement_id = Some(id);
-        // Context notes leave `version` alone: the runner holding the lease makes
-        // the next compare-and-set itself, with the version it read.
-        let noted = sqlx::query(
-            "UPDATE runbooks SET context = ? WHERE id = ? AND lease_owner = ? AND state = 'RUNNING'",
-        )
-        .bind(to_json(&context))
-        .bind(rb.id)
-        .bind(owner)
-        .execute(&mut *tx)
-        .await
-        .map_err(q("note replacement"))?;
-        if noted.rows_affected() == 0 {
-            return Err(conflict(format!(
-                "lost runbook {} while building its replacement",
-                rb.id
-            )));
-        }
+        Store::note_context(&mut tx, rb.id, owner, &context).await?;
         audit(
             &mut tx,
             &format!("runbook/{}", rb.id),
@@ -1264,7 +1324,7 @@ async fn cas(
 }
 
 /// Appends an audit row (`target` such as `cluster/3`) in the caller's transaction.
-async fn audit(
+pub(crate) async fn audit(
     tx: &mut Transaction<'static, Any>,
     principal: &str,
     action: &str,
@@ -1295,6 +1355,7 @@ async fn check_runbook_target(
             cluster.id, cluster.status_code
         )));
     }
+    super::clusters::refuse_if_kept(cluster, verb)?;
     if let Some((op, kind)) = active_runbook_of(tx, cluster).await? {
         return Err(conflict(format!(
             "cluster {} is already under {} operation {op}; wait for it (ocadm operations get {op} --wait){}",

@@ -22,6 +22,7 @@ fn set(name: &str, kind: &str, ttl: i64, values: &[&str]) -> RecordSet {
         kind: kind.into(),
         ttl,
         values: values.iter().map(|v| (*v).to_owned()).collect(),
+        failover: None,
     }
 }
 

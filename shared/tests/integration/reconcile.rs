@@ -444,7 +444,7 @@ async fn a_reconciler_killed_between_creating_the_group_and_recording_it_is_adop
         // The first run takes a short lease and gets as far as creating the group.
         assert!(store.claim_cluster(id, "killed", 1).await.unwrap());
         let cluster = store.get_cluster(id).await.unwrap();
-        let desired = killed.desired(&cluster, &store.get_environment(env).await.unwrap());
+        let desired = killed.desired(&cluster, &store.get_environment(env).await.unwrap(), None, &[]);
         let mut created_group = false;
         while !created_group {
             let observed = killed.observe(REGION, &desired, id).await.unwrap();
@@ -506,7 +506,7 @@ async fn two_runs_that_both_miss_the_lease_still_make_one_group() {
         .unwrap()
         .target_id;
     let cluster = store.get_cluster(id).await.unwrap();
-    let desired = a.desired(&cluster, &store.get_environment(env).await.unwrap());
+    let desired = a.desired(&cluster, &store.get_environment(env).await.unwrap(), None, &[]);
     for _ in 0..3 {
         let (oa, ob) = tokio::join!(a.observe(REGION, &desired, id), b.observe(REGION, &desired, id));
         let (pa, pb) = (plan(&desired, &oa.unwrap()), plan(&desired, &ob.unwrap()));

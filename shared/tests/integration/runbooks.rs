@@ -15,14 +15,14 @@ use shared::store::{RunbookRow, Store, UpgradeRequest};
 use shared::workflows::commands;
 use shared::workflows::kill::KillSwitch;
 use shared::workflows::reconcile::Target;
-use shared::workflows::runbook::{self, DnsZone, RunError, RunbookSettings, Runner};
+use shared::workflows::runbook::{self, ClusterSteps, DnsZone, RunError, RunbookSettings, Runner};
 
 use crate::support::{
     account, backends, cluster_spec, converge_with_joins, ctx, lifecycle, ready_environment, reconciler,
     settings, AgentMode, AwsReconciler, Fleet, REGION,
 };
 
-type TestRunner = Runner<Route53Adapter, shared::cloud::agents::HttpAgents>;
+type TestRunner = Runner<ClusterSteps<Route53Adapter, shared::cloud::agents::HttpAgents>>;
 
 struct World {
     store: Store,
@@ -75,13 +75,15 @@ impl World {
         let kicked: Arc<Mutex<Vec<Target>>> = Arc::default();
         Runner {
             store: self.store.clone(),
-            dns: Route53Adapter::new(settings(&self.acct, None)),
-            agents: self.fleet.agents(),
-            zone: Some(self.zone.clone()),
-            kick: Arc::new(move |t| {
-                kicked.lock().unwrap().push(t);
-                Box::pin(async {})
-            }),
+            steps: ClusterSteps {
+                dns: Route53Adapter::new(settings(&self.acct, None)),
+                agents: self.fleet.agents(),
+                zone: Some(self.zone.clone()),
+                kick: Arc::new(move |t| {
+                    kicked.lock().unwrap().push(t);
+                    Box::pin(async {})
+                }),
+            },
             settings: RunbookSettings {
                 lease_ms: 300,
                 budget: Duration::ZERO,
@@ -523,6 +525,12 @@ async fn a_scheduled_run_drives_every_due_runbook() {
                 "{backend}"
             );
         }
-        assert_eq!(store.due_runbooks(i64::MAX).await.unwrap(), Vec::<i64>::new());
+        assert_eq!(
+            store
+                .due_runbooks(i64::MAX, &shared::store::RunbookKind::CLUSTER)
+                .await
+                .unwrap(),
+            Vec::<i64>::new()
+        );
     }
 }

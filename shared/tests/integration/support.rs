@@ -100,6 +100,8 @@ pub fn environment_spec(name: &str, security_group: bool) -> EnvironmentSpec {
         vpc_cidr: Some("10.20.0.0/16".into()),
         admin_cidr: Some("203.0.113.0/24".into()),
         create_security_group: security_group,
+        failover_for: None,
+        warm_standby_nodes: None,
     })
     .unwrap()
 }

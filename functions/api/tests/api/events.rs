@@ -82,6 +82,22 @@ const OTHER_EVENTS: &[(&str, &str)] = &[
         "lifecycle-terminate.json",
         "an Auto Scaling terminate hook for functions/lifecycle: shared's lifecycle tests read it",
     ),
+    (
+        "schedule-failover.json",
+        "the failover function's EventBridge schedule, for functions/failover",
+    ),
+    (
+        "alarm-region-health.json",
+        "a region-health alarm going to ALARM, for functions/failover and dm-local event",
+    ),
+    (
+        "invoke-failover.json",
+        "the API's invoke of the failover function after a failover request, for functions/failover",
+    ),
+    (
+        "schedule-drill.json",
+        "the monthly drill schedule's input, for functions/failover",
+    ),
 ];
 
 /// The token placeholder every sample carries instead of a real token.

@@ -131,6 +131,10 @@ impl Fixture {
                 runbook_recorder.lock().expect("runbook wake log").push(runbook);
                 Box::pin(async {})
             }),
+            failover: Arc::new(shared::workflows::failover::SingleRegionDesk {
+                region: "us-west-2".into(),
+            }),
+            run_region_runbook: Arc::new(|_| Box::pin(async {})),
         };
         Fixture {
             backend,

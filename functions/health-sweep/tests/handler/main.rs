@@ -100,9 +100,12 @@ async fn the_scheduled_sample_runs_a_sweep_and_hands_out_its_metric_lines() {
     let (sweeper, store) = setup().await;
     let id = steady_cluster_without_a_group(&store).await;
     let lines = Mutex::new(Vec::new());
-    let out = health_sweep::handle(&sweeper, &sample("schedule-health-sweep.json"), &|l| {
-        lines.lock().unwrap().push(l.to_owned())
-    })
+    let out = health_sweep::handle(
+        &sweeper,
+        &shared::workflows::failover::Gate::single("us-west-2"),
+        &sample("schedule-health-sweep.json"),
+        &|l| lines.lock().unwrap().push(l.to_owned()),
+    )
     .await
     .unwrap();
     assert_eq!(
@@ -145,9 +148,14 @@ async fn anything_but_the_schedule_is_refused_with_a_reason() {
         sample("lifecycle-launch.json"),
         json!({ "detail-type": "Scheduled Event", "source": "aws.ec2" }),
     ] {
-        let out = health_sweep::handle(&sweeper, &event, &|_| panic!("no metrics for a refused event"))
-            .await
-            .unwrap();
+        let out = health_sweep::handle(
+            &sweeper,
+            &shared::workflows::failover::Gate::single("us-west-2"),
+            &event,
+            &|_| panic!("no metrics for a refused event"),
+        )
+        .await
+        .unwrap();
         let reason = out["rejected"].as_str().unwrap_or_default();
         assert!(
             reason.contains("expected an EventBridge \"Scheduled Event\""),

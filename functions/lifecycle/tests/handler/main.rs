@@ -2,6 +2,7 @@
 //! `events/` samples, and malformed events, which are refused with a reason and
 //! change nothing.
 
+use shared::workflows::failover::Gate;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -50,7 +51,9 @@ async fn the_samples_for_a_group_the_dm_does_not_own_are_ignored() {
     let (l, store) = setup().await;
     let (kick, kicks) = counting();
     for name in ["lifecycle-launch.json", "lifecycle-terminate.json"] {
-        let out = lifecycle::handle(&l, Some(&kick), &sample(name)).await.unwrap();
+        let out = lifecycle::handle(&l, &Gate::single("us-west-2"), Some(&kick), &sample(name))
+            .await
+            .unwrap();
         assert_eq!(out["outcome"], "not-ours", "{name}: {out}");
     }
     assert_eq!(kicks.load(Ordering::SeqCst), 0);
@@ -75,6 +78,8 @@ async fn a_launch_of_an_instance_that_is_gone_is_already_done_and_wakes_the_reco
                 vpc_cidr: None,
                 admin_cidr: None,
                 create_security_group: false,
+                failover_for: None,
+                warm_standby_nodes: None,
             })
             .unwrap(),
         )
@@ -130,7 +135,9 @@ async fn a_launch_of_an_instance_that_is_gone_is_already_done_and_wakes_the_reco
     let mut event = sample("lifecycle-launch.json");
     event["detail"]["AutoScalingGroupName"] = format!("okera-{id}-analytics").into();
     let (kick, kicks) = counting();
-    let out = lifecycle::handle(&l, Some(&kick), &event).await.unwrap();
+    let out = lifecycle::handle(&l, &Gate::single("us-west-2"), Some(&kick), &event)
+        .await
+        .unwrap();
     assert_eq!(
         out,
         json!({ "outcome": "already-done", "clusterId": id, "instanceId": "i-1234567890abcdef0" })
@@ -161,7 +168,9 @@ async fn malformed_events_are_refused_with_a_reason_and_change_nothing() {
         (test_notification, "is not a lifecycle transition"),
     ];
     for (event, reason) in cases {
-        let out = lifecycle::handle(&l, None, &event).await.unwrap();
+        let out = lifecycle::handle(&l, &Gate::single("us-west-2"), None, &event)
+            .await
+            .unwrap();
         let got = out["rejected"].as_str().unwrap_or_default();
         assert!(got.contains(reason), "{event}: {out}");
     }

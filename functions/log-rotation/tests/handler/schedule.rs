@@ -72,7 +72,11 @@ async fn the_schedule_sets_retention_rotates_and_archives_on_both_databases() {
         let emitted = std::sync::Mutex::new(Vec::new());
         let emit = |l: &str| emitted.lock().unwrap().push(l.to_owned());
         let out = logs
-            .handle(&sample("schedule-log-rotation.json"), &emit)
+            .handle(
+                &shared::workflows::failover::Gate::single("us-west-2"),
+                &sample("schedule-log-rotation.json"),
+                &emit,
+            )
             .await
             .unwrap();
         let emitted = emitted.into_inner().unwrap();
@@ -108,7 +112,11 @@ async fn the_schedule_sets_retention_rotates_and_archives_on_both_databases() {
 
         // Again: the rules are in place and nothing is left to do.
         let again = logs
-            .handle(&sample("schedule-log-rotation.json"), &|_| {})
+            .handle(
+                &shared::workflows::failover::Gate::single("us-west-2"),
+                &sample("schedule-log-rotation.json"),
+                &|_| {},
+            )
             .await
             .unwrap();
         assert_eq!(again["retention"]["changed"], json!(false), "{backend}: {again}");
@@ -130,7 +138,11 @@ async fn a_run_while_another_holds_the_lease_does_nothing() {
     let (key, _) = b.part(&h, 1, 2, false).await;
     let out = logs(&b, store)
         .await
-        .handle(&sample("schedule-log-rotation.json"), &|_| {})
+        .handle(
+            &shared::workflows::failover::Gate::single("us-west-2"),
+            &sample("schedule-log-rotation.json"),
+            &|_| {},
+        )
         .await
         .unwrap();
     assert_eq!(out, json!({ "skipped": true }));
@@ -155,7 +167,14 @@ async fn malformed_events_are_refused_and_change_nothing() {
         wrong_source,
         sample("lifecycle-terminate.json"),
     ] {
-        let out = logs.handle(&event, &|_| {}).await.unwrap();
+        let out = logs
+            .handle(
+                &shared::workflows::failover::Gate::single("us-west-2"),
+                &event,
+                &|_| {},
+            )
+            .await
+            .unwrap();
         let reason = out["rejected"]
             .as_str()
             .unwrap_or_else(|| panic!("{event}: {out}"));
@@ -176,7 +195,14 @@ async fn diagnostics_events_name_an_operation_or_are_refused() {
         json!({ "diagnostics": { "operationId": 0 } }),
         json!({ "diagnostics": { "operationId": 7, "extra": true } }),
     ] {
-        let out = logs.handle(&event, &|_| {}).await.unwrap();
+        let out = logs
+            .handle(
+                &shared::workflows::failover::Gate::single("us-west-2"),
+                &event,
+                &|_| {},
+            )
+            .await
+            .unwrap();
         let reason = out["rejected"]
             .as_str()
             .unwrap_or_else(|| panic!("{event}: {out}"));
@@ -184,7 +210,11 @@ async fn diagnostics_events_name_an_operation_or_are_refused() {
     }
     // The sample names an operation this store never had: nothing to build.
     let out = logs
-        .handle(&sample("invoke-diagnostics.json"), &|_| {})
+        .handle(
+            &shared::workflows::failover::Gate::single("us-west-2"),
+            &sample("invoke-diagnostics.json"),
+            &|_| {},
+        )
         .await
         .unwrap();
     assert_eq!(out["diagnostics"]["state"], json!("ALREADY_FINISHED"), "{out}");

@@ -56,6 +56,8 @@ fn dev_environment() -> EnvironmentSpec {
         vpc_cidr: None,
         admin_cidr: None,
         create_security_group: false,
+        failover_for: None,
+        warm_standby_nodes: None,
     })
     .unwrap()
 }
@@ -74,9 +76,13 @@ async fn the_scheduled_event_converges_environments_then_clusters() {
         .unwrap()
         .target_id;
 
-    let out = reconciler::handle(&r, &sample("schedule-reconcile.json"))
-        .await
-        .unwrap();
+    let out = reconciler::handle(
+        &r,
+        &shared::workflows::failover::Gate::single("us-west-2"),
+        &sample("schedule-reconcile.json"),
+    )
+    .await
+    .unwrap();
     assert_eq!(out["environments"], 1, "{out}");
     assert_eq!(store.get_environment(env_id).await.unwrap().status_code, "READY");
 
@@ -106,9 +112,13 @@ async fn the_scheduled_event_converges_environments_then_clusters() {
     .unwrap();
     let cluster = store.create_cluster(&ctx(), &spec).await.unwrap();
     // The API's wake-up for one cluster.
-    let out = reconciler::handle(&r, &json!({ "clusterId": cluster.target_id }))
-        .await
-        .unwrap();
+    let out = reconciler::handle(
+        &r,
+        &shared::workflows::failover::Gate::single("us-west-2"),
+        &json!({ "clusterId": cluster.target_id }),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         out,
         json!({ "clusterId": cluster.target_id, "outcome": "reconciled" })
@@ -150,7 +160,13 @@ async fn malformed_events_are_refused_with_a_reason_and_change_nothing() {
         (json!({ "clusterId": 1, "environmentId": 1 }), "not both"),
         (wrong_source, "Scheduled Event"),
     ] {
-        let out = reconciler::handle(&r, &event).await.unwrap();
+        let out = reconciler::handle(
+            &r,
+            &shared::workflows::failover::Gate::single("us-west-2"),
+            &event,
+        )
+        .await
+        .unwrap();
         let got = out["rejected"]
             .as_str()
             .unwrap_or_else(|| panic!("{event}: {out}"));
@@ -162,7 +178,11 @@ async fn malformed_events_are_refused_with_a_reason_and_change_nothing() {
         "PROVISIONING"
     );
     // A target that does not exist is an error the runtime reports, not a crash.
-    assert!(reconciler::handle(&r, &json!({ "clusterId": 999 }))
-        .await
-        .is_err());
+    assert!(reconciler::handle(
+        &r,
+        &shared::workflows::failover::Gate::single("us-west-2"),
+        &json!({ "clusterId": 999 })
+    )
+    .await
+    .is_err());
 }

@@ -35,7 +35,8 @@ async fn the_samples_are_handled_and_malformed_events_are_refused_on_both_backen
     for (backend, url) in testkit::all_backends().await {
         let store = Store::connect(&url).await.unwrap();
         let r = runner(&store);
-        let scheduled = runbooks::handle(&r, &sample("schedule-runbooks.json"))
+        let gate = shared::workflows::failover::Gate::single("us-west-2");
+        let scheduled = runbooks::handle(&r, &gate, &sample("schedule-runbooks.json"))
             .await
             .unwrap();
         assert_eq!(
@@ -44,7 +45,7 @@ async fn the_samples_are_handled_and_malformed_events_are_refused_on_both_backen
             "{backend}"
         );
         // The sample names runbook 7, which this store does not have: nothing to run.
-        let one = runbooks::handle(&r, &sample("invoke-runbook.json"))
+        let one = runbooks::handle(&r, &gate, &sample("invoke-runbook.json"))
             .await
             .unwrap();
         assert_eq!(one, json!({"runbookId": 7, "outcome": "busy"}), "{backend}");
@@ -55,10 +56,16 @@ async fn the_samples_are_handled_and_malformed_events_are_refused_on_both_backen
             json!({"detail-type": "Scheduled Event", "source": "aws.s3"}),
             json!("run"),
         ] {
-            let answer = runbooks::handle(&r, &bad).await.unwrap();
+            let answer = runbooks::handle(&r, &gate, &bad).await.unwrap();
             let reason = answer["rejected"].as_str().unwrap_or_default();
             assert!(!reason.is_empty(), "{backend}: {bad} was not rejected: {answer}");
         }
-        assert_eq!(store.due_runbooks(i64::MAX).await.unwrap(), Vec::<i64>::new());
+        assert_eq!(
+            store
+                .due_runbooks(i64::MAX, &shared::store::RunbookKind::CLUSTER)
+                .await
+                .unwrap(),
+            Vec::<i64>::new()
+        );
     }
 }

@@ -1,10 +1,15 @@
 //! CloudWatch alarms through the AWS SDK (which speaks Smithy rpcv2 CBOR to
 //! CloudWatch; the emulator's `cloudwatch_cbor` plugin answers it).
 //!
-//! Only alarms go through the API: the DM's metrics are Embedded Metric Format
-//! log lines ([`crate::metrics`]), which CloudWatch Logs turns into metrics.
+//! Mostly alarms go through the API: the DM's metrics are Embedded Metric Format
+//! log lines ([`crate::metrics`]), which CloudWatch Logs turns into metrics. The
+//! exceptions are the failover's: the serving metric and alarm states that must
+//! change at once, and the replica lag read before a promotion.
 
-use aws_sdk_cloudwatch::types::{AlarmType, ComparisonOperator, Dimension, Statistic, Tag};
+use aws_sdk_cloudwatch::primitives::DateTime;
+use aws_sdk_cloudwatch::types::{
+    AlarmType, ComparisonOperator, Dimension, MetricDatum, StateValue, Statistic, Tag,
+};
 use aws_sdk_cloudwatch::Client;
 
 use super::{classify, AwsSettings, PerRegion};
@@ -85,6 +90,13 @@ impl CloudWatchAdapter {
     }
 }
 
+fn dims(dimensions: &[(String, String)]) -> Vec<Dimension> {
+    dimensions
+        .iter()
+        .map(|(name, value)| Dimension::builder().name(name).value(value).build())
+        .collect()
+}
+
 /// The alarm names of one `DescribeAlarms` page.
 fn alarm_names(page: &aws_sdk_cloudwatch::operation::describe_alarms::DescribeAlarmsOutput) -> Vec<String> {
     let metric = page.metric_alarms().iter().filter_map(|a| a.alarm_name());
@@ -97,11 +109,7 @@ impl Metrics for CloudWatchAdapter {
     /// As on AWS, tags are applied when the alarm is created and ignored when
     /// it is replaced.
     async fn put_alarm(&self, region: &str, alarm: &AlarmSpec) -> CloudResult<()> {
-        let dimensions = alarm
-            .dimensions
-            .iter()
-            .map(|(name, value)| Dimension::builder().name(name).value(value).build())
-            .collect();
+        let dimensions = dims(&alarm.dimensions);
         let tags = alarm
             .tags
             .iter()
@@ -147,6 +155,79 @@ impl Metrics for CloudWatchAdapter {
             out.extend(alarm_names(&page.map_err(|e| classify("DescribeAlarms", e))?));
         }
         Ok(out)
+    }
+
+    async fn put_metric(
+        &self,
+        region: &str,
+        namespace: &str,
+        metric: &str,
+        dimensions: &[(String, String)],
+        value: f64,
+    ) -> CloudResult<()> {
+        let datum = MetricDatum::builder()
+            .metric_name(metric)
+            .set_dimensions(Some(dims(dimensions)))
+            .value(value)
+            .timestamp(DateTime::from_millis(crate::time::now_ms()))
+            .build();
+        self.clients
+            .get(region)
+            .await
+            .put_metric_data()
+            .namespace(namespace)
+            .metric_data(datum)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| classify("PutMetricData", e))
+    }
+
+    async fn set_alarm_state(&self, region: &str, alarm: &str, state: &str, reason: &str) -> CloudResult<()> {
+        self.clients
+            .get(region)
+            .await
+            .set_alarm_state()
+            .alarm_name(alarm)
+            .state_value(StateValue::from(state))
+            .state_reason(reason)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| classify("SetAlarmState", e))
+    }
+
+    /// `GetMetricStatistics` by the minute, `Maximum`; the newest datapoint.
+    async fn latest(
+        &self,
+        region: &str,
+        namespace: &str,
+        metric: &str,
+        dimensions: &[(String, String)],
+        since_ms: i64,
+    ) -> CloudResult<Option<f64>> {
+        let now = crate::time::now_ms();
+        let out = self
+            .clients
+            .get(region)
+            .await
+            .get_metric_statistics()
+            .namespace(namespace)
+            .metric_name(metric)
+            .set_dimensions(Some(dims(dimensions)))
+            .start_time(DateTime::from_millis(since_ms.min(now - 60_000)))
+            .end_time(DateTime::from_millis(now + 60_000))
+            .period(60)
+            .statistics(Statistic::Maximum)
+            .send()
+            .await
+            .map_err(|e| classify("GetMetricStatistics", e))?;
+        Ok(out
+            .datapoints()
+            .iter()
+            .filter_map(|d| Some((d.timestamp()?.to_millis().ok()?, d.maximum()?)))
+            .max_by_key(|(at, _)| *at)
+            .map(|(_, v)| v))
     }
 
     /// `DeleteAlarms`, [`ALARMS_PER_DELETE`] names per call.

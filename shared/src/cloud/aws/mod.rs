@@ -6,10 +6,14 @@
 mod autoscaling;
 #[cfg(feature = "aws-cloudwatch")]
 mod cloudwatch;
+#[cfg(feature = "aws-dynamodb")]
+mod dynamodb;
 #[cfg(feature = "aws-ec2")]
 mod ec2;
 #[cfg(feature = "aws-lambda")]
 mod lambda;
+#[cfg(feature = "aws-rds")]
+mod rds;
 #[cfg(feature = "aws-route53")]
 mod route53;
 #[cfg(feature = "aws-s3")]
@@ -19,10 +23,14 @@ mod s3;
 pub use autoscaling::AutoScalingAdapter;
 #[cfg(feature = "aws-cloudwatch")]
 pub use cloudwatch::{CloudWatchAdapter, ALARMS_PER_DELETE, ALARMS_PER_PAGE};
+#[cfg(feature = "aws-dynamodb")]
+pub use dynamodb::DynamoFence;
 #[cfg(feature = "aws-ec2")]
 pub use ec2::Ec2Adapter;
 #[cfg(feature = "aws-lambda")]
 pub use lambda::LambdaAdapter;
+#[cfg(feature = "aws-rds")]
+pub use rds::{arn_region, RdsAdapter};
 #[cfg(feature = "aws-route53")]
 pub use route53::{Route53Adapter, RECORDS_PER_PAGE};
 #[cfg(feature = "aws-s3")]

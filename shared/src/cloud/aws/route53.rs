@@ -23,14 +23,17 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_sdk_route53::error::SdkError;
 use aws_sdk_route53::operation::change_resource_record_sets::ChangeResourceRecordSetsError;
-use aws_sdk_route53::types::{Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType};
+use aws_sdk_route53::types::{
+    AlarmIdentifier, Change, ChangeAction, ChangeBatch, CloudWatchRegion, HealthCheckConfig, HealthCheckType,
+    InsufficientDataHealthStatus, ResourceRecord, ResourceRecordSet, ResourceRecordSetFailover, RrType,
+};
 use aws_sdk_route53::Client;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_types::error::operation::BuildError;
 use sha2::{Digest, Sha256};
 
 use super::{classify, AwsSettings, PerRegion};
-use crate::cloud::{CloudError, CloudErrorKind, CloudResult, Dns, RecordSet};
+use crate::cloud::{CloudError, CloudErrorKind, CloudResult, Dns, FailoverRouting, RecordSet};
 
 /// The most record sets one `ListResourceRecordSets` page returns (its `MaxItems` limit).
 pub const RECORDS_PER_PAGE: i32 = 300;
@@ -182,12 +185,22 @@ fn change_batch(action: ChangeAction, record: &RecordSet) -> Result<ChangeBatch,
         .iter()
         .map(|v| ResourceRecord::builder().value(v).build())
         .collect::<Result<Vec<_>, _>>()?;
-    let set = ResourceRecordSet::builder()
+    let mut set = ResourceRecordSet::builder()
         .name(record.name.to_lowercase())
         .r#type(RrType::from(record.kind.as_str()))
         .ttl(record.ttl)
-        .set_resource_records(Some(values))
-        .build()?;
+        .set_resource_records(Some(values));
+    if let Some(f) = &record.failover {
+        set = set
+            .set_identifier(&f.set_id)
+            .failover(if f.primary {
+                ResourceRecordSetFailover::Primary
+            } else {
+                ResourceRecordSetFailover::Secondary
+            })
+            .set_health_check_id(f.health_check_id.clone());
+    }
+    let set = set.build()?;
     ChangeBatch::builder()
         .changes(
             Change::builder()
@@ -209,6 +222,11 @@ fn record_set(set: &ResourceRecordSet) -> RecordSet {
             .iter()
             .map(|r| r.value().to_owned())
             .collect(),
+        failover: set.set_identifier().map(|id| FailoverRouting {
+            set_id: id.to_owned(),
+            primary: set.failover() == Some(&ResourceRecordSetFailover::Primary),
+            health_check_id: set.health_check_id().map(str::to_owned),
+        }),
     }
 }
 
@@ -319,6 +337,50 @@ impl Dns for Route53Adapter {
         .await
     }
 
+    /// Looks the health check up by its caller reference, and creates it when
+    /// there is none: a `CLOUDWATCH_METRIC` check of the alarm, unhealthy on
+    /// insufficient data (a region that stops publishing stops being served).
+    async fn ensure_health_check(
+        &self,
+        reference: &str,
+        alarm_region: &str,
+        alarm: &str,
+    ) -> CloudResult<String> {
+        let client = self.client().await;
+        if let Some(id) = self.find_health_check(&client, reference).await? {
+            return Ok(id);
+        }
+        let config = HealthCheckConfig::builder()
+            .r#type(HealthCheckType::CloudwatchMetric)
+            .alarm_identifier(
+                AlarmIdentifier::builder()
+                    .region(CloudWatchRegion::from(alarm_region))
+                    .name(alarm)
+                    .build()
+                    .map_err(|e| build_error("CreateHealthCheck", e))?,
+            )
+            .insufficient_data_health_status(InsufficientDataHealthStatus::Unhealthy)
+            .build()
+            .map_err(|e| build_error("CreateHealthCheck", e))?;
+        let created = client
+            .create_health_check()
+            .caller_reference(reference)
+            .health_check_config(config)
+            .send()
+            .await
+            .map_err(|e| classify("CreateHealthCheck", e))?;
+        created
+            .health_check()
+            .map(|h| h.id().to_owned())
+            .ok_or_else(|| CloudError {
+                op: "CreateHealthCheck",
+                kind: CloudErrorKind::Transient,
+                code: "NoHealthCheck".into(),
+                message: "the answer named no health check".into(),
+                source: None,
+            })
+    }
+
     /// Looks the zone up by name (the first exact match, public or private);
     /// creates a public one with [`caller_reference`] when there is none. If
     /// that reference is taken, another DM created the zone meanwhile: it is
@@ -344,6 +406,34 @@ impl Dns for Route53Adapter {
                     .await
             }
             other => other,
+        }
+    }
+}
+
+impl Route53Adapter {
+    /// The health check made with `reference`, if any (`ListHealthChecks`, all pages).
+    async fn find_health_check(&self, client: &Client, reference: &str) -> CloudResult<Option<String>> {
+        let mut marker: Option<String> = None;
+        loop {
+            let page = client
+                .list_health_checks()
+                .set_marker(marker.clone())
+                .send()
+                .await
+                .map_err(|e| classify("ListHealthChecks", e))?;
+            if let Some(found) = page
+                .health_checks()
+                .iter()
+                .find(|h| h.caller_reference() == reference)
+            {
+                return Ok(Some(found.id().to_owned()));
+            }
+            match page.next_marker() {
+                Some(next) if page.is_truncated() && Some(next) != marker.as_deref() => {
+                    marker = Some(next.to_owned())
+                }
+                _ => return Ok(None),
+            }
         }
     }
 }

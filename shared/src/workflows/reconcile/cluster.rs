@@ -2,7 +2,7 @@
 
 use tracing::{info, instrument, warn};
 
-use super::plan::{assess, plan, Change, DesiredCluster, ObservedCluster};
+use super::plan::{assess, endpoint_routing, plan, Change, DesiredCluster, ObservedCluster};
 use super::{Outcome, ReconcileError, Reconciler, LEASE_MS, MAX_PASSES};
 use crate::cloud::{
     CloudError, CloudErrorKind, Compute, Dns, GroupSpec, LaunchTemplateSpec, Metrics, ObjectStore, Scaling,
@@ -19,14 +19,36 @@ pub fn resource_name(cluster: &ClusterRow) -> String {
 }
 
 impl<C: Compute, S: Scaling, O: ObjectStore, M: Metrics, D: Dns> Reconciler<C, S, O, M, D> {
-    /// What the cluster should have in AWS.
-    pub fn desired(&self, cluster: &ClusterRow, env: &EnvironmentRow) -> DesiredCluster {
+    /// What the cluster should have in AWS. `pair` is its environment's
+    /// partner, if paired; `health_checks` the DM regions' Route 53 health
+    /// checks, `(region, id)`.
+    pub fn desired(
+        &self,
+        cluster: &ClusterRow,
+        env: &EnvironmentRow,
+        pair: Option<&EnvironmentRow>,
+        health_checks: &[(String, String)],
+    ) -> DesiredCluster {
         let name = resource_name(cluster);
         let all_tags = tags::cluster_tags(cluster.id, &cluster.name, cluster.environment_id, &cluster.tags);
         let size = if cluster.delete_requested {
             0
+        } else if cluster.parked {
+            cluster.num_nodes.min(env.warm_standby_nodes) as i32
         } else {
             cluster.num_nodes as i32
+        };
+        let (routing, keeps_record) = endpoint_routing(
+            &env.region,
+            env.is_primary(),
+            pair.map(|p| p.region.as_str()),
+            env.pair_serving,
+            health_checks,
+        );
+        // Both sides of a pair answer to one name: the primary environment's.
+        let endpoint_env = match pair {
+            Some(p) if !env.is_primary() => p.name.as_str(),
+            _ => env.name.as_str(),
         };
         let config_path = format!("config/{}/{}/cluster.json", cluster.id, cluster.config_generation);
         let config_uri = self.staging.uri(&config_path);
@@ -79,14 +101,21 @@ impl<C: Compute, S: Scaling, O: ObjectStore, M: Metrics, D: Dns> Reconciler<C, S
             config_prefix: self.staging.key(&format!("config/{}/", cluster.id)),
             alarm,
             alarm_prefix: format!("okera-{}-", cluster.id),
-            endpoint: self.zone.as_ref().map(|z| {
-                let name = cluster
-                    .endpoint
-                    .clone()
-                    .unwrap_or_else(|| z.endpoint(&cluster.name, &env.name));
-                (z.id.clone(), name)
-            }),
-            serves_endpoint: cluster.serves_endpoint,
+            // A drill's clusters answer to no name.
+            endpoint: self
+                .zone
+                .as_ref()
+                .filter(|_| cluster.drill_id.is_none())
+                .map(|z| {
+                    let name = cluster
+                        .endpoint
+                        .clone()
+                        .unwrap_or_else(|| z.endpoint(&cluster.name, endpoint_env));
+                    (z.id.clone(), name)
+                }),
+            serves_endpoint: cluster.serves_endpoint && keeps_record,
+            routing,
+            parked: cluster.parked,
         }
     }
 
@@ -186,7 +215,30 @@ impl<C: Compute, S: Scaling, O: ObjectStore, M: Metrics, D: Dns> Reconciler<C, S
         let cluster = self.store.get_cluster(id).await?;
         let env = self.store.get_environment(cluster.environment_id).await?;
         let region = env.region.as_str();
-        let desired = self.desired(&cluster, &env);
+        if env.status_code != crate::domain::EnvironmentStatus::Ready.as_str() && !cluster.delete_requested {
+            // A partner or a drill cluster may be written before its environment
+            // has its security group: build nothing until it is READY.
+            self.store
+                .note_waiting(
+                    id,
+                    &self.owner,
+                    &format!("Waiting for environment {} to be READY.", env.id),
+                )
+                .await?;
+            return Ok(());
+        }
+        let pair = match env.pair_id {
+            Some(p) => Some(self.store.get_environment(p).await?),
+            None => None,
+        };
+        let health_checks: Vec<(String, String)> = self
+            .store
+            .dm_regions()
+            .await?
+            .into_iter()
+            .filter_map(|r| r.health_check_id.map(|id| (r.region, id)))
+            .collect();
+        let desired = self.desired(&cluster, &env, pair.as_ref(), &health_checks);
         let mut failure = None;
         let mut observed = self.observe(region, &desired, id).await?;
         for _ in 0..MAX_PASSES {

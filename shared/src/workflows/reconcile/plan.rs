@@ -6,7 +6,8 @@
 use std::collections::HashMap;
 
 use crate::cloud::{
-    AlarmSpec, Group, GroupSpec, HookSpec, Instance, LaunchTemplate, LaunchTemplateSpec, RecordSet,
+    AlarmSpec, FailoverRouting, Group, GroupSpec, HookSpec, Instance, LaunchTemplate, LaunchTemplateSpec,
+    RecordSet,
 };
 use crate::domain::health::{evaluate, NodeView, Probe};
 use crate::domain::ClusterStatus;
@@ -31,8 +32,15 @@ pub struct DesiredCluster {
     pub alarm_prefix: String,
     /// The cluster's DNS name, when a zone is configured: `(zone id, name)`.
     pub endpoint: Option<(String, String)>,
-    /// Whether the endpoint points at this cluster (not at an upgrade's other side).
+    /// Whether this cluster keeps its endpoint record: it serves in its
+    /// environment (not an upgrade's other side) and, for a plain record of a
+    /// paired environment, its side of the pair takes the traffic.
     pub serves_endpoint: bool,
+    /// For a cluster of a paired environment whose regions have health checks:
+    /// its side's failover record. None: a simple record.
+    pub routing: Option<FailoverRouting>,
+    /// A standby partner: kept at its warm size with no alarm, reported STANDBY.
+    pub parked: bool,
 }
 
 /// What AWS has for a cluster, found by the cluster's tags.
@@ -52,6 +60,41 @@ pub struct ObservedCluster {
     pub alarms: Vec<String>,
     /// The record sets of the endpoint's name (only read for a serving cluster).
     pub endpoint_records: Vec<RecordSet>,
+}
+
+/// How a cluster of `env` keeps its endpoint: `(routing, keeps)`. A cluster of
+/// a paired environment whose region and whose partner's region (`pair_region`)
+/// both have a Route 53 health check keeps its side's failover record (set
+/// identifier: its region), whichever side serves: the health checks choose.
+/// Otherwise the endpoint is one simple record, kept only by a cluster whose
+/// side of the pair takes the traffic (or of an environment with no pair).
+pub fn endpoint_routing(
+    env_region: &str,
+    primary: bool,
+    pair_region: Option<&str>,
+    pair_serving: bool,
+    health_checks: &[(String, String)],
+) -> (Option<FailoverRouting>, bool) {
+    let check = |region: &str| {
+        health_checks
+            .iter()
+            .find(|(r, _)| r == region)
+            .map(|(_, id)| id.clone())
+    };
+    match pair_region {
+        None => (None, true),
+        Some(other) => match (check(env_region), check(other)) {
+            (Some(mine), Some(_)) => (
+                Some(FailoverRouting {
+                    set_id: env_region.to_owned(),
+                    primary,
+                    health_check_id: Some(mine),
+                }),
+                true,
+            ),
+            _ => (None, pair_serving),
+        },
+    }
 }
 
 /// One change to AWS.
@@ -110,7 +153,7 @@ pub fn plan(desired: &DesiredCluster, observed: &ObservedCluster) -> Vec<Change>
         // The endpoint goes with the cluster that serves it (never with an
         // upgrade's other side, which shares the name).
         if let (Some((zone, _)), true) = (&desired.endpoint, desired.serves_endpoint) {
-            for record in observed.endpoint_records.iter().filter(|r| r.kind == "A") {
+            for record in observed.endpoint_records.iter().filter(|r| own_set(desired, r)) {
                 changes.push(Change::DeleteEndpoint {
                     zone: zone.clone(),
                     record: record.clone(),
@@ -202,12 +245,17 @@ pub fn plan(desired: &DesiredCluster, observed: &ObservedCluster) -> Vec<Change>
         .groups
         .iter()
         .any(|g| &g.name == group_name && !g.deleting && all_in_service(g, desired.num_nodes));
-    if serving && !observed.alarms.contains(&desired.alarm.name) {
+    if desired.parked {
+        // A standby does not serve, and a cold one has no nodes: no alarm.
+        if !observed.alarms.is_empty() {
+            changes.push(Change::DeleteAlarms {
+                names: observed.alarms.clone(),
+            });
+        }
+    } else if serving && !observed.alarms.contains(&desired.alarm.name) {
         changes.push(Change::PutAlarm(desired.alarm.clone()));
     }
-    if let Some(change) = endpoint_change(desired, observed) {
-        changes.push(change);
-    }
+    changes.extend(endpoint_change(desired, observed));
     let in_use = observed.groups.iter().any(|g| &g.name != group_name);
     if !in_use {
         for t in observed.templates.iter().filter(|t| &t.name != template_name) {
@@ -217,9 +265,18 @@ pub fn plan(desired: &DesiredCluster, observed: &ObservedCluster) -> Vec<Change>
     changes
 }
 
+/// Whether a record set of the endpoint's name is this cluster's own: the same
+/// type and, for a failover record, its side's set identifier.
+fn own_set(desired: &DesiredCluster, record: &RecordSet) -> bool {
+    record.kind == "A"
+        && record.failover.as_ref().map(|f| &f.set_id) == desired.routing.as_ref().map(|f| &f.set_id)
+}
+
 /// The endpoint of a serving cluster points at the addresses of its nodes in
 /// service. With no node in service (still provisioning, or every node being
-/// replaced) the record is left as it is: an empty answer helps no client.
+/// replaced) the record is left as it is: an empty answer helps no client. A
+/// parked cold partner, with no nodes, removes its side's failover record, so
+/// that Route 53 never answers with addresses that are gone.
 fn endpoint_change(desired: &DesiredCluster, observed: &ObservedCluster) -> Option<Change> {
     let (zone, name) = desired.endpoint.as_ref()?;
     if !desired.serves_endpoint {
@@ -239,32 +296,38 @@ fn endpoint_change(desired: &DesiredCluster, observed: &ObservedCluster) -> Opti
         .filter(|i| in_service.contains(&i.id.as_str()))
         .filter_map(|i| i.private_ip.clone())
         .collect();
-    if values.is_empty() {
-        return None;
-    }
-    values.sort();
-    let record = RecordSet {
-        name: name.clone(),
-        kind: "A".into(),
-        ttl: crate::workflows::runbook::ENDPOINT_TTL,
-        values,
-    };
     let sets: Vec<&RecordSet> = observed
         .endpoint_records
         .iter()
-        .filter(|r| r.kind == "A")
+        .filter(|r| own_set(desired, r))
         .collect();
+    if values.is_empty() {
+        return match (desired.parked && desired.routing.is_some(), sets.as_slice()) {
+            (true, [one, ..]) => Some(Change::DeleteEndpoint {
+                zone: zone.clone(),
+                record: (*one).clone(),
+            }),
+            _ => None,
+        };
+    }
+    values.sort();
+    let record = RecordSet {
+        failover: desired.routing.clone(),
+        ..RecordSet::a(name.clone(), crate::workflows::runbook::ENDPOINT_TTL, values)
+    };
     let current = match sets.as_slice() {
         [one] => {
             let mut v = one.values.clone();
             v.sort();
-            Some((v, one.ttl))
+            Some((v, one.ttl, one.failover.clone()))
         }
         _ => None,
     };
-    (current != Some((record.values.clone(), record.ttl))).then(|| Change::UpsertEndpoint {
-        zone: zone.clone(),
-        record,
+    (current != Some((record.values.clone(), record.ttl, record.failover.clone()))).then(|| {
+        Change::UpsertEndpoint {
+            zone: zone.clone(),
+            record,
+        }
     })
 }
 
@@ -392,6 +455,19 @@ pub fn assess(desired: &DesiredCluster, observed: &ObservedCluster, ever_ready: 
         ),
     ];
     let converged = steps.iter().all(|s| s.state == StepState::Done);
+    if converged && desired.parked {
+        return Assessment {
+            status: ClusterStatus::Standby,
+            message: if n == 0 {
+                "Standby partner with no nodes (cold standby): it is made ready at failover.".into()
+            } else {
+                format!("Standby partner keeping {n} node(s) warm for failover.")
+            },
+            running_services: None,
+            steps,
+            converged,
+        };
+    }
     if converged {
         // Every node passed its agent's readiness check to join (the launch
         // hook); its health is what its last probe says.
@@ -493,6 +569,8 @@ mod tests {
             alarm_prefix: "okera-1-".into(),
             endpoint: None,
             serves_endpoint: true,
+            routing: None,
+            parked: false,
         }
     }
 
@@ -746,11 +824,12 @@ mod tests {
 
     #[test]
     fn the_serving_side_keeps_the_endpoint_on_its_nodes_in_service() {
-        let record = |values: &[&str]| RecordSet {
-            name: "a.prod.zone.test".into(),
-            kind: "A".into(),
-            ttl: crate::workflows::runbook::ENDPOINT_TTL,
-            values: values.iter().map(|v| (*v).to_owned()).collect(),
+        let record = |values: &[&str]| {
+            RecordSet::a(
+                "a.prod.zone.test",
+                crate::workflows::runbook::ENDPOINT_TTL,
+                values.iter().map(|v| (*v).to_owned()).collect(),
+            )
         };
         let observed = |records: Vec<RecordSet>| ObservedCluster {
             groups: vec![group("okera-1-a", 2, 2)],

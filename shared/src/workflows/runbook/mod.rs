@@ -1,5 +1,6 @@
 //! The runbook engine: persisted step machines for upgrades by replacement,
-//! rollbacks and restarts (and, next, failover and drills).
+//! rollbacks and restarts ([`ClusterSteps`]), and failovers and drills
+//! (`workflows::failover`): one engine, several kinds of steps.
 //!
 //! A runbook is a list of steps in the store (`store::runbooks`). A [`Runner`]
 //! claims a due runbook with a lease and runs its current step:
@@ -23,8 +24,8 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
-use crate::cloud::{Agents, Dns};
-use crate::store::{NewStep, RunbookKind, RunbookRow, StepEnd, Store, StoreError};
+use crate::cloud::{Agents, Dns, RecordSet};
+use crate::store::{ClusterRow, NewStep, RunbookKind, RunbookRow, RunbookStep, StepEnd, Store, StoreError};
 use crate::time::now_ms;
 use crate::workflows::kill::{KillSwitch, Killed};
 use crate::workflows::wake::Kick;
@@ -42,6 +43,22 @@ pub mod names {
     pub const WAIT_NODE_HEALTHY: &str = "wait-node-healthy";
     pub const ORIGINAL: &str = "original";
     pub const REPLACEMENT: &str = "replacement";
+    // Failover and drill steps (`workflows::failover`).
+    pub const CLAIM_LEADERSHIP: &str = "claim-leadership";
+    pub const PROMOTE_DATABASE: &str = "promote-database";
+    pub const BRING_UP: &str = "bring-up-clusters";
+    pub const SWITCH_TRAFFIC: &str = "switch-traffic";
+    pub const FENCE_OLD_REGION: &str = "fence-old-region";
+    pub const RECORD: &str = "record";
+    pub const PREFLIGHT: &str = "preflight";
+    pub const BUILD_DRILL: &str = "build-drill-clusters";
+    pub const VERIFY_REPLICA: &str = "verify-replica";
+    pub const TEARDOWN: &str = "teardown";
+    pub const LEAK_CHECK: &str = "leak-check";
+    /// The argument of region steps that act on the drill's clusters, or on a
+    /// failover's partners.
+    pub const DRILL: &str = "drill";
+    pub const PARTNERS: &str = "partners";
 }
 
 use names::*;
@@ -153,7 +170,18 @@ pub fn undo_steps(rb: &RunbookRow, failed: &str) -> Vec<NewStep> {
             ],
             _ => vec![],
         },
-        RunbookKind::Rollback | RunbookKind::Restart => vec![],
+        // A drill that stops anywhere before its teardown still tears down.
+        RunbookKind::Drill => match failed {
+            TEARDOWN | WAIT_RETIRED | LEAK_CHECK | RECORD => vec![],
+            _ => vec![
+                NewStep::new(TEARDOWN, ""),
+                NewStep::new(WAIT_RETIRED, DRILL),
+                NewStep::new(LEAK_CHECK, ""),
+            ],
+        },
+        // Past the promotion there is no going back: a failover that stops is
+        // finished by hand (or by a failback), and says where it stopped.
+        RunbookKind::Rollback | RunbookKind::Restart | RunbookKind::Failover => vec![],
     }
 }
 
@@ -176,6 +204,11 @@ pub fn cancellable(rb: &RunbookRow) -> Result<(), String> {
         RunbookKind::Rollback if started(SWITCH_ENDPOINT) => Err(format!(
             "rollback {} has started moving the endpoint back; it cannot be cancelled",
             rb.id
+        )),
+        RunbookKind::Failover => Err(format!(
+            "failover {} has promoted the database; it cannot be cancelled. Fail back with ocadm failover --planned --to {}",
+            rb.id,
+            rb.params.from_region.as_deref().unwrap_or("<old region>")
         )),
         _ => Ok(()),
     }
@@ -210,28 +243,89 @@ pub struct RunSummary {
     pub errors: Vec<String>,
 }
 
-/// Runs runbooks. Its ports: the store, Route 53, the node agents, and the
+/// What the steps of some runbook kinds do: the engine ([`Runner`]) claims,
+/// times, retries, undoes and records; a `Steps` acts. The cluster kinds
+/// (upgrade, rollback, restart) are [`ClusterSteps`]; the region kinds
+/// (failover, drill) live in `workflows::failover`.
+pub trait Steps: Send + Sync + Sized {
+    /// The kinds this runs; a runner drives only runbooks of these.
+    fn kinds() -> &'static [RunbookKind];
+    /// Runs one attempt of `step`.
+    fn execute<'a>(
+        runner: &'a Runner<Self>,
+        rb: &'a RunbookRow,
+        step: &'a RunbookStep,
+    ) -> impl std::future::Future<Output = Result<StepEnd, StepError>> + Send + 'a;
+    /// How long a step may take, from its first start; none: a number of
+    /// attempts bounds it instead.
+    fn timeout_ms(runner: &Runner<Self>, rb: &RunbookRow, step: &str) -> Option<i64>;
+}
+
+/// The ports of the cluster runbooks: Route 53, the node agents, and the
 /// reconciler's wake-up.
-pub struct Runner<D, A> {
-    pub store: Store,
+pub struct ClusterSteps<D, A> {
     pub dns: D,
     pub agents: A,
     pub zone: Option<DnsZone>,
     pub kick: Kick,
+}
+
+impl<D: Dns, A: Agents> Steps for ClusterSteps<D, A> {
+    fn kinds() -> &'static [RunbookKind] {
+        &RunbookKind::CLUSTER
+    }
+
+    fn execute<'a>(
+        runner: &'a Runner<Self>,
+        rb: &'a RunbookRow,
+        step: &'a RunbookStep,
+    ) -> impl std::future::Future<Output = Result<StepEnd, StepError>> + Send + 'a {
+        runner.execute(rb, step)
+    }
+
+    fn timeout_ms(runner: &Runner<Self>, rb: &RunbookRow, step: &str) -> Option<i64> {
+        let s = &runner.settings;
+        match step {
+            WAIT_READY => Some(rb.params.ready_timeout_ms),
+            VERIFY => Some(s.verify_timeout_ms),
+            WAIT_RETIRED => Some(s.retire_timeout_ms),
+            WAIT_NODE_HEALTHY => Some(s.node_timeout_ms),
+            // Steps that act retry a bounded number of times instead.
+            _ => None,
+        }
+    }
+}
+
+/// The runner of upgrades, rollbacks and restarts.
+pub type ClusterRunner<D, A> = Runner<ClusterSteps<D, A>>;
+
+/// Runs runbooks of the kinds its [`Steps`] know, over the store.
+pub struct Runner<X> {
+    pub store: Store,
+    pub steps: X,
     pub settings: RunbookSettings,
     /// Who holds leases taken by this runner (unique per process).
     pub owner: String,
     pub kill: KillSwitch,
 }
 
-impl<D: Dns, A: Agents> Runner<D, A> {
-    /// Runs every runbook that is due and free.
+impl<X> Runner<X> {
+    /// A step's answer for "not yet": look again after the poll interval.
+    pub(crate) fn wait(&self, note: String) -> Result<StepEnd, StepError> {
+        Ok(StepEnd::Wait {
+            until: now_ms() + self.settings.poll_ms,
+            note,
+        })
+    }
+}
+
+impl<X: Steps> Runner<X> {
     /// Runs every runbook that is due and free, at most [`CONCURRENCY`] at once:
     /// each may wait in-process up to the budget, and one after another they
     /// would outlast the function's timeout.
     pub async fn run_due(&self) -> Result<RunSummary, StoreError> {
         use futures_util::stream::{self, StreamExt};
-        let due = self.store.due_runbooks(now_ms()).await?;
+        let due = self.store.due_runbooks(now_ms(), X::kinds()).await?;
         let mut summary = RunSummary {
             runbooks: due.len(),
             ..Default::default()
@@ -313,7 +407,7 @@ impl<D: Dns, A: Agents> Runner<D, A> {
             fail(format!("cancelled at step {}", step.name), true)
         } else if let Some(limit) = step
             .started_at
-            .zip(self.timeout_ms(rb, &step.name))
+            .zip(X::timeout_ms(self, rb, &step.name))
             .map(|(s, t)| s + t)
             .filter(|limit| now >= *limit)
         {
@@ -334,7 +428,7 @@ impl<D: Dns, A: Agents> Runner<D, A> {
                 .start_step(rb, &self.owner, self.settings.lease_ms)
                 .await?;
             let step = rb.current().cloned().expect("the step just started");
-            let end = match self.execute(&rb, &step).await {
+            let end = match X::execute(self, &rb, &step).await {
                 Ok(end) => end,
                 Err(StepError::Permanent(e)) => fail(e, false),
                 Err(StepError::Transient(e)) if step.attempts >= self.settings.max_attempts => {
@@ -363,19 +457,6 @@ impl<D: Dns, A: Agents> Runner<D, A> {
         info!(runbook = rb.id, step = %point, end = ?end, "runbook step");
         Ok(Next::Moved(fresh))
     }
-
-    /// How long a step may take, from its first start.
-    fn timeout_ms(&self, rb: &RunbookRow, step: &str) -> Option<i64> {
-        let s = &self.settings;
-        match step {
-            WAIT_READY => Some(rb.params.ready_timeout_ms),
-            VERIFY => Some(s.verify_timeout_ms),
-            WAIT_RETIRED => Some(s.retire_timeout_ms),
-            WAIT_NODE_HEALTHY => Some(s.node_timeout_ms),
-            // Steps that act retry a bounded number of times instead.
-            _ => None,
-        }
-    }
 }
 
 enum Next {
@@ -385,7 +466,7 @@ enum Next {
 
 /// Why a step's attempt failed.
 #[derive(Debug)]
-pub(crate) enum StepError {
+pub enum StepError {
     /// Trying again later may work (throttling, a lost connection).
     Transient(String),
     Permanent(String),
@@ -412,6 +493,79 @@ impl From<crate::cloud::CloudError> for StepError {
             StepError::Permanent(e.to_string())
         }
     }
+}
+
+/// The endpoint record a cluster should have: its in-service nodes' addresses,
+/// as its side's failover record or a simple one (see
+/// [`crate::workflows::reconcile::plan::endpoint_routing`]); none without an
+/// endpoint name.
+pub(crate) async fn endpoint_record(store: &Store, c: &ClusterRow) -> Result<Option<RecordSet>, StepError> {
+    let Some(name) = &c.endpoint else {
+        return Ok(None);
+    };
+    let env = store.get_environment(c.environment_id).await?;
+    let pair_region = match env.pair_id {
+        Some(p) => Some(store.get_environment(p).await?.region),
+        None => None,
+    };
+    let checks: Vec<(String, String)> = store
+        .dm_regions()
+        .await?
+        .into_iter()
+        .filter_map(|r| r.health_check_id.map(|id| (r.region, id)))
+        .collect();
+    let (routing, _) = crate::workflows::reconcile::plan::endpoint_routing(
+        &env.region,
+        env.is_primary(),
+        pair_region.as_deref(),
+        env.pair_serving,
+        &checks,
+    );
+    let mut values: Vec<String> = store
+        .nodes_of(c.id)
+        .await?
+        .into_iter()
+        .filter(|n| n.lifecycle_state == "InService")
+        .filter_map(|n| n.private_ip)
+        .collect();
+    values.sort();
+    Ok(Some(RecordSet {
+        failover: routing,
+        ..RecordSet::a(name.clone(), ENDPOINT_TTL, values)
+    }))
+}
+
+/// Whether the zone holds exactly `want` for its set (name, type and set
+/// identifier): one such set, with the same values.
+pub(crate) async fn dns_matches<D: Dns>(
+    dns: &D,
+    zone: &str,
+    want: &RecordSet,
+) -> Result<Result<(), String>, StepError> {
+    let sets: Vec<RecordSet> = dns
+        .records(zone, &want.name)
+        .await?
+        .into_iter()
+        .filter(|r| r.same_set(want))
+        .collect();
+    Ok(match sets.as_slice() {
+        [one] => {
+            let mut got = one.values.clone();
+            got.sort();
+            if got == want.values {
+                Ok(())
+            } else {
+                Err(format!("{} resolves to {}", want.name, got.join(", ")))
+            }
+        }
+        [] => Err(format!("{} has no {} record", want.name, want.kind)),
+        many => Err(format!(
+            "{} has {} {} record sets",
+            want.name,
+            many.len(),
+            want.kind
+        )),
+    })
 }
 
 /// The event that asks the runbooks function to run one runbook now.

@@ -2,10 +2,10 @@
 //! again after a crash changes nothing that already took effect.
 
 use super::names::*;
-use super::{Runner, StepError, ENDPOINT_TTL};
-use crate::cloud::{AgentTarget, Agents, Dns, RecordSet};
+use super::{dns_matches, endpoint_record, ClusterSteps, Runner, StepError};
+use crate::cloud::{AgentTarget, Agents, Dns};
 use crate::domain::ClusterStatus;
-use crate::store::{ClusterRow, NodeRow, RunbookRow, RunbookStep, StepEnd};
+use crate::store::{NodeRow, RunbookRow, RunbookStep, StepEnd};
 use crate::time::{format_ms, now_ms};
 use crate::workflows::reconcile::Target;
 
@@ -15,14 +15,7 @@ fn done(msg: impl Into<String>) -> StepResult {
     Ok(StepEnd::Done(msg.into()))
 }
 
-impl<D: Dns, A: Agents> Runner<D, A> {
-    fn wait(&self, note: String) -> StepResult {
-        Ok(StepEnd::Wait {
-            until: now_ms() + self.settings.poll_ms,
-            note,
-        })
-    }
-
+impl<D: Dns, A: Agents> Runner<ClusterSteps<D, A>> {
     /// The cluster a step's argument names.
     fn cluster_of(&self, rb: &RunbookRow, arg: &str) -> Result<i64, StepError> {
         match arg {
@@ -42,7 +35,7 @@ impl<D: Dns, A: Agents> Runner<D, A> {
         match step.name.as_str() {
             BUILD_REPLACEMENT => {
                 let id = self.store.create_replacement(rb, &self.owner).await?;
-                (self.kick)(Target::Cluster(id)).await;
+                (self.steps.kick)(Target::Cluster(id)).await;
                 let version = rb.params.version.clone().unwrap_or_default();
                 done(format!("cluster {id} at version {version}"))
             }
@@ -78,7 +71,7 @@ impl<D: Dns, A: Agents> Runner<D, A> {
             RETIRE => {
                 let id = self.cluster_of(rb, &step.arg)?;
                 let asked = self.store.retire_cluster(rb, id).await?;
-                (self.kick)(Target::Cluster(id)).await;
+                (self.steps.kick)(Target::Cluster(id)).await;
                 done(if asked {
                     format!("cluster {id} is being removed")
                 } else {
@@ -105,13 +98,14 @@ impl<D: Dns, A: Agents> Runner<D, A> {
                 // lost): a node whose services are coming back up is restarting
                 // already, and is not asked again.
                 if step.attempts > 1 {
-                    if let Ok(report) = self.agents.health(&target(&node)).await {
+                    if let Ok(report) = self.steps.agents.health(&target(&node)).await {
                         if !report.ready() {
                             return done(format!("{} was already restarting", node.instance_id));
                         }
                     }
                 }
-                self.agents
+                self.steps
+                    .agents
                     .restart(&target(&node), service)
                     .await
                     .map_err(|e| StepError::Transient(format!("restart on {}: {e}", node.instance_id)))?;
@@ -125,7 +119,7 @@ impl<D: Dns, A: Agents> Runner<D, A> {
                 let Some(node) = self.node(rb, &step.arg).await? else {
                     return done(format!("node {} left the cluster", step.arg));
                 };
-                match self.agents.health(&target(&node)).await {
+                match self.steps.agents.health(&target(&node)).await {
                     Ok(report) if report.ready() => {
                         done(format!("{}: all services running", node.instance_id))
                     }
@@ -154,57 +148,6 @@ impl<D: Dns, A: Agents> Runner<D, A> {
             .find(|n| n.instance_id == instance && n.lifecycle_state == "InService"))
     }
 
-    /// The endpoint record a cluster should have: its in-service nodes' addresses.
-    async fn record_for(&self, c: &ClusterRow) -> Result<Option<RecordSet>, StepError> {
-        let Some(name) = &c.endpoint else {
-            return Ok(None);
-        };
-        let mut values: Vec<String> = self
-            .store
-            .nodes_of(c.id)
-            .await?
-            .into_iter()
-            .filter(|n| n.lifecycle_state == "InService")
-            .filter_map(|n| n.private_ip)
-            .collect();
-        values.sort();
-        Ok(Some(RecordSet {
-            name: name.clone(),
-            kind: "A".into(),
-            ttl: ENDPOINT_TTL,
-            values,
-        }))
-    }
-
-    /// Whether the zone holds exactly `want` for its name (one A set, same values).
-    async fn dns_matches(&self, zone: &str, want: &RecordSet) -> Result<Result<(), String>, StepError> {
-        let sets: Vec<RecordSet> = self
-            .dns
-            .records(zone, &want.name)
-            .await?
-            .into_iter()
-            .filter(|r| r.kind == want.kind)
-            .collect();
-        Ok(match sets.as_slice() {
-            [one] => {
-                let mut got = one.values.clone();
-                got.sort();
-                if got == want.values {
-                    Ok(())
-                } else {
-                    Err(format!("{} resolves to {}", want.name, got.join(", ")))
-                }
-            }
-            [] => Err(format!("{} has no {} record", want.name, want.kind)),
-            many => Err(format!(
-                "{} has {} {} record sets",
-                want.name,
-                many.len(),
-                want.kind
-            )),
-        })
-    }
-
     async fn switch(&self, rb: &RunbookRow, step: &RunbookStep) -> StepResult {
         let to = self.cluster_of(rb, &step.arg)?;
         let from = if step.arg == REPLACEMENT {
@@ -221,7 +164,8 @@ impl<D: Dns, A: Agents> Runner<D, A> {
             )));
         }
         self.store.move_endpoint(rb, &self.owner, from, to).await?;
-        let (Some(zone), Some(record)) = (&self.zone, self.record_for(&target).await?) else {
+        let (Some(zone), Some(record)) = (&self.steps.zone, endpoint_record(&self.store, &target).await?)
+        else {
             return done(format!("cluster {to} serves (no DNS zone is configured)"));
         };
         if record.values.is_empty() {
@@ -231,8 +175,8 @@ impl<D: Dns, A: Agents> Runner<D, A> {
         }
         // UPSERT, then read back: the emulator duplicates on CREATE, and any
         // writer may have raced us.
-        self.dns.upsert(&zone.id, &record).await?;
-        match self.dns_matches(&zone.id, &record).await? {
+        self.steps.dns.upsert(&zone.id, &record).await?;
+        match dns_matches(&self.steps.dns, &zone.id, &record).await? {
             Ok(()) => done(format!(
                 "{} -> {} (cluster {to})",
                 record.name,
@@ -248,8 +192,8 @@ impl<D: Dns, A: Agents> Runner<D, A> {
         if c.status_code != ClusterStatus::Ready.as_str() {
             return self.wait(format!("cluster {id} is {}: {}", c.status_code, c.status_message));
         }
-        if let (Some(zone), Some(record)) = (&self.zone, self.record_for(&c).await?) {
-            if let Err(mismatch) = self.dns_matches(&zone.id, &record).await? {
+        if let (Some(zone), Some(record)) = (&self.steps.zone, endpoint_record(&self.store, &c).await?) {
+            if let Err(mismatch) = dns_matches(&self.steps.dns, &zone.id, &record).await? {
                 return self.wait(mismatch);
             }
         }
@@ -261,7 +205,7 @@ impl<D: Dns, A: Agents> Runner<D, A> {
             .filter(|n| n.lifecycle_state == "InService")
             .collect();
         for n in &nodes {
-            match self.agents.health(&target(n)).await {
+            match self.steps.agents.health(&target(n)).await {
                 Ok(r) if r.ready() => {}
                 Ok(_) => return self.wait(format!("{} is not running every service", n.instance_id)),
                 Err(e) => return self.wait(format!("{}: agent not answering: {e}", n.instance_id)),
