@@ -55,11 +55,11 @@ struct Cli {
     /// Print the JSON the server returned instead of the human view
     #[arg(long, global = true, display_order = 102)]
     json: bool,
-    /// Talk to this region's API: OCADM_ENDPOINT_<REGION> (such as
+    /// Talk to the API of this DM region: OCADM_ENDPOINT_<REGION> (such as
     /// OCADM_ENDPOINT_US_WEST_2, which dm-local up --regions exports) instead
     /// of OCADM_ENDPOINT; `failover --to R` does this by itself
-    #[arg(long, global = true, value_name = "REGION", display_order = 103)]
-    region: Option<String>,
+    #[arg(long = "at", global = true, value_name = "REGION", display_order = 103)]
+    at: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -572,10 +572,10 @@ fn region_endpoint_var(region: &str) -> String {
     format!("OCADM_ENDPOINT_{}", region.to_uppercase().replace('-', "_"))
 }
 
-/// The API to talk to: `--region R`'s (or, for `failover --to R`, R's)
+/// The API to talk to: `--at R`'s (or, for `failover --to R`, R's)
 /// `OCADM_ENDPOINT_<R>` when set, else `--endpoint` / `OCADM_ENDPOINT`.
 fn endpoint_of(cli: &Cli) -> Result<String> {
-    let region = cli.region.as_deref().or(match &cli.command {
+    let region = cli.at.as_deref().or(match &cli.command {
         Command::Failover(a) => regions::target_region(a),
         _ => None,
     });
@@ -585,7 +585,7 @@ fn endpoint_of(cli: &Cli) -> Result<String> {
                 return Ok(e);
             }
         }
-        if cli.region.is_some() {
+        if cli.at.is_some() {
             bail!(
                 "{} is not set: it names the API of {r} (dm-local up --regions exports it)",
                 region_endpoint_var(r)

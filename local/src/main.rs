@@ -28,7 +28,7 @@ use shared::domain::logs::LogClock;
 use shared::store::{Store, WriterWatch};
 use shared::workflows::runbook::DnsZone;
 use tokio::sync::Notify;
-use tracing::{info, warn};
+use tracing::info;
 
 /// The Okera Deployment Manager, run locally.
 #[derive(Parser)]
@@ -497,7 +497,13 @@ async fn global_setup(
         .await
         .context("making the global database in the emulator")?;
     let watch = WriterWatch::new(gdb.writer().map(|w| w.region.as_str()));
-    tokio::spawn(follow_writer(rds, ordered[0].clone(), watch.clone()));
+    tokio::spawn(shared::workflows::failover::follow_writer(
+        rds,
+        ordered[0].clone(),
+        GLOBAL_DB.into(),
+        watch.clone(),
+        Duration::from_millis(100),
+    ));
     let mut stores = std::collections::BTreeMap::new();
     for r in regions {
         stores.insert(
@@ -520,26 +526,6 @@ async fn global_setup(
         heartbeat_max_age_s: args.heartbeat_max_age as f64,
         stores,
     })
-}
-
-/// The local stand-in of Aurora's writer role: the regional stores take writes
-/// only in the region whose DB cluster the emulator's global database names as
-/// its writer, as an Aurora secondary refuses writes until it is promoted.
-async fn follow_writer(rds: RdsAdapter, region: String, watch: WriterWatch) {
-    use shared::cloud::GlobalDatabase;
-    loop {
-        match rds.describe(&region, GLOBAL_DB).await {
-            Ok(g) => {
-                let writer = g.writer().map(|w| w.region.clone());
-                if writer != watch.get() {
-                    info!(writer = ?writer, "the global database's writer changed");
-                    watch.set(writer.as_deref());
-                }
-            }
-            Err(e) => warn!(error = %e, "cannot read the global database"),
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// The local runner talks only to loopback.

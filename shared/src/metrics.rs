@@ -57,10 +57,11 @@ pub const HISTORY_ROWS_ARCHIVED: &str = "HistoryRowsArchived";
 pub const LOG_ROTATION_DURATION: &str = "LogRotationDuration";
 
 /// Dimension: the cluster's id, in decimal.
-/// Per region, through `PutMetricData` (an alarm must see it at once): 1 while
-/// the region's DM holds the current epoch, 0 while it stands by. Only the
-/// region itself publishes it; its serving alarm and Route 53 health check
-/// follow it.
+/// Per region, through `PutMetricData` (an alarm must see it at once): 1,
+/// published by the region's DM each minute while it holds the current epoch;
+/// 0, published once for the old region by the failover that takes over from
+/// it. A standby region publishes nothing. Its serving alarm, and the Route 53
+/// health check of its endpoint records, follow it.
 pub const REGION_SERVING: &str = "RegionServing";
 /// Per region, published by each standby region: seconds since the active
 /// region's last heartbeat, as the replicated database shows it. The
@@ -301,27 +302,29 @@ pub fn cluster_alarm(
 }
 
 /// The alarm, in `region`, that the Route 53 health check of that region's
-/// endpoint records follows: `ALARM` when [`REGION_SERVING`] stays below 1 for 3
-/// minutes, silence counting as not serving, so that a region that dies, or
-/// whose DM cannot prove it holds the epoch, stops being served. The failover
-/// sets it at once with `SetAlarmState`; this evaluation is the backstop.
+/// endpoint records follows: `ALARM` as soon as the minute's minimum of
+/// [`REGION_SERVING`] is below 1, that is as soon as a failover published 0
+/// for the region, and `OK` as soon as the region, active, publishes 1. A
+/// minute without data keeps the state (`ignore`): one late publication flips
+/// nothing. A region whose CloudWatch cannot be read at all counts as unhealthy
+/// (the health check's insufficient-data status).
 pub fn serving_alarm(region: &str) -> AlarmSpec {
     AlarmSpec {
         name: crate::domain::failover::serving_alarm_name(region),
         description: format!(
             "The DM in {region} serves: its endpoint records answer while this alarm is OK. The DM of {region} \
              publishes Okera/DM RegionServing=1 only while it holds the current epoch of the fence; a failover \
-             sets this alarm to ALARM. See docs/failover.md."
+             away from {region} publishes 0. See docs/failover.md."
         ),
         namespace: NAMESPACE.to_owned(),
         metric: REGION_SERVING.to_owned(),
         dimensions: vec![(REGION_DIMENSION.to_owned(), region.to_owned())],
-        statistic: "Maximum".to_owned(),
+        statistic: "Minimum".to_owned(),
         period_s: 60,
-        evaluation_periods: 3,
+        evaluation_periods: 1,
         comparison: "LessThanThreshold".to_owned(),
         threshold: 1.0,
-        treat_missing_data: "breaching".to_owned(),
+        treat_missing_data: "ignore".to_owned(),
         tags: vec![("LaunchedBy".to_owned(), "Okera".to_owned())],
     }
 }

@@ -504,6 +504,13 @@ pub trait Metrics: Send + Sync {
         dimensions: &[(String, String)],
         value: f64,
     ) -> impl Future<Output = CloudResult<()>> + Send;
+    /// The state of a metric alarm (`OK`, `ALARM`, `INSUFFICIENT_DATA`); none
+    /// when there is no such alarm.
+    fn alarm_state(
+        &self,
+        region: &str,
+        alarm: &str,
+    ) -> impl Future<Output = CloudResult<Option<String>>> + Send;
     /// Sets an alarm's state (`OK`, `ALARM`) until its next evaluation.
     fn set_alarm_state(
         &self,

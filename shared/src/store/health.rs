@@ -27,6 +27,9 @@ pub struct SweepCluster {
     pub asg_name: Option<String>,
     /// No operation is in progress: the cluster's code is its health.
     pub steady: bool,
+    /// A parked standby partner: its joins are finished, but it is not judged,
+    /// repaired or counted.
+    pub parked: bool,
     pub auto_repair: bool,
     pub status_code: String,
     pub status_message: String,
@@ -160,7 +163,7 @@ impl Store {
     pub async fn sweep_clusters(&self) -> Result<Vec<SweepCluster>, StoreError> {
         let rows = sqlx::query(
             "SELECT c.id, c.name, e.region, c.num_nodes, c.asg_name, c.generation, c.observed_generation, \
-             c.delete_requested, c.auto_repair, c.status_code, c.status_message \
+             c.delete_requested, c.auto_repair, c.status_code, c.status_message, c.parked \
              FROM clusters c JOIN environments e ON e.id = c.environment_id \
              WHERE c.status_code <> 'TERMINATED' ORDER BY c.id",
         )
@@ -173,13 +176,15 @@ impl Store {
                 let observed: i64 = col(r, "observed_generation")?;
                 let deleting = col::<i64>(r, "delete_requested")? != 0;
                 let code = super::rows::text(r, "status_code")?;
+                let parked = col::<i64>(r, "parked")? != 0;
                 Ok(SweepCluster {
                     id: col(r, "id")?,
                     name: super::rows::text(r, "name")?,
                     region: super::rows::text(r, "region")?,
                     num_nodes: col(r, "num_nodes")?,
                     asg_name: super::rows::opt_text(r, "asg_name")?,
-                    steady: generation == observed && !deleting && code != "FAILED",
+                    steady: generation == observed && !deleting && code != "FAILED" && !parked,
+                    parked,
                     auto_repair: col::<i64>(r, "auto_repair")? != 0,
                     status_code: code,
                     status_message: super::rows::text(r, "status_message")?,

@@ -400,8 +400,8 @@ impl Store {
     /// each serving cluster of a warm pair has a parked partner of the same spec
     /// and size; a parked cluster whose partner is gone, or whose spec moved on
     /// (an upgrade), is retired. Run by the active region on its schedule.
-    /// Returns what it changed, one line each.
-    pub async fn sync_standbys(&self, principal: &str) -> Result<Vec<String>, StoreError> {
+    /// Returns what it changed: the cluster, and a line saying how.
+    pub async fn sync_standbys(&self, principal: &str) -> Result<Vec<(i64, String)>, StoreError> {
         let mut tx = self.begin_tx().await?;
         let envs: Vec<EnvironmentRow> = {
             let sql = format!("SELECT {ENVIRONMENT_COLUMNS} FROM environments WHERE pair_id IS NOT NULL AND delete_requested = 0");
@@ -438,9 +438,12 @@ impl Store {
                             .execute(&mut *tx)
                             .await
                             .map_err(q("forget partner"))?;
-                        changes.push(format!(
-                            "retired cluster {}: its spec no longer matches cluster {}",
-                            p.id, c.id
+                        changes.push((
+                            p.id,
+                            format!(
+                                "retired cluster {}: its spec no longer matches cluster {}",
+                                p.id, c.id
+                            ),
                         ));
                     }
                     Some(p) if p.parked && p.num_nodes != c.num_nodes => {
@@ -452,9 +455,12 @@ impl Store {
                         .execute(&mut *tx)
                         .await
                         .map_err(q("resize partner"))?;
-                        changes.push(format!(
-                            "cluster {} follows cluster {} to {} node(s)",
-                            p.id, c.id, c.num_nodes
+                        changes.push((
+                            p.id,
+                            format!(
+                                "cluster {} follows cluster {} to {} node(s)",
+                                p.id, c.id, c.num_nodes
+                            ),
                         ));
                     }
                     Some(_) => {}
@@ -467,7 +473,10 @@ impl Store {
                             &format!("warm standby in {}", standby_env.region),
                         )
                         .await?;
-                        changes.push(format!("made cluster {id}, the warm standby of cluster {}", c.id));
+                        changes.push((
+                            id,
+                            format!("made cluster {id}, the warm standby of cluster {}", c.id),
+                        ));
                     }
                     None => {}
                 }
@@ -487,9 +496,9 @@ impl Store {
                         "standby partner of a cluster that is gone",
                     )
                     .await?;
-                    changes.push(format!(
-                        "retired cluster {}: the cluster it stood by for is gone",
-                        p.id
+                    changes.push((
+                        p.id,
+                        format!("retired cluster {}: the cluster it stood by for is gone", p.id),
                     ));
                 }
             }

@@ -285,6 +285,9 @@ impl<C: Compute, S: Scaling, A: Agents> Sweeper<C, S, A> {
                     running_services: health.running_services as i64,
                 });
             }
+            if cluster.parked {
+                continue;
+            }
             let sample = samples
                 .entry(cluster.region.clone())
                 .or_insert_with(|| SweepSample {

@@ -7,6 +7,7 @@ mod agents;
 mod archive;
 mod diagnostics;
 mod dns;
+mod failover;
 mod health;
 mod metrics;
 mod reconcile;

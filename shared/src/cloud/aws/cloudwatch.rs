@@ -183,6 +183,25 @@ impl Metrics for CloudWatchAdapter {
             .map_err(|e| classify("PutMetricData", e))
     }
 
+    async fn alarm_state(&self, region: &str, alarm: &str) -> CloudResult<Option<String>> {
+        let out = self
+            .clients
+            .get(region)
+            .await
+            .describe_alarms()
+            .alarm_names(alarm)
+            .alarm_types(AlarmType::MetricAlarm)
+            .send()
+            .await
+            .map_err(|e| classify("DescribeAlarms", e))?;
+        Ok(out
+            .metric_alarms()
+            .iter()
+            .find(|a| a.alarm_name() == Some(alarm))
+            .and_then(|a| a.state_value())
+            .map(|s| s.as_str().to_owned()))
+    }
+
     async fn set_alarm_state(&self, region: &str, alarm: &str, state: &str, reason: &str) -> CloudResult<()> {
         self.clients
             .get(region)

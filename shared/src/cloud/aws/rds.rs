@@ -45,40 +45,44 @@ impl RdsAdapter {
         if let Ok(found) = self.describe(first, global_id).await {
             return Ok(found);
         }
-        let client = self.clients.get(first).await;
         let cluster = |region: &str| format!("{global_id}-{region}");
-        let created = client
-            .create_db_cluster()
-            .db_cluster_identifier(cluster(first))
+        let created = self
+            .clients
+            .get(first)
+            .await
+            .create_global_cluster()
+            .global_cluster_identifier(global_id)
             .engine("aurora-mysql")
-            .master_username("okera")
-            .master_user_password("not-a-secret-emulated")
             .send()
             .await;
         if let Err(e) = created {
-            let e = classify("CreateDBCluster", e);
-            if e.code != "DBClusterAlreadyExistsFault" {
+            let e = classify("CreateGlobalCluster", e);
+            if e.code != "GlobalClusterAlreadyExistsFault" {
                 return Err(e);
             }
         }
-        client
-            .create_global_cluster()
-            .global_cluster_identifier(global_id)
-            .source_db_cluster_identifier(cluster(first))
-            .send()
-            .await
-            .map_err(|e| classify("CreateGlobalCluster", e))?;
-        for region in others {
-            self.clients
+        // The first member, with its credentials, is the writer; the others
+        // are secondaries.
+        for (i, region) in std::iter::once(first).chain(others).enumerate() {
+            let mut create = self
+                .clients
                 .get(region)
                 .await
                 .create_db_cluster()
                 .db_cluster_identifier(cluster(region))
                 .engine("aurora-mysql")
-                .global_cluster_identifier(global_id)
-                .send()
-                .await
-                .map_err(|e| classify("CreateDBCluster", e))?;
+                .global_cluster_identifier(global_id);
+            if i == 0 {
+                create = create
+                    .master_username("okera")
+                    .master_user_password("not-a-secret-emulated");
+            }
+            if let Err(e) = create.send().await {
+                let e = classify("CreateDBCluster", e);
+                if e.code != "DBClusterAlreadyExistsFault" {
+                    return Err(e);
+                }
+            }
         }
         self.describe(first, global_id).await
     }

@@ -249,7 +249,7 @@ impl Gate {
         if role.is_active() {
             return None;
         }
-        tracing::info!(region = %self.region, role = role.as_str(), message = %role.describe(&self.region), "standing by");
+        tracing::debug!(region = %self.region, role = role.as_str(), message = %role.describe(&self.region), "standing by");
         Some(standing_by(&role, &self.region))
     }
 }
@@ -279,11 +279,11 @@ pub async fn readiness<F: Fence, M: Metrics>(
 ) -> Result<(Readiness, Option<Leader>), FailoverError> {
     let leader = fence.leader().await.map_err(FailoverError::Fence)?;
     let requests = fence.requests().await.map_err(FailoverError::Fence)?;
+    // A request that claimed and has not ended holds the region; requests
+    // that have not claimed yet race on the claim instead (one wins).
     let in_flight = requests
         .iter()
-        .find(|r| {
-            Some(r.id.as_str()) != exclude && (r.state.in_flight() || r.state == FailoverState::Running)
-        })
+        .find(|r| Some(r.id.as_str()) != exclude && r.state != FailoverState::Requested && !r.state.ended())
         .map(|r| (r.id.clone(), r.to.clone()));
     let lag_ms = metrics
         .latest(
@@ -368,6 +368,32 @@ pub async fn start_drill(
     Ok(store
         .submit_drill(ctx, region, &spec.to, spec.ready_timeout_ms, &drill_steps())
         .await?)
+}
+
+/// The local stand-in of Aurora's writer role (dm-local and tests): every
+/// `every`, sets `watch` to the region whose DB cluster the global database
+/// names as its writer, so that the regional stores that follow it take
+/// writes only there, as an Aurora secondary refuses writes until promoted.
+pub async fn follow_writer<G: crate::cloud::GlobalDatabase>(
+    db: G,
+    region: String,
+    global_db: String,
+    watch: crate::store::WriterWatch,
+    every: std::time::Duration,
+) {
+    loop {
+        match db.describe(&region, &global_db).await {
+            Ok(g) => {
+                let writer = g.writer().map(|w| w.region.clone());
+                if writer != watch.get() {
+                    tracing::info!(writer = ?writer, "the global database's writer changed");
+                    watch.set(writer.as_deref());
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read the global database"),
+        }
+        tokio::time::sleep(every).await;
+    }
 }
 
 /// A failover as a dry run shows it: what would be checked and moved.

@@ -318,30 +318,9 @@ where
             .park(rb, &all.iter().map(|m| m.from).collect::<Vec<_>>())
             .await?;
         self.kick_all(all.iter().map(|m| m.from).collect()).await;
-        let m = &self.steps.metrics;
-        let alarm = serving_alarm_name(&from);
         let reason = format!("failover {} moved the traffic to {}", rb.id, Self::to_region(rb));
-        let reached = tokio::time::timeout(UNREACHABLE_AFTER, async {
-            m.put_metric(
-                &from,
-                metrics::NAMESPACE,
-                REGION_SERVING,
-                &[(REGION_DIMENSION.to_owned(), from.clone())],
-                0.0,
-            )
-            .await?;
-            m.set_alarm_state(&from, &alarm, "ALARM", &reason).await
-        })
-        .await;
-        let alarm_note = match reached {
-            Ok(Ok(())) => format!("alarm {alarm} set to ALARM"),
-            Ok(Err(e)) => format!("{from}'s CloudWatch refused ({e}); its alarm fails closed without data"),
-            Err(_) => format!(
-                "{from}'s CloudWatch did not answer within {} s; its alarm fails closed without data",
-                UNREACHABLE_AFTER.as_secs()
-            ),
-        };
-        done(format!("{parked} cluster(s) of {from} parked; {alarm_note}"))
+        let note = stand_down(&self.steps.metrics, &from, &reason).await;
+        done(format!("{parked} cluster(s) of {from} parked; {note}"))
     }
 
     /// Per-step timings, the RTO (trigger to traffic switch) and the RPO
@@ -518,6 +497,36 @@ where
             rto.map_or("-".to_owned(), |r| format!("{:.1} s", r as f64 / 1000.0)),
             Self::to_region(rb)
         ))
+    }
+}
+
+/// Stops `region` from being served: publishes `RegionServing=0` for it and
+/// sets its serving alarm to ALARM, in its own CloudWatch, giving it
+/// [`UNREACHABLE_AFTER`]. Returns what happened; a region that does not answer
+/// is fenced again by the active region's schedule until it does (and a
+/// CloudWatch that cannot be read at all makes its health check unhealthy).
+pub(crate) async fn stand_down<M: Metrics>(metrics: &M, region: &str, reason: &str) -> String {
+    let alarm = serving_alarm_name(region);
+    let reached = tokio::time::timeout(UNREACHABLE_AFTER, async {
+        metrics
+            .put_metric(
+                region,
+                metrics::NAMESPACE,
+                REGION_SERVING,
+                &[(REGION_DIMENSION.to_owned(), region.to_owned())],
+                0.0,
+            )
+            .await?;
+        metrics.set_alarm_state(region, &alarm, "ALARM", reason).await
+    })
+    .await;
+    match reached {
+        Ok(Ok(())) => format!("{region} no longer serves (alarm {alarm} ALARM)"),
+        Ok(Err(e)) => format!("{region}'s CloudWatch refused ({e}); the schedule tries again"),
+        Err(_) => format!(
+            "{region}'s CloudWatch did not answer within {} s; the schedule tries again",
+            UNREACHABLE_AFTER.as_secs()
+        ),
     }
 }
 

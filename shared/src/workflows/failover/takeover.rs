@@ -109,7 +109,7 @@ where
     /// drives the same request.
     pub async fn on_alarm(&self, alarm: &AlarmChange) -> Result<Value, FailoverError> {
         let ignore = |why: String| {
-            info!(alarm = %alarm.alarm, state = %alarm.state, %why, "alarm ignored");
+            tracing::debug!(alarm = %alarm.alarm, state = %alarm.state, %why, "alarm ignored");
             Ok(json!({ "ignored": why }))
         };
         let Some(watched) = self.settings.health_alarms.get(&alarm.alarm) else {
@@ -156,7 +156,19 @@ where
                 ))
             }
             None => return ignore("no region holds leadership yet".into()),
-            _ => {}
+            Some(l) => {
+                // One automated failover, then people decide: no ping-pong
+                // between two sick regions.
+                if let Some(id) = &l.failover_id {
+                    let last = self.fence.request(id).await.map_err(FailoverError::Fence)?;
+                    if last.is_some_and(|r| r.trigger.starts_with("alarm ")) {
+                        return ignore(format!(
+                            "{watched} became active through the automated failover {id}; automated failover \
+                             stays off until an operator fails over (ocadm failover --to REGION)"
+                        ));
+                    }
+                }
+            }
         }
         let now = now_ms();
         let request = FailoverRequest {
@@ -635,8 +647,11 @@ where
         let role = read_role(&self.fence, self.store(), self.region()).await;
         summary.role = role.as_str().to_owned();
         let serving = role.is_active();
-        if let Err(e) = self.publish_serving(serving).await {
-            summary.errors.push(format!("serving metric: {e}"));
+        if serving {
+            if let Err(e) = self.publish_serving().await {
+                summary.errors.push(format!("serving metric: {e}"));
+            }
+            self.fence_peers(&mut summary).await;
         }
         if !serving {
             if let Err(e) = self.publish_heartbeat_age(&role).await {
@@ -660,10 +675,11 @@ where
             .await
         {
             Ok(changes) => {
-                for c in &changes {
-                    info!(change = %c, "standby partners");
+                for (id, change) in changes {
+                    info!(%change, "standby partners");
+                    (self.runner.steps.kick)(crate::workflows::reconcile::Target::Cluster(id)).await;
+                    summary.standbys.push(change);
                 }
-                summary.standbys = changes;
             }
             Err(e) => summary.errors.push(format!("standby partners: {e}")),
         }
@@ -696,8 +712,8 @@ where
         Ok((ready as i64, live.len() as i64))
     }
 
-    /// `RegionServing` for this region: 1 only while it holds the epoch.
-    async fn publish_serving(&self, serving: bool) -> Result<(), FailoverError> {
+    /// `RegionServing=1` for this region, which holds the epoch.
+    async fn publish_serving(&self) -> Result<(), FailoverError> {
         self.runner
             .steps
             .metrics
@@ -706,10 +722,29 @@ where
                 metrics::NAMESPACE,
                 REGION_SERVING,
                 &[(REGION_DIMENSION.to_owned(), self.region().to_owned())],
-                if serving { 1.0 } else { 0.0 },
+                1.0,
             )
             .await
             .map_err(FailoverError::Cloud)
+    }
+
+    /// Every other DM region whose serving alarm is not ALARM (a fence step
+    /// that could not reach it, or a stale region that published) is stood
+    /// down again: only the active region is served.
+    async fn fence_peers(&self, summary: &mut TickSummary) {
+        let m = &self.runner.steps.metrics;
+        for peer in self.settings.peers() {
+            let alarm = crate::domain::failover::serving_alarm_name(peer);
+            let state = tokio::time::timeout(Duration::from_secs(5), m.alarm_state(peer, &alarm)).await;
+            if let Ok(Ok(Some(s))) = &state {
+                if s == "OK" {
+                    let reason = format!("{} is the active region", self.region());
+                    let note = super::steps::stand_down(m, peer, &reason).await;
+                    warn!(%peer, %note, "stood a serving peer down");
+                    summary.standbys.push(note);
+                }
+            }
+        }
     }
 
     /// A standby region publishes how old the active region's heartbeat is in
