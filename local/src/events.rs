@@ -129,9 +129,41 @@ pub async fn serve(data_dir: &Path, regions: BTreeMap<String, Handlers>) -> Resu
     Ok(EventServer { file, _task: task })
 }
 
+/// Makes `event` a new occurrence of itself: a new id, and the current time in
+/// `time` and, for an alarm state change, `detail.state.timestamp`.
+pub fn restamp(event: &mut Value) {
+    let now = shared::time::now_ms();
+    let mut id = [0u8; 16];
+    rand::rng().fill_bytes(&mut id);
+    let hex = hex::encode(id);
+    if let Some(obj) = event.as_object_mut() {
+        obj.insert(
+            "id".into(),
+            json!(format!(
+                "{}-{}-{}-{}-{}",
+                &hex[..8],
+                &hex[8..12],
+                &hex[12..16],
+                &hex[16..20],
+                &hex[20..]
+            )),
+        );
+        obj.insert("time".into(), json!(shared::time::format_iso(now)));
+    }
+    if let Some(state) = event.pointer_mut("/detail/state").and_then(Value::as_object_mut) {
+        if state.contains_key("timestamp") {
+            let iso = shared::time::format_iso(now);
+            state.insert(
+                "timestamp".into(),
+                json!(format!("{}+0000", iso.trim_end_matches('Z'))),
+            );
+        }
+    }
+}
+
 /// `dm-local event`: sends the event in `path` to `region` of the runner whose
 /// data directory is `data_dir`, and returns the handler's answer.
-pub fn send(data_dir: &Path, region: &str, path: &Path) -> Result<Value> {
+pub fn send(data_dir: &Path, region: &str, path: &Path, now: bool) -> Result<Value> {
     let control = data_dir.join(EVENTS_FILE);
     let raw = std::fs::read_to_string(&control).with_context(|| {
         format!(
@@ -152,8 +184,11 @@ pub fn send(data_dir: &Path, region: &str, path: &Path) -> Result<Value> {
     }
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading the event {}", path.display()))?;
-    let event: Value =
+    let mut event: Value =
         serde_json::from_str(&text).with_context(|| format!("{} is not a JSON event", path.display()))?;
+    if now {
+        restamp(&mut event);
+    }
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(900)))

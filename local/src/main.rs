@@ -59,6 +59,11 @@ struct EventArgs {
     data_dir: PathBuf,
     /// The event, as EventBridge delivers it to a target.
     file: PathBuf,
+    /// Deliver it as a new occurrence: a new id, and the current time in its
+    /// `time` (and, for an alarm, its state's timestamp). Without it the event
+    /// goes as it is: the same id twice is a duplicate, as AWS may deliver.
+    #[arg(long)]
+    now: bool,
 }
 
 /// Where `up` keeps its state, and where `sim` looks for it.
@@ -162,7 +167,7 @@ fn main() -> Result<()> {
                 std::process::exit(1)
             }
         },
-        Command::Event(args) => match events::send(&args.data_dir, &args.region, &args.file) {
+        Command::Event(args) => match events::send(&args.data_dir, &args.region, &args.file, args.now) {
             Ok(answer) => {
                 println!("{}", serde_json::to_string_pretty(&answer)?);
                 Ok(())

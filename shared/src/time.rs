@@ -26,6 +26,12 @@ pub fn format_ms(ms: i64) -> String {
     )
 }
 
+/// Formats epoch milliseconds as AWS events do: `2026-12-01T10:00:03.250Z`.
+pub fn format_iso(ms: i64) -> String {
+    let s = format_ms(ms);
+    format!("{}T{}Z", &s[..10], &s[11..])
+}
+
 /// Epoch milliseconds of the start of an hour, UTC; none for a date that does not
 /// exist (month 13, February 30th, hour 24).
 pub fn hour_start_ms(year: i64, month: u32, day: u32, hour: u32) -> Option<i64> {
@@ -159,5 +165,8 @@ mod tests {
         ] {
             assert_eq!(parse_aws_timestamp(raw), want, "{raw}");
         }
+        let ms = 1_548_786_695_485;
+        assert_eq!(super::format_iso(ms), "2019-01-29T18:31:35.485Z");
+        assert_eq!(parse_aws_timestamp(&super::format_iso(ms)), Some(ms));
     }
 }

@@ -14,6 +14,7 @@ use aws_sdk_autoscaling::Client;
 
 mod diag;
 mod dm;
+mod failover;
 mod upgrade;
 
 use dm::{bin, json, start_dm, Dm};

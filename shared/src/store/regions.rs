@@ -1030,6 +1030,31 @@ impl Store {
         tx.commit().await.map_err(q("commit report"))
     }
 
+    /// A region that took over owns every lease. The old region's runs cannot
+    /// write any more (its database is a replica now), so a lease one of them
+    /// held when the writer moved would only keep the new region's runs off
+    /// that cluster, environment or runbook until it expires. Called once the
+    /// new region's database takes writes, before its own runs start.
+    pub async fn take_over_leases(&self) -> Result<u64, StoreError> {
+        let mut tx = self.begin_tx().await?;
+        let mut freed = 0;
+        for sql in [
+            "UPDATE clusters SET lease_owner = NULL, lease_until = 0 WHERE lease_owner IS NOT NULL",
+            "UPDATE environments SET lease_owner = NULL, lease_until = 0 WHERE lease_owner IS NOT NULL",
+            "UPDATE runbooks SET lease_owner = NULL, lease_until = 0 WHERE lease_owner IS NOT NULL AND state = 'RUNNING'",
+            "UPDATE diagnostics_requests SET lease_owner = NULL, lease_until = 0 WHERE lease_owner IS NOT NULL",
+            "UPDATE leases SET owner = '', until_ms = 0 WHERE until_ms > 0",
+        ] {
+            freed += sqlx::query(sql)
+                .execute(&mut *tx)
+                .await
+                .map_err(q("free leases"))?
+                .rows_affected();
+        }
+        tx.commit().await.map_err(q("commit lease takeover"))?;
+        Ok(freed)
+    }
+
     /// Replaces the report of a runbook that ended (no lease is held then).
     pub async fn mark_report(&self, id: i64, report: serde_json::Value) -> Result<(), StoreError> {
         let mut tx = self.begin_tx().await?;

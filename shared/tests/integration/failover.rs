@@ -982,3 +982,88 @@ async fn a_dry_run_names_what_would_move_and_changes_nothing() {
         let _ = ids;
     }
 }
+
+#[tokio::test]
+async fn leases_the_old_region_held_do_not_hold_the_new_region_up() {
+    for w in worlds(&[A, B]).await {
+        let (env_a, _, ids) = w.pair(0, 1).await;
+        // A's reconciler is in the middle of a run when the writer moves: its
+        // lease would block B for two minutes, and A can no longer give it back.
+        assert!(w
+            .store(A)
+            .claim_cluster(ids[0], "old-region-run", 120_000)
+            .await
+            .unwrap());
+        assert!(w
+            .store(A)
+            .claim_environment(env_a, "old-region-run", 120_000)
+            .await
+            .unwrap());
+        let req = w
+            .desk(B)
+            .request(w.spec(B, false), "tester".into())
+            .await
+            .unwrap();
+        let done = w.finish(&w.failover(B), &req.id).await;
+        assert_eq!(
+            done.state,
+            FailoverState::Succeeded,
+            "[{}] {:?}",
+            w.backend,
+            done.error
+        );
+        assert!(
+            w.store(B)
+                .claim_cluster(ids[0], "new-region-run", 1_000)
+                .await
+                .unwrap(),
+            "[{}] the old lease is gone",
+            w.backend
+        );
+        assert!(w
+            .store(B)
+            .claim_environment(env_a, "new-region-run", 1_000)
+            .await
+            .unwrap());
+    }
+}
+
+#[tokio::test]
+async fn two_drivers_of_one_request_end_with_one_claim_and_one_runbook() {
+    for w in worlds(&[A, B]).await {
+        let (_, env_b, _) = w.pair(0, 1).await;
+        // The API's wake-up and the schedule drive the same request at once.
+        let req = w.desk(B).request(w.spec(B, true), "tester".into()).await.unwrap();
+        let (one, two) = (
+            w.failover_with(B, "one", KillSwitch::off(), w.settings(B)),
+            w.failover_with(B, "two", KillSwitch::off(), w.settings(B)),
+        );
+        let (a, b) = tokio::join!(one.drive(&req.id), two.drive(&req.id));
+        for r in [a, b] {
+            let r = r.unwrap();
+            assert!(
+                !matches!(r.state, FailoverState::Failed | FailoverState::Lost),
+                "[{}] {r:?}",
+                w.backend
+            );
+        }
+        let done = w.finish(&one, &req.id).await;
+        assert_eq!(
+            done.state,
+            FailoverState::Succeeded,
+            "[{}] {:?}",
+            w.backend,
+            done.error
+        );
+        assert_eq!(w.leader().await.epoch, 2, "[{}] one claim", w.backend);
+        assert_eq!(
+            w.store(B)
+                .region_runbooks(RunbookKind::Failover, 5)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(w.store(B).list_clusters(Some(env_b)).await.unwrap().len(), 1);
+    }
+}

@@ -460,9 +460,25 @@ where
                             warn!(error = %e, "promotion not asked yet; trying again")
                         }
                         Err(e) => {
-                            return self
-                                .hand_back(req, format!("the promotion was refused: {e}"))
+                            // Another driver of this request may have asked
+                            // first (and RDS refuses a second ask): refused
+                            // only if the target is still not on its way.
+                            let moving = self
+                                .db
+                                .describe(self.region(), &self.settings.global_db)
                                 .await
+                                .ok()
+                                .and_then(|g| {
+                                    let m = g.member_in(self.region())?.clone();
+                                    Some(m.writer || g.promoting.as_deref() == Some(m.arn.as_str()))
+                                })
+                                .unwrap_or(false);
+                            if !moving {
+                                return self
+                                    .hand_back(req, format!("the promotion was refused: {e}"))
+                                    .await;
+                            }
+                            asked = true;
                         }
                     }
                 }
@@ -545,6 +561,14 @@ where
                 ),
             },
         ];
+        // The first time only (the runbook is written once): the old region's
+        // leases go before the new region's runs take theirs.
+        if self.store().failover_runbook(&req.id).await?.is_none() {
+            let freed = self.store().take_over_leases().await?;
+            if freed > 0 {
+                info!(failover = %req.id, freed, "took over the old region's leases");
+            }
+        }
         let submitted = self
             .store()
             .submit_failover(req, &done, &failover_steps())
