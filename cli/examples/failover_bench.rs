@@ -88,14 +88,16 @@ struct Sample {
     steps: Vec<(String, f64)>,
 }
 
+/// dm-local with agents that start at once, and the schedules at their
+/// default pace (writes and steps wake the reconciler for their targets).
 fn start(extra: &[&str]) -> Dm {
     let mut args = vec![
         "--agent-startup-ms",
         "0",
         "--sweep-interval",
-        "1",
+        "60",
         "--reconcile-interval",
-        "1",
+        "15",
     ];
     args.extend_from_slice(extra);
     start_dm_with(&args)

@@ -315,6 +315,9 @@ async fn up(args: UpArgs) -> Result<()> {
     health.sweep.repair_after_ms = (args.repair_after * 1000) as i64;
     health.sweep.bootstrap_timeout_ms = (args.bootstrap_timeout * 1000) as i64;
     health.timing.bootstrap_timeout_ms = health.sweep.bootstrap_timeout_ms;
+    // Simulated agents start in milliseconds (--agent-startup-ms): a joining
+    // node is asked again sooner than a real one, whose boot takes minutes.
+    health.timing.join_poll = Duration::from_millis(250);
 
     // Several regions: the fence and the global database in the emulator, and
     // a store per region that is read-only while another region's is the writer.

@@ -206,17 +206,22 @@ pub async fn start(
         &common.bucket_region,
         owner.clone(),
     ));
-    let wake = Arc::new(Notify::new());
     tokio::spawn(schedule::reconcile_loop(
         reconciler.clone(),
         gate.clone(),
-        wake.clone(),
         common.reconcile_every,
     ));
+    // A write or a step wakes the reconciler for its target: in a task, as the
+    // asynchronous invoke of the reconciler function does in AWS.
     let kick: api::Kick = {
-        let wake = wake.clone();
-        Arc::new(move |_target| {
-            wake.notify_one();
+        let (reconciler, gate) = (reconciler.clone(), gate.clone());
+        Arc::new(move |target: shared::workflows::reconcile::Target| {
+            let (reconciler, gate) = (reconciler.clone(), gate.clone());
+            tokio::spawn(async move {
+                if let Err(e) = reconciler::handle(&reconciler, &gate, &target.event()).await {
+                    error!(error = %e, ?target, "reconcile failed");
+                }
+            });
             Box::pin(async {})
         })
     };
@@ -322,7 +327,12 @@ pub async fn start(
                     .filter(|(r, _)| *r != region)
                     .map(|(r, s)| (r.clone(), s.clone()))
                     .collect(),
-                runbook_settings: local_runbook_settings(),
+                // A failover looks at its partners more often than an upgrade
+                // looks at its replacement: its wait is the RTO.
+                runbook_settings: RunbookSettings {
+                    poll_ms: 200,
+                    ..local_runbook_settings()
+                },
                 owner: format!("{owner}-failover"),
                 kill: KillSwitch::off(),
                 emit: Arc::new(move |line| schedule::append_line(&metrics_log, line)),

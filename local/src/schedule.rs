@@ -32,20 +32,12 @@ fn scheduled_event(rule: &str) -> serde_json::Value {
     })
 }
 
-/// Runs the reconciler when a write wakes it and on every tick of the schedule,
-/// through its handler (so a standby region does nothing).
-pub async fn reconcile_loop(
-    reconciler: Arc<reconciler::AwsReconciler>,
-    gate: Gate,
-    wake: Arc<Notify>,
-    every: Duration,
-) {
+/// Runs the reconciler on every tick of its schedule, through its handler (so
+/// a standby region does nothing).
+pub async fn reconcile_loop(reconciler: Arc<reconciler::AwsReconciler>, gate: Gate, every: Duration) {
     let event = scheduled_event("okera-dm-reconcile");
     loop {
-        tokio::select! {
-            _ = wake.notified() => {}
-            _ = tokio::time::sleep(every) => {}
-        }
+        tokio::time::sleep(every).await;
         match reconciler::handle(&reconciler, &gate, &event).await {
             Ok(answer) => {
                 for e in answer["errors"].as_array().into_iter().flatten() {
@@ -140,7 +132,7 @@ pub fn append_line(path: &Path, line: &str) {
     }
 }
 
-/// Polls the emulator for lifecycle events every half second and hands each to
+/// Polls the emulator for lifecycle events every 200 ms and hands each to
 /// the lifecycle handler, in its own task (a joining node may take a while).
 /// Every region gets every event, as the EventBridge rules forward them to the
 /// other DM regions; the active one acts.
@@ -153,7 +145,7 @@ pub async fn lifecycle_pump(
 ) {
     let mut seen = 0;
     loop {
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
         let (endpoint, account2) = (endpoint.clone(), account.clone());
         let events =
             tokio::task::spawn_blocking(move || emulator::lifecycle_events_at(&endpoint, &account2, seen))

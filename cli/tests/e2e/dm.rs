@@ -44,20 +44,21 @@ pub fn start_dm_with(extra: &[&str]) -> Dm {
     let account = emulator::fresh_account();
     let dir = std::env::temp_dir().join(format!("dm-e2e-{}-{account}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
+    // The defaults below, unless `extra` gives the same option.
+    let defaults = [
+        ("--port", "0"),
+        ("--reconcile-interval", "2"),
+        ("--sweep-interval", "1"),
+        ("--agent-startup-ms", "300"),
+    ];
+    let mut args = vec!["up", "--aws-endpoint", emulator.endpoint()];
+    for (flag, value) in defaults {
+        if !extra.contains(&flag) {
+            args.extend([flag, value]);
+        }
+    }
     let child = Command::new(bin("dm-local"))
-        .args([
-            "up",
-            "--port",
-            "0",
-            "--reconcile-interval",
-            "2",
-            "--sweep-interval",
-            "1",
-            "--agent-startup-ms",
-            "300",
-            "--aws-endpoint",
-            emulator.endpoint(),
-        ])
+        .args(&args)
         .args(extra)
         .arg("--data-dir")
         .arg(&dir)

@@ -68,6 +68,12 @@ impl ApiError {
         Self::new(StatusCode::CONFLICT, "REGION_STANDBY", message)
     }
 
+    /// The fence could not be read: this region cannot prove that it is
+    /// active, so it takes no writes (docs/failover.md, "The gate").
+    pub fn fence_unavailable(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "FENCE_UNAVAILABLE", message)
+    }
+
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", message)
     }
@@ -140,6 +146,7 @@ impl From<shared::workflows::failover::FailoverError> for ApiError {
         match e {
             F::Refused(m) => ApiError::new(StatusCode::CONFLICT, "FAILOVER_REFUSED", m),
             F::NotFound(m) => ApiError::not_found(m),
+            F::KeyReused(m) => ApiError::conflict(m),
             F::Store(s) => s.into(),
             F::Fence(c) | F::Cloud(c) if c.is_retryable() => {
                 tracing::warn!(error = %c, "fence or CloudWatch unavailable");

@@ -20,7 +20,7 @@ use shared::cloud::Functions;
 use shared::config::S3Location;
 use shared::domain::upgrade::{ProposedDefaultVersion, ProposedRestart, ProposedUpgrade};
 use shared::domain::{ClusterUpdate, ProposedCluster, ProposedEnvironment};
-use shared::store::{Role, Store, Submitted};
+use shared::store::{Role, RunbookKind, Store, Submitted};
 use shared::workflows::commands::{self, Limits};
 use shared::workflows::diagnostics::{self, ProposedDiagnostics};
 use shared::workflows::failover::Desk;
@@ -158,7 +158,9 @@ async fn authenticate(
         if !role.is_active() {
             let region = state.failover.region().to_owned();
             let err = match &role {
-                shared::domain::failover::Role::Unknown(_) => ApiError::unavailable(role.describe(&region)),
+                shared::domain::failover::Role::Unknown(_) => {
+                    ApiError::fence_unavailable(role.describe(&region))
+                }
                 _ => ApiError::standby(format!(
                     "{}; send writes to {}",
                     role.describe(&region),
@@ -450,7 +452,18 @@ async fn cancel_operation(
 ) -> Result<Response, ApiError> {
     let ctx = body.write_ctx(&caller);
     let submitted = commands::cancel_operation(&state.store, &ctx, id).await?;
-    (state.run_runbook)(submitted.operation_id).await;
+    // A drill (or failover) runs in this region's failover function, and its
+    // undo only there: the runbooks function knows the cluster kinds' steps only.
+    let region_runbook = state
+        .store
+        .get_runbook(submitted.operation_id)
+        .await?
+        .is_some_and(|rb| RunbookKind::REGION.contains(&rb.kind));
+    if region_runbook {
+        (state.run_region_runbook)(submitted.operation_id).await;
+    } else {
+        (state.run_runbook)(submitted.operation_id).await;
+    }
     let op = state.store.get_operation(submitted.operation_id).await?;
     let body = json!({ "operationId": submitted.operation_id, "operation": views::operation(&op) });
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())

@@ -2,6 +2,7 @@
 //! requests (sent to the region that takes over, which stands by until then)
 //! and their progress, and recovery drills (run from the active region).
 
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -91,17 +92,25 @@ pub async fn request_failover(
     Extension(caller): Extension<Caller>,
     body: JsonBody<ProposedFailover>,
 ) -> Result<Response, ApiError> {
+    let ctx = body.write_ctx(&caller);
     let spec = body.value.parse()?;
     if spec.dry_run {
         let plan = state.failover.plan(spec).await?;
         return Ok((StatusCode::OK, Json(json!({ "dryRun": true, "plan": plan }))).into_response());
     }
-    let request = state.failover.request(spec, caller.name.clone()).await?;
-    Ok((
+    let taken = state.failover.request(spec, ctx).await?;
+    let request = &taken.request;
+    let mut response = (
         StatusCode::ACCEPTED,
-        Json(json!({ "failoverId": request.id, "failover": request_view(&request) })),
+        Json(json!({ "failoverId": request.id, "failover": request_view(request) })),
     )
-        .into_response())
+        .into_response();
+    if taken.replayed {
+        response
+            .headers_mut()
+            .insert("Idempotent-Replayed", HeaderValue::from_static("true"));
+    }
+    Ok(response)
 }
 
 /// A failover id: the API's (`fo-…`) or an alarm event's (a UUID).
@@ -133,8 +142,18 @@ pub async fn list_failovers(State(state): State<AppState>) -> Result<Json<Value>
 /// `GET /v1/failovers/{id}`: the request, and its runbook once written.
 pub async fn get_failover(
     State(state): State<AppState>,
-    Path(raw): Path<String>,
+    path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    // A path that does not decode (bytes that are not UTF-8) is a bad id too,
+    // answered with the JSON error rather than axum's plain-text one.
+    let Ok(Path(raw)) = path else {
+        return Err(ApiError::field(
+            StatusCode::BAD_REQUEST,
+            "INVALID_FIELD",
+            "id",
+            "a failover id is 1 to 128 letters, digits, '-' and '_'; this one is not UTF-8",
+        ));
+    };
     let id = failover_id(&raw)?;
     let request =
         state.failover.status(id.clone()).await?.ok_or_else(|| {

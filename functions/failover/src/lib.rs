@@ -14,9 +14,11 @@ use shared::cloud::aws::{
     S3Adapter,
 };
 use shared::config::S3Location;
-use shared::domain::failover::{parse_alarm_event, ProposedDrill};
+use shared::domain::failover::{parse_alarm_event, DrillSpec, ProposedDrill};
 use shared::store::{Store, WriteCtx};
-use shared::workflows::failover::{start_drill, Failover, FailoverSettings, RegionSteps};
+use shared::workflows::failover::{
+    read_role, standing_by, start_drill, Failover, FailoverError, FailoverSettings, RegionSteps,
+};
 use shared::workflows::kill::KillSwitch;
 use shared::workflows::runbook::{DnsZone, RunbookSettings, Runner};
 use shared::workflows::wake::Kick;
@@ -89,8 +91,9 @@ pub enum Request {
     Failover(String),
     /// Run a region runbook now (the API's wake-up after a drill).
     Runbook(i64),
-    /// Start a drill (the optional monthly schedule's input).
-    Drill(String),
+    /// Start a drill (the optional monthly schedule's input), with its
+    /// `readyTimeoutSeconds` if the event gives one.
+    Drill(DrillSpec),
 }
 
 /// Reads an event; anything else is refused with the reason.
@@ -127,7 +130,7 @@ pub fn parse_event(event: &Value) -> Result<Request, String> {
                 serde_json::from_value(drill.clone()).map_err(|e| format!("drill: {e}"))?;
             return proposed
                 .parse()
-                .map(|d| Request::Drill(d.to))
+                .map(Request::Drill)
                 .map_err(|e| format!("drill.{}: {}", e.field, e.message));
         }
     }
@@ -152,20 +155,31 @@ pub async fn handle(failover: &AwsFailover, event: &Value) -> Result<Value, anyh
     Ok(match request {
         Request::Tick => failover.tick().await?,
         Request::Alarm(alarm) => failover.on_alarm(&alarm).await?,
-        Request::Failover(id) => shared::workflows::failover::request_answer(&failover.drive(&id).await?),
-        Request::Runbook(id) => failover.run_runbook(id).await?,
-        Request::Drill(to) => {
+        Request::Failover(id) => match failover.drive(&id).await {
+            Ok(request) => shared::workflows::failover::request_answer(&request),
+            // An id that names no request, or one that runs in another region,
+            // fails the same way on every retry: answered, not raised.
+            Err(e @ (FailoverError::NotFound(_) | FailoverError::Refused(_))) => {
+                warn!(failover = %id, reason = %e, "rejected event");
+                json!({ "rejected": e.to_string() })
+            }
+            Err(e) => return Err(e.into()),
+        },
+        Request::Runbook(id) => {
+            // Region runbooks run in the active region (a failover's, once its
+            // target holds the lease); a standby has nothing to run.
+            let role = read_role(&failover.fence, &failover.runner.store, &failover.settings.region).await;
+            if !role.is_active() {
+                return Ok(standing_by(&role, &failover.settings.region));
+            }
+            failover.run_runbook(id).await?
+        }
+        Request::Drill(spec) => {
             let store = &failover.runner.store;
-            let role =
-                shared::workflows::failover::read_role(&failover.fence, store, &failover.settings.region)
-                    .await;
+            let role = read_role(&failover.fence, store, &failover.settings.region).await;
             let ctx = WriteCtx {
                 principal: "schedule".into(),
                 idempotency: None,
-            };
-            let spec = shared::domain::failover::DrillSpec {
-                to,
-                ready_timeout_ms: shared::domain::failover::DEFAULT_READY_TIMEOUT_MS,
             };
             match start_drill(
                 store,
@@ -215,7 +229,10 @@ mod tests {
         );
         assert_eq!(
             parse_event(&sample("schedule-drill.json")),
-            Ok(Request::Drill("us-west-2".into()))
+            Ok(Request::Drill(DrillSpec {
+                to: "us-west-2".into(),
+                ready_timeout_ms: shared::domain::failover::DEFAULT_READY_TIMEOUT_MS,
+            }))
         );
     }
 

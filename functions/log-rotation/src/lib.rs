@@ -78,12 +78,16 @@ impl<O: ObjectStore> Logs<O> {
         event: &Value,
         emit: &(dyn Fn(&str) + Sync),
     ) -> Result<Value, anyhow::Error> {
+        // A malformed event is refused in every region, standby or not.
         let diagnostics = shared::workflows::diagnostics::parse_event(event);
-        if diagnostics.is_none() {
-            if let Err(reason) = parse_event(event) {
-                warn!(%reason, "rejected event");
-                return Ok(json!({ "rejected": reason }));
-            }
+        let malformed = match &diagnostics {
+            Some(Err(reason)) => Some(reason.clone()),
+            Some(Ok(_)) => None,
+            None => parse_event(event).err(),
+        };
+        if let Some(reason) = malformed {
+            warn!(%reason, "rejected event");
+            return Ok(json!({ "rejected": reason }));
         }
         if let Some(answer) = gate.standing_by().await {
             return Ok(answer);

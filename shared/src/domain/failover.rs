@@ -234,6 +234,9 @@ pub struct FailoverRequest {
     pub error: Option<String>,
     #[serde(default)]
     pub preconditions: Vec<Precondition>,
+    /// The request's fingerprint when it came with an Idempotency-Key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
     pub updated_at: i64,
 }
 

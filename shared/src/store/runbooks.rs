@@ -818,14 +818,18 @@ impl Store {
         Ok(())
     }
 
-    /// Takes the runbook for `ttl_ms` if it is running and free, expired or
-    /// already ours; returns it as claimed.
+    /// Takes the runbook for `ttl_ms` if it is of one of `kinds`, running and
+    /// free, expired or already ours; returns it as claimed.
     pub async fn claim_runbook(
         &self,
         id: i64,
         owner: &str,
         ttl_ms: i64,
+        kinds: &[RunbookKind],
     ) -> Result<Option<RunbookRow>, StoreError> {
+        if kinds.is_empty() {
+            return Ok(None);
+        }
         let mut tx = self.begin_tx().await?;
         let now = now_ms();
         let before: Option<(Option<String>, i64)> =
@@ -836,18 +840,21 @@ impl Store {
                 .map_err(q("read runbook lease"))?
                 .map(|r| Ok::<_, StoreError>((opt_text(&r, "lease_owner")?, col(&r, "lease_until")?)))
                 .transpose()?;
-        let claimed = sqlx::query(
+        let sql = format!(
             "UPDATE runbooks SET lease_owner = ?, lease_until = ?, version = version + 1 \
-             WHERE id = ? AND state = 'RUNNING' AND (lease_until < ? OR lease_owner = ?)",
-        )
-        .bind(owner)
-        .bind(now + ttl_ms)
-        .bind(id)
-        .bind(now)
-        .bind(owner)
-        .execute(&mut *tx)
-        .await
-        .map_err(q("claim runbook"))?;
+             WHERE id = ? AND state = 'RUNNING' AND (lease_until < ? OR lease_owner = ?) AND kind IN ({})",
+            vec!["?"; kinds.len()].join(", ")
+        );
+        let mut claim = sqlx::query(&sql)
+            .bind(owner)
+            .bind(now + ttl_ms)
+            .bind(id)
+            .bind(now)
+            .bind(owner);
+        for k in kinds {
+            claim = claim.bind(k.as_str());
+        }
+        let claimed = claim.execute(&mut *tx).await.map_err(q("claim runbook"))?;
         if claimed.rows_affected() == 0 {
             return Ok(None);
         }

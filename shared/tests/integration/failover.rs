@@ -16,9 +16,10 @@ use shared::domain::failover::{
     parse_alarm_event, FailoverRequest, FailoverSpec, FailoverState, Role, DEFAULT_READY_TIMEOUT_MS,
 };
 use shared::domain::{EnvironmentSpec, ProposedEnvironment};
-use shared::store::{RunbookKind, Store, StoreError, WriterWatch};
+use shared::store::{RunbookKind, Store, StoreError, WriteCtx, WriterWatch};
 use shared::workflows::failover::{
-    follow_writer, read_role, start_drill, Desk, Failover, FailoverSettings, FenceDesk, RegionSteps,
+    follow_writer, read_role, start_drill, Desk, Failover, FailoverError, FailoverSettings, FenceDesk,
+    RegionSteps,
 };
 use shared::workflows::kill::KillSwitch;
 use shared::workflows::reconcile::Reconciler;
@@ -215,6 +216,20 @@ impl World {
         )
     }
 
+    /// A failover request to `region`'s desk, as `principal`, without a key.
+    async fn ask(
+        &self,
+        region: &str,
+        spec: FailoverSpec,
+        principal: &str,
+    ) -> Result<FailoverRequest, FailoverError> {
+        let ctx = WriteCtx {
+            principal: principal.into(),
+            idempotency: None,
+        };
+        Ok(self.desk(region).request(spec, ctx).await?.request)
+    }
+
     /// The reconciler of `region`'s DM (it manages every region's resources).
     fn reconciler(&self, region: &str) -> AwsReconciler {
         let s = settings(&self.acct, None);
@@ -395,11 +410,7 @@ async fn an_unplanned_failover_moves_leadership_database_clusters_and_traffic_an
         assert_eq!(partners.len(), 2, "[{}] warm partners", w.backend);
         assert_eq!(w.resolve("c0").values, w.ips(A, ids[0]).await, "[{}]", w.backend);
 
-        let req = w
-            .desk(B)
-            .request(w.spec(B, false), "tester".into())
-            .await
-            .unwrap();
+        let req = w.ask(B, w.spec(B, false), "tester").await.unwrap();
         let fb = w.failover(B);
         let done = w.finish(&fb, &req.id).await;
         assert_eq!(
@@ -466,7 +477,7 @@ async fn an_unplanned_failover_moves_leadership_database_clusters_and_traffic_an
             .any(|l| l.contains("FailoverSucceeded")));
 
         // Failback, planned: the original clusters take the traffic again.
-        let back = w.desk(A).request(w.spec(A, true), "tester".into()).await.unwrap();
+        let back = w.ask(A, w.spec(A, true), "tester").await.unwrap();
         let done = w.finish(&w.failover(A), &back.id).await;
         assert_eq!(
             done.state,
@@ -503,16 +514,12 @@ async fn a_failover_killed_after_each_step_resumes_to_the_same_end() {
         for (backend, url) in testkit::all_backends().await {
             let w = World::new(backend, &url, &[A, B]).await;
             let (_, env_b, ids) = w.pair(0, 1).await;
-            let req = w
-                .desk(B)
-                .request(w.spec(B, false), "tester".into())
-                .await
-                .unwrap();
+            let req = w.ask(B, w.spec(B, false), "tester").await.unwrap();
             let killed = w.failover_with(B, "first", KillSwitch::at(point), w.settings(B));
             let mut stopped = false;
             for _ in 0..60 {
                 match killed.drive(&req.id).await {
-                    Err(shared::workflows::failover::FailoverError::Killed(_)) => {
+                    Err(FailoverError::Killed(_)) => {
                         stopped = true;
                         break;
                     }
@@ -648,11 +655,7 @@ async fn a_failed_promotion_keeps_the_old_writer_hands_the_epoch_back_and_alerts
                 .account(&w.acct),
             )
             .unwrap();
-        let req = w
-            .desk(B)
-            .request(w.spec(B, false), "tester".into())
-            .await
-            .unwrap();
+        let req = w.ask(B, w.spec(B, false), "tester").await.unwrap();
         let done = w.finish(&w.failover(B), &req.id).await;
         assert_eq!(done.state, FailoverState::Failed, "[{}]", w.backend);
         let error = done.error.unwrap();
@@ -693,11 +696,7 @@ async fn a_failed_promotion_keeps_the_old_writer_hands_the_epoch_back_and_alerts
                     .account(&w.acct),
             )
             .unwrap();
-        let req = w
-            .desk(B)
-            .request(w.spec(B, false), "tester".into())
-            .await
-            .unwrap();
+        let req = w.ask(B, w.spec(B, false), "tester").await.unwrap();
         let s = FailoverSettings {
             promotion_timeout_ms: 1_000,
             ..w.settings(B)
@@ -722,7 +721,7 @@ async fn a_target_short_of_capacity_moves_what_fits_and_names_what_did_not() {
             ready_timeout_ms: 1_500,
             ..w.spec(B, false)
         };
-        let req = w.desk(B).request(spec, "tester".into()).await.unwrap();
+        let req = w.ask(B, spec, "tester").await.unwrap();
         let done = w.finish(&w.failover(B), &req.id).await;
         assert_eq!(done.state, FailoverState::Failed, "[{}]", w.backend);
         let error = done.error.unwrap();
@@ -764,11 +763,7 @@ async fn a_failover_and_a_drill_refuse_each_other() {
         )
         .await
         .unwrap();
-        let refused = w
-            .desk(B)
-            .request(w.spec(B, false), "tester".into())
-            .await
-            .unwrap_err();
+        let refused = w.ask(B, w.spec(B, false), "tester").await.unwrap_err();
         assert!(
             refused.to_string().contains("no-drill-running"),
             "[{}] {refused}",
@@ -805,11 +800,7 @@ async fn a_failover_and_a_drill_refuse_each_other() {
                 break;
             }
         }
-        let req = w
-            .desk(B)
-            .request(w.spec(B, false), "tester".into())
-            .await
-            .unwrap();
+        let req = w.ask(B, w.spec(B, false), "tester").await.unwrap();
         let fb = w.failover(B);
         let running = fb.drive(&req.id).await.unwrap();
         assert_eq!(running.state, FailoverState::Running, "[{}]", w.backend);
@@ -852,7 +843,7 @@ async fn racing_failovers_to_one_target_or_two_end_with_exactly_one_active_regio
     for w in worlds(&[A, B, C]).await {
         w.pair(0, 0).await;
         // Two requests to B at once, and one to C: one claim wins.
-        let r1 = w.desk(B).request(w.spec(B, false), "one".into()).await.unwrap();
+        let r1 = w.ask(B, w.spec(B, false), "one").await.unwrap();
         let r2 = FailoverRequest {
             id: "second-to-b".into(),
             ..r1.clone()
@@ -999,11 +990,7 @@ async fn leases_the_old_region_held_do_not_hold_the_new_region_up() {
             .claim_environment(env_a, "old-region-run", 120_000)
             .await
             .unwrap());
-        let req = w
-            .desk(B)
-            .request(w.spec(B, false), "tester".into())
-            .await
-            .unwrap();
+        let req = w.ask(B, w.spec(B, false), "tester").await.unwrap();
         let done = w.finish(&w.failover(B), &req.id).await;
         assert_eq!(
             done.state,
@@ -1033,7 +1020,7 @@ async fn two_drivers_of_one_request_end_with_one_claim_and_one_runbook() {
     for w in worlds(&[A, B]).await {
         let (_, env_b, _) = w.pair(0, 1).await;
         // The API's wake-up and the schedule drive the same request at once.
-        let req = w.desk(B).request(w.spec(B, true), "tester".into()).await.unwrap();
+        let req = w.ask(B, w.spec(B, true), "tester").await.unwrap();
         let (one, two) = (
             w.failover_with(B, "one", KillSwitch::off(), w.settings(B)),
             w.failover_with(B, "two", KillSwitch::off(), w.settings(B)),
@@ -1065,5 +1052,42 @@ async fn two_drivers_of_one_request_end_with_one_claim_and_one_runbook() {
             1
         );
         assert_eq!(w.store(B).list_clusters(Some(env_b)).await.unwrap().len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn a_request_sent_again_with_its_idempotency_key_is_one_failover() {
+    for w in worlds(&[A, B]).await {
+        w.pair(0, 1).await;
+        let keyed = |fingerprint: &str| WriteCtx {
+            principal: "tester".into(),
+            idempotency: Some(("retry-1".into(), fingerprint.into())),
+        };
+        let first = w.desk(B).request(w.spec(B, true), keyed("f1")).await.unwrap();
+        assert!(!first.replayed);
+        // The retry comes while the first is in flight, which the preconditions
+        // would refuse as a new request: it answers the first one instead.
+        let again = w.desk(B).request(w.spec(B, true), keyed("f1")).await.unwrap();
+        assert!(again.replayed, "[{}]", w.backend);
+        assert_eq!(again.request.id, first.request.id);
+        let reused = w.desk(B).request(w.spec(B, true), keyed("f2")).await.unwrap_err();
+        assert!(
+            matches!(&reused, FailoverError::KeyReused(m) if m.contains("retry-1")),
+            "[{}] {reused}",
+            w.backend
+        );
+        let done = w.finish(&w.failover(B), &first.request.id).await;
+        assert_eq!(
+            done.state,
+            FailoverState::Succeeded,
+            "[{}] {:?}",
+            w.backend,
+            done.error
+        );
+        let late = w.desk(B).request(w.spec(B, true), keyed("f1")).await.unwrap();
+        assert!(late.replayed);
+        assert_eq!(late.request.state, FailoverState::Succeeded);
+        assert_eq!(w.leader().await.epoch, 2, "[{}] one claim", w.backend);
+        assert_eq!(w.fence(B).requests().await.unwrap().len(), 1);
     }
 }

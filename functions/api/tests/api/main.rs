@@ -13,6 +13,7 @@ mod events;
 mod health;
 mod idempotency;
 mod ids;
+mod regions;
 mod runbooks;
 mod support;
 mod wake;

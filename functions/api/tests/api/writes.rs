@@ -276,7 +276,16 @@ async fn the_status_route_answers_running_and_service_available() {
             reply.assert_status(200);
             assert_eq!(
                 reply.json(),
-                &json!({ "status": "Running", "message": "Service available", "version": env!("CARGO_PKG_VERSION") }),
+                &json!({
+                    "status": "Running",
+                    "message": "Service available",
+                    "version": env!("CARGO_PKG_VERSION"),
+                    "region": REGION,
+                    "role": "SINGLE",
+                    "activeRegion": null,
+                    "epoch": null,
+                    "roleMessage": "region us-west-2 is the only DM region",
+                }),
                 "[{}]",
                 fx.backend
             );
@@ -311,6 +320,10 @@ async fn environments_clusters_and_operations_have_the_documented_fields() {
             "adminCidr",
             "createSecurityGroup",
             "securityGroupId",
+            "failoverPartnerId",
+            "failoverRole",
+            "warmStandbyNodes",
+            "servesPair",
             "statusCode",
             "statusMessage",
             "createdAt",
@@ -339,6 +352,9 @@ async fn environments_clusters_and_operations_have_the_documented_fields() {
             "servesEndpoint",
             "components",
             "replacesId",
+            "parked",
+            "partnerId",
+            "drillId",
             "resources",
             "createdAt",
             "updatedAt",

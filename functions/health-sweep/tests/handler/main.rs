@@ -2,14 +2,18 @@
 //! it sweeps, hands out one metric line per cluster and one per region, and
 //! refuses anything that is not its schedule.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Value};
 use shared::cloud::agents::{AgentDirectory, HttpAgents, Resolver};
-use shared::cloud::aws::AwsSettings;
+use shared::cloud::aws::{AwsSettings, DynamoFence};
+use shared::cloud::{Claimed, Fence};
 use shared::config::HealthConfig;
+use shared::domain::failover::Leader;
 use shared::domain::{ClusterSpec, ClusterStatus, EnvironmentSpec, EnvironmentStatus, InstanceSize};
 use shared::store::{ClusterObservation, EnvironmentObservation, Store, WriteCtx};
+use shared::time::now_ms;
+use shared::workflows::failover::Gate;
 
 fn sample(name: &str) -> Value {
     let path = format!("{}/../../events/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -17,7 +21,14 @@ fn sample(name: &str) -> Value {
 }
 
 async fn setup() -> (health_sweep::AwsSweeper, Store) {
-    let store = Store::connect(&testkit::sqlite_url()).await.unwrap();
+    let (sweeper, store, _) = setup_on(&testkit::sqlite_url()).await;
+    (sweeper, store)
+}
+
+/// The sweep over a store at `url`, in an emulator account of its own (whose
+/// settings it returns).
+async fn setup_on(url: &str) -> (health_sweep::AwsSweeper, Store, AwsSettings) {
+    let store = Store::connect(url).await.unwrap();
     let settings = AwsSettings {
         endpoint: Some(emulator::shared().endpoint().to_owned()),
         credentials: Some((emulator::fresh_account(), "test".into())),
@@ -26,9 +37,19 @@ async fn setup() -> (health_sweep::AwsSweeper, Store) {
     let health = HealthConfig::from_env().unwrap();
     let agents = HttpAgents::new(Resolver::Directory(AgentDirectory::new()));
     (
-        health_sweep::build(store.clone(), settings, &health, agents, "test".into()),
+        health_sweep::build(store.clone(), settings.clone(), &health, agents, "test".into()),
         store,
+        settings,
     )
+}
+
+/// The gate of us-west-2 in a DM whose fence names us-east-1 as active.
+async fn standby_gate(settings: &AwsSettings, store: &Store) -> Gate {
+    let fence = DynamoFence::new(settings.clone(), "us-west-2", "okera-dm-fence");
+    fence.ensure_table(&[], None).await.unwrap();
+    let first = Leader::first("us-east-1", now_ms());
+    assert_eq!(fence.claim(None, &first).await.unwrap(), Claimed::Won);
+    Gate::fenced(Arc::new(fence), store.clone(), "us-west-2")
 }
 
 /// A cluster the reconciler has recorded READY, whose group does not exist.
@@ -160,6 +181,45 @@ async fn anything_but_the_schedule_is_refused_with_a_reason() {
         assert!(
             reason.contains("expected an EventBridge \"Scheduled Event\""),
             "{event}: {out}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_standby_region_sweeps_nothing_and_still_refuses_malformed_events() {
+    for (backend, url) in testkit::all_backends().await {
+        let (sweeper, store, settings) = setup_on(&url).await;
+        let id = steady_cluster_without_a_group(&store).await;
+        let before = store.get_cluster(id).await.unwrap();
+        let gate = standby_gate(&settings, &store).await;
+        let out = health_sweep::handle(&sweeper, &gate, &sample("schedule-health-sweep.json"), &|_| {
+            panic!("no metrics from a standby region")
+        })
+        .await
+        .unwrap();
+        let by = &out["standingBy"];
+        assert_eq!(
+            (&by["region"], &by["role"], &by["activeRegion"], &by["epoch"]),
+            (
+                &json!("us-west-2"),
+                &json!("STANDBY"),
+                &json!("us-east-1"),
+                &json!(1)
+            ),
+            "{backend}: {out}"
+        );
+        // No status written: the cluster would be DOWN after a sweep.
+        assert_eq!(store.get_cluster(id).await.unwrap(), before, "{backend}");
+        let refused = health_sweep::handle(&sweeper, &gate, &json!({}), &|_| {
+            panic!("no metrics for a refused event")
+        })
+        .await
+        .unwrap();
+        assert!(
+            refused["rejected"]
+                .as_str()
+                .is_some_and(|s| s.contains("expected an EventBridge \"Scheduled Event\"")),
+            "{backend}: {refused}"
         );
     }
 }

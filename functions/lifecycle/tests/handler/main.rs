@@ -8,12 +8,15 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 use shared::cloud::agents::{AgentDirectory, HttpAgents, Resolver};
-use shared::cloud::aws::AwsSettings;
+use shared::cloud::aws::{AwsSettings, DynamoFence};
+use shared::cloud::{Claimed, Fence};
 use shared::config::HealthConfig;
+use shared::domain::failover::Leader;
 use shared::domain::{
     ClusterSpec, EnvironmentSpec, EnvironmentStatus, InstanceSize, ProposedCluster, ProposedEnvironment,
 };
 use shared::store::{EnvironmentObservation, Store, WriteCtx};
+use shared::time::now_ms;
 use shared::workflows::wake::Kick;
 
 fn sample(name: &str) -> Value {
@@ -22,7 +25,14 @@ fn sample(name: &str) -> Value {
 }
 
 async fn setup() -> (lifecycle::AwsLifecycle, Store) {
-    let store = Store::connect(&testkit::sqlite_url()).await.unwrap();
+    let (l, store, _) = setup_on(&testkit::sqlite_url()).await;
+    (l, store)
+}
+
+/// The workflow over a store at `url`, in an emulator account of its own
+/// (which it returns).
+async fn setup_on(url: &str) -> (lifecycle::AwsLifecycle, Store, AwsSettings) {
+    let store = Store::connect(url).await.unwrap();
     let settings = AwsSettings {
         endpoint: Some(emulator::shared().endpoint().to_owned()),
         credentials: Some((emulator::fresh_account(), "test".into())),
@@ -30,39 +40,25 @@ async fn setup() -> (lifecycle::AwsLifecycle, Store) {
     };
     let health = HealthConfig::from_env().unwrap();
     let agents = HttpAgents::new(Resolver::Directory(AgentDirectory::new()));
-    (lifecycle::build(store.clone(), settings, &health, agents), store)
-}
-
-/// A kick that counts the wake-ups it is asked for.
-fn counting() -> (Kick, Arc<AtomicUsize>) {
-    let n = Arc::new(AtomicUsize::new(0));
-    let m = n.clone();
     (
-        Arc::new(move |_| {
-            m.fetch_add(1, Ordering::SeqCst);
-            Box::pin(async {})
-        }),
-        n,
+        lifecycle::build(store.clone(), settings.clone(), &health, agents),
+        store,
+        settings,
     )
 }
 
-#[tokio::test]
-async fn the_samples_for_a_group_the_dm_does_not_own_are_ignored() {
-    let (l, store) = setup().await;
-    let (kick, kicks) = counting();
-    for name in ["lifecycle-launch.json", "lifecycle-terminate.json"] {
-        let out = lifecycle::handle(&l, &Gate::single("us-west-2"), Some(&kick), &sample(name))
-            .await
-            .unwrap();
-        assert_eq!(out["outcome"], "not-ours", "{name}: {out}");
-    }
-    assert_eq!(kicks.load(Ordering::SeqCst), 0);
-    assert!(store.all_nodes().await.unwrap().is_empty());
+/// The gate of us-west-2 in a DM whose fence names us-east-1 as active.
+async fn standby_gate(settings: &AwsSettings, store: &Store) -> Gate {
+    let fence = DynamoFence::new(settings.clone(), "us-west-2", "okera-dm-fence");
+    fence.ensure_table(&[], None).await.unwrap();
+    let first = Leader::first("us-east-1", now_ms());
+    assert_eq!(fence.claim(None, &first).await.unwrap(), Claimed::Won);
+    Gate::fenced(Arc::new(fence), store.clone(), "us-west-2")
 }
 
-#[tokio::test]
-async fn a_launch_of_an_instance_that_is_gone_is_already_done_and_wakes_the_reconciler() {
-    let (l, store) = setup().await;
+/// A cluster named `analytics` of a READY environment, as the reconciler
+/// records them (no AWS resources).
+async fn dm_cluster(store: &Store) -> i64 {
     let ctx = WriteCtx {
         principal: "tester".into(),
         idempotency: None,
@@ -131,7 +127,40 @@ async fn a_launch_of_an_instance_that_is_gone_is_already_done_and_wakes_the_reco
         },
     )
     .unwrap();
-    let id = store.create_cluster(&ctx, &spec).await.unwrap().target_id;
+    store.create_cluster(&ctx, &spec).await.unwrap().target_id
+}
+
+/// A kick that counts the wake-ups it is asked for.
+fn counting() -> (Kick, Arc<AtomicUsize>) {
+    let n = Arc::new(AtomicUsize::new(0));
+    let m = n.clone();
+    (
+        Arc::new(move |_| {
+            m.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async {})
+        }),
+        n,
+    )
+}
+
+#[tokio::test]
+async fn the_samples_for_a_group_the_dm_does_not_own_are_ignored() {
+    let (l, store) = setup().await;
+    let (kick, kicks) = counting();
+    for name in ["lifecycle-launch.json", "lifecycle-terminate.json"] {
+        let out = lifecycle::handle(&l, &Gate::single("us-west-2"), Some(&kick), &sample(name))
+            .await
+            .unwrap();
+        assert_eq!(out["outcome"], "not-ours", "{name}: {out}");
+    }
+    assert_eq!(kicks.load(Ordering::SeqCst), 0);
+    assert!(store.all_nodes().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_launch_of_an_instance_that_is_gone_is_already_done_and_wakes_the_reconciler() {
+    let (l, store) = setup().await;
+    let id = dm_cluster(&store).await;
     let mut event = sample("lifecycle-launch.json");
     event["detail"]["AutoScalingGroupName"] = format!("okera-{id}-analytics").into();
     let (kick, kicks) = counting();
@@ -175,4 +204,57 @@ async fn malformed_events_are_refused_with_a_reason_and_change_nothing() {
         assert!(got.contains(reason), "{event}: {out}");
     }
     assert!(store.all_nodes().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_standby_region_completes_no_action_and_still_refuses_malformed_events() {
+    for (backend, url) in testkit::all_backends().await {
+        let (l, store, settings) = setup_on(&url).await;
+        let account = settings.credentials.clone().unwrap().0;
+        let id = dm_cluster(&store).await;
+        let mut event = sample("lifecycle-launch.json");
+        event["detail"]["AutoScalingGroupName"] = format!("okera-{id}-analytics").into();
+        let gate = standby_gate(&settings, &store).await;
+        let (kick, kicks) = counting();
+        let out = lifecycle::handle(&l, &gate, Some(&kick), &event).await.unwrap();
+        let by = &out["standingBy"];
+        assert_eq!(
+            (&by["region"], &by["role"], &by["activeRegion"], &by["epoch"]),
+            (
+                &json!("us-west-2"),
+                &json!("STANDBY"),
+                &json!("us-east-1"),
+                &json!(1)
+            ),
+            "{backend}: {out}"
+        );
+        let completions = || {
+            emulator::shared()
+                .request_count(Some(&account), "autoscaling", "CompleteLifecycleAction")
+                .unwrap()
+        };
+        assert_eq!(completions(), 0, "{backend}: the action was not completed");
+        assert_eq!(kicks.load(Ordering::SeqCst), 0, "{backend}");
+        assert!(store.all_nodes().await.unwrap().is_empty(), "{backend}");
+        let mut no_token = event.clone();
+        no_token["detail"]
+            .as_object_mut()
+            .unwrap()
+            .remove("LifecycleActionToken");
+        let refused = lifecycle::handle(&l, &gate, Some(&kick), &no_token)
+            .await
+            .unwrap();
+        assert!(
+            refused["rejected"]
+                .as_str()
+                .is_some_and(|s| s.contains("detail.LifecycleActionToken is missing")),
+            "{backend}: {refused}"
+        );
+        // The active region's function completes it.
+        let out = lifecycle::handle(&l, &Gate::single("us-west-2"), Some(&kick), &event)
+            .await
+            .unwrap();
+        assert_eq!(out["outcome"], "already-done", "{backend}: {out}");
+        assert_eq!(completions(), 1, "{backend}");
+    }
 }

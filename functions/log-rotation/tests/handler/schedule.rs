@@ -1,15 +1,20 @@
 //! The handler, called with the schedule's sample from `events/`: one run sets
 //! the bucket's retention rules, compacts closed hours and archives old history
 //! rows, on SQLite and on MariaDB. Malformed events change nothing; a run that
-//! finds the lease taken does nothing.
+//! finds the lease taken does nothing, and so does a run in a standby region.
+
+use std::sync::Arc;
 
 use log_rotation::{Logs, LEASE};
 use serde_json::{json, Value};
-use shared::cloud::aws::S3Adapter;
+use shared::cloud::aws::{AwsSettings, DynamoFence, S3Adapter};
+use shared::cloud::{Claimed, Fence};
 use shared::config::RetentionConfig;
+use shared::domain::failover::Leader;
 use shared::store::Store;
 use shared::time::now_ms;
 use shared::workflows::archive::Archiver;
+use shared::workflows::failover::Gate;
 use shared::workflows::kill::KillSwitch;
 
 use crate::support::{bucket, hour, Bucket};
@@ -17,6 +22,21 @@ use crate::support::{bucket, hour, Bucket};
 fn sample(name: &str) -> Value {
     let path = format!("{}/../../events/{name}", env!("CARGO_MANIFEST_DIR"));
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+/// The gate of us-west-2 in a DM whose fence, in `account`, names us-east-1
+/// as active.
+async fn standby_gate(account: &str, store: &Store) -> Gate {
+    let settings = AwsSettings {
+        endpoint: Some(emulator::shared().endpoint().to_owned()),
+        credentials: Some((account.to_owned(), "test".into())),
+        max_attempts: None,
+    };
+    let fence = DynamoFence::new(settings, crate::support::REGION, "okera-dm-fence");
+    fence.ensure_table(&[], None).await.unwrap();
+    let first = Leader::first("us-east-1", now_ms());
+    assert_eq!(fence.claim(None, &first).await.unwrap(), Claimed::Won);
+    Gate::fenced(Arc::new(fence), store.clone(), crate::support::REGION)
 }
 
 async fn logs(b: &Bucket, store: Store) -> Logs<S3Adapter> {
@@ -219,4 +239,76 @@ async fn diagnostics_events_name_an_operation_or_are_refused() {
         .unwrap();
     assert_eq!(out["diagnostics"]["state"], json!("ALREADY_FINISHED"), "{out}");
     assert_eq!(b.keys("").await, Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_standby_region_takes_no_lease_writes_nothing_and_still_refuses_malformed_events() {
+    for (backend, url) in testkit::all_backends().await {
+        let b = bucket(3).await;
+        let store = Store::connect(&url).await.unwrap();
+        let h = hour("worker", 2);
+        let (key, _) = b.part(&h, 1, 2, false).await;
+        let gate = standby_gate(&b.account, &store).await;
+        let logs = logs(&b, store).await;
+        let writes = || {
+            ["PUT", "POST", "DELETE"].map(|method| {
+                emulator::shared()
+                    .request_count(Some(&b.account), "s3", method)
+                    .unwrap()
+            })
+        };
+        let before = writes();
+        assert!(before[0] > 0, "{backend}: the part's PUT is counted");
+        for event in [
+            sample("schedule-log-rotation.json"),
+            sample("invoke-diagnostics.json"),
+        ] {
+            let out = logs
+                .handle(&gate, &event, &|_| panic!("no metrics from a standby region"))
+                .await
+                .unwrap();
+            let by = &out["standingBy"];
+            assert_eq!(
+                (&by["region"], &by["role"], &by["activeRegion"], &by["epoch"]),
+                (
+                    &json!("us-west-2"),
+                    &json!("STANDBY"),
+                    &json!("us-east-1"),
+                    &json!(1)
+                ),
+                "{backend}: {event}: {out}"
+            );
+        }
+        let mut wrong_source = sample("schedule-log-rotation.json");
+        wrong_source["source"] = json!("aws.s3");
+        for event in [json!({}), wrong_source] {
+            let refused = logs.handle(&gate, &event, &|_| {}).await.unwrap();
+            assert!(
+                refused["rejected"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("Scheduled Event")),
+                "{backend}: {event}: {refused}"
+            );
+        }
+        let bad_bundle = logs
+            .handle(&gate, &json!({"diagnostics": 7}), &|_| {})
+            .await
+            .unwrap();
+        assert!(
+            bad_bundle["rejected"]
+                .as_str()
+                .is_some_and(|r| r.contains("diagnostics")),
+            "{backend}: a malformed diagnostics invoke is refused, not stood by: {bad_bundle}"
+        );
+        // No lease was ever taken, and the bucket saw no write.
+        let db = sqlx::AnyPool::connect(&url).await.unwrap();
+        let leases: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM leases WHERE name = ?")
+            .bind(LEASE)
+            .fetch_one(&db)
+            .await
+            .unwrap();
+        assert_eq!(leases, 0, "{backend}");
+        assert_eq!(writes(), before, "{backend}");
+        assert_eq!(b.keys("").await, std::slice::from_ref(&key), "{backend}");
+    }
 }

@@ -3,17 +3,30 @@
 //! invoke converges one target, and malformed events are refused with a reason
 //! and change nothing.
 
+use std::sync::Arc;
+
 use serde_json::{json, Value};
-use shared::cloud::aws::{AwsSettings, S3Adapter};
+use shared::cloud::aws::{AwsSettings, DynamoFence, S3Adapter};
+use shared::cloud::{Claimed, Fence, Scaling};
 use shared::config::{Config, S3Location};
+use shared::domain::failover::Leader;
 use shared::domain::{ClusterSpec, EnvironmentSpec, InstanceSize, ProposedCluster, ProposedEnvironment};
 use shared::store::{Store, WriteCtx};
+use shared::time::now_ms;
+use shared::workflows::failover::Gate;
 
 const REGION: &str = "us-west-2";
 
 async fn setup() -> (reconciler::AwsReconciler, Store) {
+    let (r, store, _) = setup_on(&testkit::sqlite_url()).await;
+    (r, store)
+}
+
+/// The reconciler over a store at `url`, in an emulator account of its own
+/// (whose settings it returns).
+async fn setup_on(url: &str) -> (reconciler::AwsReconciler, Store, AwsSettings) {
     let account = emulator::fresh_account();
-    let store = Store::connect(&testkit::sqlite_url()).await.unwrap();
+    let store = Store::connect(url).await.unwrap();
     let settings = AwsSettings {
         endpoint: Some(emulator::shared().endpoint().to_owned()),
         credentials: Some((account.clone(), "test".into())),
@@ -35,9 +48,34 @@ async fn setup() -> (reconciler::AwsReconciler, Store) {
         dns_zone: None,
     };
     (
-        reconciler::build(store.clone(), &config, settings, REGION, "handler-test".into()),
+        reconciler::build(
+            store.clone(),
+            &config,
+            settings.clone(),
+            REGION,
+            "handler-test".into(),
+        ),
         store,
+        settings,
     )
+}
+
+/// The gate of us-west-2 in a DM whose fence names us-east-1 as active.
+async fn standby_gate(settings: &AwsSettings, store: &Store) -> Gate {
+    let fence = DynamoFence::new(settings.clone(), REGION, "okera-dm-fence");
+    fence.ensure_table(&[], None).await.unwrap();
+    let first = Leader::first("us-east-1", now_ms());
+    assert_eq!(fence.claim(None, &first).await.unwrap(), Claimed::Won);
+    Gate::fenced(Arc::new(fence), store.clone(), REGION)
+}
+
+fn assert_standing_by(out: &Value, what: &str) {
+    let by = &out["standingBy"];
+    assert_eq!(
+        (&by["region"], &by["role"], &by["activeRegion"], &by["epoch"]),
+        (&json!(REGION), &json!("STANDBY"), &json!("us-east-1"), &json!(1)),
+        "{what}: {out}"
+    );
 }
 
 fn ctx() -> WriteCtx {
@@ -59,6 +97,34 @@ fn dev_environment() -> EnvironmentSpec {
         failover_for: None,
         warm_standby_nodes: None,
     })
+    .unwrap()
+}
+
+/// A cluster of two nodes named `a` in `env_id`.
+fn cluster_spec(env_id: i64) -> ClusterSpec {
+    ClusterSpec::parse(
+        ProposedCluster {
+            name: "a".into(),
+            num_nodes: 2,
+            cluster_type: "STANDALONE_CLUSTER".into(),
+            environment_id: env_id,
+            instance_type: None,
+            storage_gb: None,
+            tags: Default::default(),
+            description: None,
+            termination_protection_enabled: false,
+            auto_repair_enabled: None,
+            version: None,
+        },
+        10,
+        "2.0.0",
+        |_| {
+            Some(InstanceSize {
+                vcpus: 2,
+                memory_mib: 8192,
+            })
+        },
+    )
     .unwrap()
 }
 
@@ -86,30 +152,7 @@ async fn the_scheduled_event_converges_environments_then_clusters() {
     assert_eq!(out["environments"], 1, "{out}");
     assert_eq!(store.get_environment(env_id).await.unwrap().status_code, "READY");
 
-    let spec = ClusterSpec::parse(
-        ProposedCluster {
-            name: "a".into(),
-            num_nodes: 2,
-            cluster_type: "STANDALONE_CLUSTER".into(),
-            environment_id: env_id,
-            instance_type: None,
-            storage_gb: None,
-            tags: Default::default(),
-            description: None,
-            termination_protection_enabled: false,
-            auto_repair_enabled: None,
-            version: None,
-        },
-        10,
-        "2.0.0",
-        |_| {
-            Some(InstanceSize {
-                vcpus: 2,
-                memory_mib: 8192,
-            })
-        },
-    )
-    .unwrap();
+    let spec = cluster_spec(env_id);
     let cluster = store.create_cluster(&ctx(), &spec).await.unwrap();
     // The API's wake-up for one cluster.
     let out = reconciler::handle(
@@ -185,4 +228,54 @@ async fn malformed_events_are_refused_with_a_reason_and_change_nothing() {
     )
     .await
     .is_err());
+}
+
+#[tokio::test]
+async fn a_standby_region_converges_nothing_and_still_refuses_malformed_events() {
+    for (backend, url) in testkit::all_backends().await {
+        let (r, store, settings) = setup_on(&url).await;
+        let env_id = store
+            .create_environment(&ctx(), &dev_environment())
+            .await
+            .unwrap()
+            .target_id;
+        r.reconcile_environment(env_id).await.unwrap();
+        let cluster = store
+            .create_cluster(&ctx(), &cluster_spec(env_id))
+            .await
+            .unwrap()
+            .target_id;
+        let before = store.get_cluster(cluster).await.unwrap();
+        let gate = standby_gate(&settings, &store).await;
+        for event in [sample("schedule-reconcile.json"), json!({ "clusterId": cluster })] {
+            let out = reconciler::handle(&r, &gate, &event).await.unwrap();
+            assert_standing_by(&out, &format!("{backend}: {event}"));
+        }
+        let refused = reconciler::handle(&r, &gate, &json!({ "clusterId": "1" }))
+            .await
+            .unwrap();
+        assert!(
+            refused["rejected"]
+                .as_str()
+                .is_some_and(|s| s.contains("clusterId must be a positive whole number")),
+            "{backend}: {refused}"
+        );
+        // Nothing was built: the cluster is as it was, and has no group.
+        assert_eq!(store.get_cluster(cluster).await.unwrap(), before, "{backend}");
+        let group = vec![format!("okera-{cluster}-a")];
+        assert!(
+            r.scaling.groups_named(REGION, &group).await.unwrap().is_empty(),
+            "{backend}"
+        );
+        // The same schedule in the active region builds it.
+        let out = reconciler::handle(&r, &Gate::single(REGION), &sample("schedule-reconcile.json"))
+            .await
+            .unwrap();
+        assert_eq!(out["clusters"], 1, "{backend}: {out}");
+        assert_eq!(
+            r.scaling.groups_named(REGION, &group).await.unwrap().len(),
+            1,
+            "{backend}: {out}"
+        );
+    }
 }

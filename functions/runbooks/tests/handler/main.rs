@@ -3,10 +3,17 @@
 //! malformed events, which are refused with a reason and change nothing. The
 //! engine itself is tested in `shared/tests/integration/runbooks.rs`.
 
+use std::sync::Arc;
+
 use serde_json::{json, Value};
 use shared::cloud::agents::{AgentDirectory, HttpAgents, Resolver};
-use shared::cloud::aws::AwsSettings;
-use shared::store::Store;
+use shared::cloud::aws::{AwsSettings, DynamoFence};
+use shared::cloud::{Claimed, Fence};
+use shared::domain::failover::Leader;
+use shared::domain::{ClusterSpec, EnvironmentSpec, EnvironmentStatus, InstanceSize};
+use shared::store::{EnvironmentObservation, RunbookKind, Store, UpgradeRequest, WriteCtx};
+use shared::time::now_ms;
+use shared::workflows::failover::Gate;
 
 fn sample(name: &str) -> Value {
     let path = format!("{}/../../events/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -14,20 +21,96 @@ fn sample(name: &str) -> Value {
 }
 
 fn runner(store: &Store) -> runbooks::AwsRunner {
-    let settings = AwsSettings {
+    runner_in(store, emulator::fresh_account())
+}
+
+fn settings(account: &str) -> AwsSettings {
+    AwsSettings {
         endpoint: Some(emulator::shared().endpoint().to_owned()),
-        credentials: Some((emulator::fresh_account(), "test".into())),
+        credentials: Some((account.to_owned(), "test".into())),
         max_attempts: None,
-    };
+    }
+}
+
+fn runner_in(store: &Store, account: String) -> runbooks::AwsRunner {
     runbooks::build(
         store.clone(),
-        settings,
+        settings(&account),
         "us-west-2",
         None,
         HttpAgents::new(Resolver::Directory(AgentDirectory::new())),
         "okera-dm-reconciler".into(),
         "handler-test".into(),
     )
+}
+
+/// The gate of us-west-2 in a DM whose fence, in `account`, names us-east-1
+/// as active.
+async fn standby_gate(account: &str, store: &Store) -> Gate {
+    let fence = DynamoFence::new(settings(account), "us-west-2", "okera-dm-fence");
+    fence.ensure_table(&[], None).await.unwrap();
+    let first = Leader::first("us-east-1", now_ms());
+    assert_eq!(fence.claim(None, &first).await.unwrap(), Claimed::Won);
+    Gate::fenced(Arc::new(fence), store.clone(), "us-west-2")
+}
+
+/// An upgrade of a cluster, submitted and due now (forced: the cluster is
+/// still PROVISIONING, and nothing exists in AWS).
+async fn due_upgrade(store: &Store) -> i64 {
+    let ctx = WriteCtx {
+        principal: "tester".into(),
+        idempotency: None,
+    };
+    let env = store
+        .create_environment(
+            &ctx,
+            &EnvironmentSpec::parse(
+                serde_json::from_value(json!({"name": "dev", "region": "us-west-2"})).unwrap(),
+            )
+            .unwrap(),
+        )
+        .await
+        .unwrap()
+        .target_id;
+    // READY, as the reconciler would record it: clusters need one.
+    assert!(store.claim_environment(env, "fixture", 60_000).await.unwrap());
+    let ready = EnvironmentObservation {
+        vpc_id: Some("vpc-1".into()),
+        subnet_ids: vec!["subnet-1".into()],
+        vpc_cidr: None,
+        security_group_id: None,
+        status: EnvironmentStatus::Ready,
+        message: "ready".into(),
+        observed_generation: Some(1),
+        steps: vec![],
+        failure: None,
+    };
+    store.record_environment(env, "fixture", &ready).await.unwrap();
+    store.release_environment(env, "fixture").await.unwrap();
+    let proposed = serde_json::from_value(
+        json!({"name": "a", "numNodes": 1, "type": "STANDALONE_CLUSTER", "environmentId": env}),
+    )
+    .unwrap();
+    let size = |_: &str| {
+        Some(InstanceSize {
+            vcpus: 2,
+            memory_mib: 8192,
+        })
+    };
+    let spec = ClusterSpec::parse(proposed, 10, "2.0.0", size).unwrap();
+    let id = store.create_cluster(&ctx, &spec).await.unwrap().target_id;
+    let req = UpgradeRequest {
+        version: "2.1.0".into(),
+        components: Default::default(),
+        force: true,
+        ready_timeout_ms: 60_000,
+        rollback_window_ms: 60_000,
+    };
+    store
+        .submit_upgrade(&ctx, id, &req, &shared::workflows::runbook::upgrade_steps())
+        .await
+        .unwrap()
+        .operation_id
 }
 
 #[tokio::test]
@@ -66,6 +149,53 @@ async fn the_samples_are_handled_and_malformed_events_are_refused_on_both_backen
                 .await
                 .unwrap(),
             Vec::<i64>::new()
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_standby_region_runs_no_due_runbook_and_still_refuses_malformed_events() {
+    for (backend, url) in testkit::all_backends().await {
+        let store = Store::connect(&url).await.unwrap();
+        let account = emulator::fresh_account();
+        let r = runner_in(&store, account.clone());
+        let op = due_upgrade(&store).await;
+        assert_eq!(
+            store.due_runbooks(now_ms(), &RunbookKind::CLUSTER).await.unwrap(),
+            [op],
+            "{backend}"
+        );
+        let before = store.get_runbook(op).await.unwrap().unwrap();
+        let gate = standby_gate(&account, &store).await;
+        for event in [sample("schedule-runbooks.json"), json!({"runbookId": op})] {
+            let out = runbooks::handle(&r, &gate, &event).await.unwrap();
+            let by = &out["standingBy"];
+            assert_eq!(
+                (&by["region"], &by["role"], &by["activeRegion"], &by["epoch"]),
+                (
+                    &json!("us-west-2"),
+                    &json!("STANDBY"),
+                    &json!("us-east-1"),
+                    &json!(1)
+                ),
+                "{backend}: {event}: {out}"
+            );
+        }
+        // Not claimed, not run: the runbook is as it was, and still due.
+        assert_eq!(store.get_runbook(op).await.unwrap().unwrap(), before, "{backend}");
+        assert_eq!(
+            store.due_runbooks(now_ms(), &RunbookKind::CLUSTER).await.unwrap(),
+            [op],
+            "{backend}"
+        );
+        let refused = runbooks::handle(&r, &gate, &json!({"runbookId": -1}))
+            .await
+            .unwrap();
+        assert!(
+            refused["rejected"]
+                .as_str()
+                .is_some_and(|s| s.contains("unrecognised event")),
+            "{backend}: {refused}"
         );
     }
 }

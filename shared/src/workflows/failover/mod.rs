@@ -26,7 +26,7 @@ use crate::domain::failover::{
     failed, parse_health_alarms, preconditions, FailoverRequest, FailoverSpec, FailoverState, Leader,
     Precondition, Readiness, Role,
 };
-use crate::store::{RunbookKind, Store, StoreError};
+use crate::store::{RunbookKind, Store, StoreError, WriteCtx};
 use crate::time::now_ms;
 use crate::workflows::kill::Killed;
 
@@ -153,6 +153,9 @@ pub enum FailoverError {
     Refused(String),
     #[error("{0}")]
     NotFound(String),
+    /// An Idempotency-Key sent again with a different request.
+    #[error("{0}")]
+    KeyReused(String),
     #[error(transparent)]
     Killed(#[from] Killed),
 }
@@ -435,14 +438,30 @@ pub trait Desk: Send + Sync {
     fn role(&self) -> BoxFut<Role>;
     /// A failover to this region as it would run now; changes nothing.
     fn plan(&self, spec: FailoverSpec) -> BoxFut<Result<FailoverPlan, FailoverError>>;
-    /// Records a failover request and wakes the failover function.
-    fn request(
-        &self,
-        spec: FailoverSpec,
-        principal: String,
-    ) -> BoxFut<Result<FailoverRequest, FailoverError>>;
+    /// Records a failover request and wakes the failover function. With an
+    /// Idempotency-Key, the same request sent again answers the first one.
+    fn request(&self, spec: FailoverSpec, ctx: WriteCtx) -> BoxFut<Result<Requested, FailoverError>>;
     fn status(&self, id: String) -> BoxFut<Result<Option<FailoverRequest>, FailoverError>>;
     fn list(&self) -> BoxFut<Result<Vec<FailoverRequest>, FailoverError>>;
+}
+
+/// A request the desk took.
+#[derive(Debug, Clone)]
+pub struct Requested {
+    pub request: FailoverRequest,
+    /// The same Idempotency-Key and request were sent before; this is that answer.
+    pub replayed: bool,
+}
+
+/// The id of the failover an Idempotency-Key names: one per caller and key, so
+/// that a retry finds the request its first attempt wrote.
+pub fn keyed_request_id(principal: &str, key: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(principal.as_bytes());
+    h.update(b"\n");
+    h.update(key.as_bytes());
+    format!("fo-k{}", &hex::encode(h.finalize())[..24])
 }
 
 /// Wakes the failover function of this region for a request, or a region
@@ -476,7 +495,7 @@ impl Desk for SingleRegionDesk {
     fn plan(&self, _: FailoverSpec) -> BoxFut<Result<FailoverPlan, FailoverError>> {
         Box::pin(async { Err(FailoverError::Refused(SINGLE.into())) })
     }
-    fn request(&self, _: FailoverSpec, _: String) -> BoxFut<Result<FailoverRequest, FailoverError>> {
+    fn request(&self, _: FailoverSpec, _: WriteCtx) -> BoxFut<Result<Requested, FailoverError>> {
         Box::pin(async { Err(FailoverError::Refused(SINGLE.into())) })
     }
     fn status(&self, id: String) -> BoxFut<Result<Option<FailoverRequest>, FailoverError>> {
@@ -599,8 +618,19 @@ impl<F: Fence, M: Metrics> DeskInner<F, M> {
         })
     }
 
-    async fn request(&self, spec: FailoverSpec, principal: String) -> Result<FailoverRequest, FailoverError> {
+    async fn request(&self, spec: FailoverSpec, ctx: WriteCtx) -> Result<Requested, FailoverError> {
         self.check_target(&spec)?;
+        let principal = ctx.principal;
+        // A retry of a request that went through answers that request, before
+        // the preconditions (the first attempt is the failover now in flight).
+        let keyed = ctx
+            .idempotency
+            .map(|(key, fingerprint)| (keyed_request_id(&principal, &key), key, fingerprint));
+        if let Some((id, key, fingerprint)) = &keyed {
+            if let Some(replay) = self.replay(id, key, fingerprint).await? {
+                return Ok(replay);
+            }
+        }
         let (r, _) = readiness(
             self.fence.as_ref(),
             &self.metrics,
@@ -631,7 +661,10 @@ impl<F: Fence, M: Metrics> DeskInner<F, M> {
         }
         let now = now_ms();
         let request = FailoverRequest {
-            id: format!("fo-{now}-{:08x}", rand::random::<u32>()),
+            id: match &keyed {
+                Some((id, ..)) => id.clone(),
+                None => format!("fo-{now}-{:08x}", rand::random::<u32>()),
+            },
             to: spec.to.clone(),
             from: None,
             planned: spec.planned,
@@ -648,6 +681,7 @@ impl<F: Fence, M: Metrics> DeskInner<F, M> {
             operation_id: None,
             error: None,
             preconditions: checks,
+            fingerprint: keyed.as_ref().map(|(_, _, f)| f.clone()),
             updated_at: now,
         };
         if !self
@@ -656,6 +690,12 @@ impl<F: Fence, M: Metrics> DeskInner<F, M> {
             .await
             .map_err(FailoverError::Fence)?
         {
+            // Two attempts with one key raced, and the other one wrote first.
+            if let Some((id, key, fingerprint)) = &keyed {
+                if let Some(replay) = self.replay(id, key, fingerprint).await? {
+                    return Ok(replay);
+                }
+            }
             return Err(FailoverError::Refused(format!(
                 "failover {} exists already; try again",
                 request.id
@@ -663,7 +703,32 @@ impl<F: Fence, M: Metrics> DeskInner<F, M> {
         }
         tracing::info!(failover = %request.id, to = %request.to, planned = request.planned, %principal, "failover requested");
         (self.wake)(request_event(&request.id)).await;
-        Ok(request)
+        Ok(Requested {
+            request,
+            replayed: false,
+        })
+    }
+
+    /// The request an Idempotency-Key wrote before, if it did.
+    async fn replay(
+        &self,
+        id: &str,
+        key: &str,
+        fingerprint: &str,
+    ) -> Result<Option<Requested>, FailoverError> {
+        let Some(request) = self.fence.request(id).await.map_err(FailoverError::Fence)? else {
+            return Ok(None);
+        };
+        if request.fingerprint.as_deref() != Some(fingerprint) {
+            return Err(FailoverError::KeyReused(format!(
+                "Idempotency-Key {key:?} was already used with a different request (failover {id}); \
+                 use a new key for a new request"
+            )));
+        }
+        Ok(Some(Requested {
+            request,
+            replayed: true,
+        }))
     }
 }
 
@@ -686,13 +751,9 @@ impl<F: Fence + 'static, M: Metrics + 'static> Desk for FenceDesk<F, M> {
         Box::pin(async move { inner.plan(&spec).await })
     }
 
-    fn request(
-        &self,
-        spec: FailoverSpec,
-        principal: String,
-    ) -> BoxFut<Result<FailoverRequest, FailoverError>> {
+    fn request(&self, spec: FailoverSpec, ctx: WriteCtx) -> BoxFut<Result<Requested, FailoverError>> {
         let inner = self.inner.clone();
-        Box::pin(async move { inner.request(spec, principal).await })
+        Box::pin(async move { inner.request(spec, ctx).await })
     }
 
     fn status(&self, id: String) -> BoxFut<Result<Option<FailoverRequest>, FailoverError>> {

@@ -114,8 +114,7 @@ where
         match (rb.kind, step.name.as_str()) {
             (RunbookKind::Failover, BRING_UP) => {
                 let moves = self.store.bring_up(rb, &self.owner).await?;
-                self.kick_all(moves.iter().flat_map(|m| [m.to, m.from]).collect())
-                    .await;
+                self.kick_all(moves.iter().map(|m| m.to).collect()).await;
                 done(if moves.is_empty() {
                     format!(
                         "no cluster serves in {}'s paired environments",

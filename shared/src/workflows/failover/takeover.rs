@@ -194,6 +194,7 @@ where
             operation_id: None,
             error: None,
             preconditions: vec![],
+            fingerprint: None,
             updated_at: now,
         };
         self.fence

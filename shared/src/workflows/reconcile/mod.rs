@@ -24,6 +24,8 @@ pub use plan::{assess, plan, Assessment, Change, DesiredCluster, ObservedCluster
 
 /// How long a reconcile may hold a target before another run may take over.
 pub const LEASE_MS: i64 = 120_000;
+/// Clusters one scheduled run reconciles at once.
+pub const CONCURRENCY: usize = 8;
 /// Plan-apply passes per target per run; each pass waits for nothing, so a few
 /// passes finish what AWS does at once, and the schedule finishes the rest.
 const MAX_PASSES: usize = 4;
@@ -95,9 +97,11 @@ pub enum Outcome {
 }
 
 impl<C: Compute, S: Scaling, O: ObjectStore, M: Metrics, D: Dns> Reconciler<C, S, O, M, D> {
-    /// Reconciles every environment, then every cluster. One target's failure does
-    /// not stop the others.
+    /// Reconciles every environment, then every cluster, [`CONCURRENCY`] at a
+    /// time (each waits mostly on AWS; the leases keep two runs off one target).
+    /// One target's failure does not stop the others.
     pub async fn reconcile_all(&self) -> Result<Summary, StoreError> {
+        use futures_util::stream::{self, StreamExt};
         let mut summary = Summary::default();
         for id in self.store.environments_to_reconcile().await? {
             match self.reconcile_environment(id).await {
@@ -106,8 +110,12 @@ impl<C: Compute, S: Scaling, O: ObjectStore, M: Metrics, D: Dns> Reconciler<C, S
                 Err(e) => summary.errors.push(format!("environment {id}: {e}")),
             }
         }
-        for id in self.store.clusters_to_reconcile().await? {
-            match self.reconcile_cluster(id).await {
+        let ids = self.store.clusters_to_reconcile().await?;
+        let mut runs = stream::iter(ids)
+            .map(|id| async move { (id, self.reconcile_cluster(id).await) })
+            .buffer_unordered(CONCURRENCY);
+        while let Some((id, outcome)) = runs.next().await {
+            match outcome {
                 Ok(Outcome::Reconciled) => summary.clusters += 1,
                 Ok(Outcome::Busy) => summary.skipped += 1,
                 Err(e) => summary.errors.push(format!("cluster {id}: {e}")),

@@ -345,9 +345,10 @@ impl<X: Steps> Runner<X> {
 
     /// Runs one runbook until it ends, waits past this run's budget, or is lost.
     pub async fn run(&self, id: i64) -> Result<RunOutcome, RunError> {
+        // Only the kinds this runner runs: a drill's steps are not a restart's.
         let Some(mut rb) = self
             .store
-            .claim_runbook(id, &self.owner, self.settings.lease_ms)
+            .claim_runbook(id, &self.owner, self.settings.lease_ms, X::kinds())
             .await?
         else {
             return Ok(RunOutcome::Busy);
