@@ -5,8 +5,9 @@
 //! instant), with node agents that start at once.
 //!
 //! Per run: an environment in us-east-1 with `--clusters` clusters of
-//! `--nodes` nodes, READY; its partner in us-west-2 (warm: a standby partner of
-//! one node per cluster; cold: none); then `dm-local event --now` delivers the
+//! `--nodes` nodes, READY; its partner in us-west-2, three ways (hot: a parked
+//! standby partner per cluster at full size; warm: one of one node; cold: none,
+//! made from the spec at failover time); then `dm-local event --now` delivers the
 //! alarm sample to us-west-2, and the failover's runbook gives each step's
 //! times and the RTO (alarm to traffic switch).
 //!
@@ -83,6 +84,13 @@ fn create_ready(dm: &Dm, env: &str, n: u32, nodes: u32) -> f64 {
     started.elapsed().as_secs_f64()
 }
 
+/// The standby kinds each run fails over with.
+const MODES: [(&str, &str); 3] = [
+    ("hot", "warm standby at full size"),
+    ("warm", "warm standby of 1 node"),
+    ("cold", "cold standby (made at failover)"),
+];
+
 struct Sample {
     rto_ms: f64,
     steps: Vec<(String, f64)>,
@@ -103,7 +111,8 @@ fn start(extra: &[&str]) -> Dm {
     start_dm_with(&args)
 }
 
-fn failover_run(clusters: u32, nodes: u32, warm: bool) -> Sample {
+/// One failover; `warm` standby partners keep that many nodes (0: cold).
+fn failover_run(clusters: u32, nodes: u32, warm: u32) -> Sample {
     let dm = start(&["--regions", "us-east-1,us-west-2", "--failover-interval", "1"]);
     dm.ok(&[
         "environments",
@@ -125,18 +134,19 @@ fn failover_run(clusters: u32, nodes: u32, warm: bool) -> Sample {
         "1",
         "--wait",
     ];
-    if warm {
-        pair.extend(["--warm-standby-nodes", "1"]);
+    let warm_nodes = warm.to_string();
+    if warm > 0 {
+        pair.extend(["--warm-standby-nodes", &warm_nodes]);
     }
     dm.ok(&pair);
     create_ready(&dm, "1", clusters, nodes);
-    if warm {
+    if warm > 0 {
         wait_for("warm standby partners", || {
             let list = clusters_in(&dm, "2");
             list.len() == clusters as usize
                 && list
                     .iter()
-                    .all(|c| c["statusCode"] == "STANDBY" && c["numRunningNodes"] == 1)
+                    .all(|c| c["statusCode"] == "STANDBY" && c["numRunningNodes"] == warm)
         });
     }
     let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../events/alarm-region-health.json");
@@ -195,7 +205,7 @@ fn main() {
     let mut rows: BTreeMap<&str, Vec<Sample>> = BTreeMap::new();
     let mut baseline = Vec::new();
     for run in 1..=runs {
-        for (mode, warm) in [("warm", true), ("cold", false)] {
+        for (mode, warm) in [("hot", nodes), ("warm", 1), ("cold", 0)] {
             let s = failover_run(clusters, nodes, warm);
             eprintln!("run {run} {mode}: RTO {:.2} s", s.rto_ms / 1000.0);
             rows.entry(mode).or_default().push(s);
@@ -210,10 +220,10 @@ fn main() {
     );
     println!("| | control-plane time | ratio to the baseline |");
     println!("|---|---|---|");
-    for (mode, samples) in &rows {
-        let rto = median(samples.iter().map(|s| s.rto_ms).collect());
+    for (mode, what) in MODES {
+        let rto = median(rows[mode].iter().map(|s| s.rto_ms).collect());
         println!(
-            "| failover, {mode} standby | {:.2} s | {:.2}x |",
+            "| failover, {what} | {:.2} s | {:.2}x |",
             rto / 1000.0,
             rto / base
         );
@@ -224,8 +234,8 @@ fn main() {
     );
     println!("\nper step (median ms):\n");
     let names: Vec<String> = rows["warm"][0].steps.iter().map(|(n, _)| n.clone()).collect();
-    println!("| step | warm | cold |");
-    println!("|---|---|---|");
+    println!("| step | hot | warm | cold |");
+    println!("|---|---|---|---|");
     for name in names {
         let of = |mode: &str| {
             median(
@@ -235,6 +245,11 @@ fn main() {
                     .collect(),
             )
         };
-        println!("| {name} | {:.0} | {:.0} |", of("warm"), of("cold"));
+        println!(
+            "| {name} | {:.0} | {:.0} | {:.0} |",
+            of("hot"),
+            of("warm"),
+            of("cold")
+        );
     }
 }

@@ -442,7 +442,7 @@ async fn create_environment(store: &Store) -> Result<i64> {
             },
         )
         .await?;
-    store.release_environment(env, OWNER).await?;
+    store.release_environment(env, OWNER, true).await?;
     Ok(env)
 }
 
@@ -520,7 +520,7 @@ async fn make_steady(
             failure: None,
         };
         store.record_cluster(c.id, OWNER, &obs).await?;
-        store.release_cluster(c.id, OWNER).await?;
+        store.release_cluster(c.id, OWNER, true).await?;
     }
     let swept = store.sweep_clusters().await?;
     ensure!(

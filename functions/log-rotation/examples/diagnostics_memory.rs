@@ -212,7 +212,7 @@ async fn cluster(store: &Store) -> Result<i64> {
         failure: None,
     };
     store.record_cluster(id, "bench", &obs).await?;
-    store.release_cluster(id, "bench").await?;
+    store.release_cluster(id, "bench", true).await?;
     Ok(id)
 }
 

@@ -820,7 +820,7 @@ mod tests {
                 failure: None,
             };
             store.record_environment(env, "fixture", &ready).await.unwrap();
-            store.release_environment(env, "fixture").await.unwrap();
+            store.release_environment(env, "fixture", true).await.unwrap();
             let mut ids = Vec::new();
             for (i, version) in versions.iter().enumerate() {
                 let proposed = ProposedCluster {

@@ -188,7 +188,7 @@ async fn world() -> World {
         )
         .await
         .unwrap();
-    store.release_environment(env, "fixture").await.unwrap();
+    store.release_environment(env, "fixture", true).await.unwrap();
     let spec = ClusterSpec::parse(
         ProposedCluster {
             name: "analytics".into(),

@@ -370,8 +370,10 @@ impl Store {
         claim("clusters", self, id, owner, ttl_ms).await
     }
 
-    pub async fn release_cluster(&self, id: i64, owner: &str) -> Result<(), StoreError> {
-        release("clusters", self, id, owner).await
+    /// Ends a reconcile run's lease; `Ok(false)`: a claim asked for another pass
+    /// meanwhile, and the lease is still the run's (`finally` ends it anyway).
+    pub async fn release_cluster(&self, id: i64, owner: &str, finally: bool) -> Result<bool, StoreError> {
+        release("clusters", self, id, owner, finally).await
     }
 
     /// Records what the reconciler saw, in one transaction: the cluster's status

@@ -203,8 +203,10 @@ impl Store {
         claim("environments", self, id, owner, ttl_ms).await
     }
 
-    pub async fn release_environment(&self, id: i64, owner: &str) -> Result<(), StoreError> {
-        release("environments", self, id, owner).await
+    /// Ends a reconcile run's lease; `Ok(false)`: a claim asked for another pass
+    /// meanwhile, and the lease is still the run's (`finally` ends it anyway).
+    pub async fn release_environment(&self, id: i64, owner: &str, finally: bool) -> Result<bool, StoreError> {
+        release("environments", self, id, owner, finally).await
     }
 
     /// Records what the reconciler saw, while it still holds the lease.
@@ -298,7 +300,30 @@ pub(crate) async fn lock_environment(
 
 /// Takes the reconcile lease of a row in `table` (`environments` or `clusters`):
 /// `Ok(false)` when another run holds it, `NotFound` when there is no such row.
+///
+/// A claim that finds the row held asks the holder for another pass (the change
+/// that made this claim is then not lost: the holder started before it), then
+/// tries once more, in case the holder released in between. A run that takes
+/// the lease sees the row as it is now, which answers any ask before it.
 pub(crate) async fn claim(
+    table: &'static str,
+    store: &Store,
+    id: i64,
+    owner: &str,
+    ttl_ms: i64,
+) -> Result<bool, StoreError> {
+    if take(table, store, id, owner, ttl_ms).await? {
+        return Ok(true);
+    }
+    sqlx::query(&format!("UPDATE {table} SET reconcile_again = 1 WHERE id = ?"))
+        .bind(id)
+        .execute(store.pool())
+        .await
+        .map_err(q("ask for another pass"))?;
+    take(table, store, id, owner, ttl_ms).await
+}
+
+async fn take(
     table: &'static str,
     store: &Store,
     id: i64,
@@ -307,7 +332,7 @@ pub(crate) async fn claim(
 ) -> Result<bool, StoreError> {
     let now = now_ms();
     let sql = format!(
-        "UPDATE {table} SET lease_owner = ?, lease_until = ? \
+        "UPDATE {table} SET lease_owner = ?, lease_until = ?, reconcile_again = 0 \
          WHERE id = ? AND (lease_owner IS NULL OR lease_until < ? OR lease_owner = ?)"
     );
     let r = sqlx::query(&sql)
@@ -343,19 +368,38 @@ pub(crate) async fn claim(
     }
 }
 
+/// Ends a run's lease. `Ok(false)`: a claim asked for another pass while the
+/// run held it; the lease is still the run's, the ask is cleared, and the run
+/// goes again. With `finally`, the lease ends whatever was asked (a failed run,
+/// or one that went again often enough: the schedule comes next).
 pub(crate) async fn release(
     table: &'static str,
     store: &Store,
     id: i64,
     owner: &str,
-) -> Result<(), StoreError> {
-    let sql =
-        format!("UPDATE {table} SET lease_owner = NULL, lease_until = 0 WHERE id = ? AND lease_owner = ?");
-    sqlx::query(&sql)
+    finally: bool,
+) -> Result<bool, StoreError> {
+    let unless_asked = if finally { "" } else { " AND reconcile_again = 0" };
+    let sql = format!(
+        "UPDATE {table} SET lease_owner = NULL, lease_until = 0 WHERE id = ? AND lease_owner = ?{unless_asked}"
+    );
+    let released = sqlx::query(&sql)
         .bind(id)
         .bind(owner)
         .execute(store.pool())
         .await
-        .map(|_| ())
-        .map_err(q("release lease"))
+        .map_err(q("release lease"))?;
+    if released.rows_affected() == 1 {
+        return Ok(true);
+    }
+    // Asked again, or the lease is not ours any more (it expired and was taken).
+    let kept = sqlx::query(&format!(
+        "UPDATE {table} SET reconcile_again = 0 WHERE id = ? AND lease_owner = ?"
+    ))
+    .bind(id)
+    .bind(owner)
+    .execute(store.pool())
+    .await
+    .map_err(q("take an ask for another pass"))?;
+    Ok(kept.rows_affected() == 0)
 }

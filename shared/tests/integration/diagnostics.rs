@@ -85,7 +85,7 @@ async fn record(store: &Store, id: i64, observed: Option<i64>, failure: Option<&
         failure: failure.map(str::to_owned),
     };
     store.record_cluster(id, "fixture", &obs).await.unwrap();
-    store.release_cluster(id, "fixture").await.unwrap();
+    store.release_cluster(id, "fixture", true).await.unwrap();
 }
 
 fn gzip(data: &[u8]) -> Vec<u8> {

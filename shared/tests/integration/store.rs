@@ -180,6 +180,60 @@ fn terminated() -> ClusterObservation {
 }
 
 #[tokio::test]
+async fn a_claim_that_finds_the_lease_held_makes_the_holder_go_again() {
+    each_backend(|backend, store| async move {
+        let env = store
+            .create_environment(&ctx(), &environment_spec("e", false))
+            .await
+            .unwrap()
+            .target_id;
+        assert!(store.claim_environment(env, "a", 60_000).await.unwrap());
+        assert!(
+            store.release_environment(env, "a", false).await.unwrap(),
+            "{backend}: nobody asked"
+        );
+        assert!(store.claim_environment(env, "a", 60_000).await.unwrap());
+        assert!(
+            !store.claim_environment(env, "b", 60_000).await.unwrap(),
+            "{backend}"
+        );
+        assert!(
+            !store.release_environment(env, "a", false).await.unwrap(),
+            "{backend}: b asked for another pass; a keeps the lease"
+        );
+        assert!(
+            !store.claim_environment(env, "c", 60_000).await.unwrap(),
+            "{backend}: a still holds it"
+        );
+        assert!(
+            store.release_environment(env, "a", true).await.unwrap(),
+            "{backend}: finally ends the lease whatever was asked"
+        );
+        assert!(
+            store.claim_environment(env, "b", 60_000).await.unwrap(),
+            "{backend}"
+        );
+        assert!(
+            store.release_environment(env, "b", false).await.unwrap(),
+            "{backend}: taking the lease answered the ask before it"
+        );
+        // A run whose lease expired and was taken releases nothing.
+        assert!(store.claim_environment(env, "d", 1).await.unwrap());
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert!(store.claim_environment(env, "e", 60_000).await.unwrap());
+        assert!(
+            store.release_environment(env, "d", false).await.unwrap(),
+            "{backend}"
+        );
+        assert!(
+            !store.claim_environment(env, "f", 60_000).await.unwrap(),
+            "{backend}: e still holds it"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_lease_has_one_holder_until_it_expires() {
     each_backend(|backend, store| async move {
         let env = store
@@ -199,7 +253,7 @@ async fn a_lease_has_one_holder_until_it_expires() {
             store.claim_environment(env, "a", 60_000).await.unwrap(),
             "{backend}: the holder may renew"
         );
-        store.release_environment(env, "a").await.unwrap();
+        store.release_environment(env, "a", true).await.unwrap();
         assert!(
             store.claim_environment(env, "b", 1).await.unwrap(),
             "{backend}: released"

@@ -170,7 +170,7 @@ pub async fn mark_ready(store: &Store, env: i64) {
         )
         .await
         .unwrap();
-    store.release_environment(env, "fixture").await.unwrap();
+    store.release_environment(env, "fixture", true).await.unwrap();
 }
 
 /// What a test agent answers.

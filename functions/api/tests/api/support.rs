@@ -399,7 +399,7 @@ impl Fixture {
             .await
             .unwrap_or_else(|e| panic!("[{b}] record cluster {id}: {e}"));
         self.store
-            .release_cluster(id, "fixture")
+            .release_cluster(id, "fixture", true)
             .await
             .unwrap_or_else(|e| panic!("[{b}] release cluster {id}: {e}"));
     }

@@ -232,7 +232,7 @@ impl World {
                 failure: None,
             };
             store.record_environment(id, "fixture", &observed).await.unwrap();
-            store.release_environment(id, "fixture").await.unwrap();
+            store.release_environment(id, "fixture", true).await.unwrap();
         };
         let prod = store
             .create_environment(&ctx(), &environment("prod", A, None))
@@ -286,7 +286,7 @@ impl World {
             failure: None,
         };
         store.record_cluster(id, "fixture", &observed).await.unwrap();
-        store.release_cluster(id, "fixture").await.unwrap();
+        store.release_cluster(id, "fixture", true).await.unwrap();
         id
     }
 }

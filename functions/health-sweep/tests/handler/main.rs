@@ -112,7 +112,7 @@ async fn steady_cluster_without_a_group(store: &Store) -> i64 {
         failure: None,
     };
     store.record_cluster(id, "fixture", &ready).await.unwrap();
-    store.release_cluster(id, "fixture").await.unwrap();
+    store.release_cluster(id, "fixture", true).await.unwrap();
     id
 }
 

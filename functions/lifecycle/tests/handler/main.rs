@@ -102,7 +102,7 @@ async fn dm_cluster(store: &Store) -> i64 {
         )
         .await
         .unwrap();
-    store.release_environment(env, "fixture").await.unwrap();
+    store.release_environment(env, "fixture", true).await.unwrap();
     let spec = ClusterSpec::parse(
         ProposedCluster {
             name: "analytics".into(),

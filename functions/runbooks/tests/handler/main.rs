@@ -86,7 +86,7 @@ async fn due_upgrade(store: &Store) -> i64 {
         failure: None,
     };
     store.record_environment(env, "fixture", &ready).await.unwrap();
-    store.release_environment(env, "fixture").await.unwrap();
+    store.release_environment(env, "fixture", true).await.unwrap();
     let proposed = serde_json::from_value(
         json!({"name": "a", "numNodes": 1, "type": "STANDALONE_CLUSTER", "environmentId": env}),
     )

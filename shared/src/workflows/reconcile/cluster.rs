@@ -3,7 +3,7 @@
 use tracing::{info, instrument, warn};
 
 use super::plan::{assess, endpoint_routing, plan, Change, DesiredCluster, ObservedCluster};
-use super::{Outcome, ReconcileError, Reconciler, LEASE_MS, MAX_PASSES};
+use super::{Outcome, ReconcileError, Reconciler, LEASE_MS, MAX_PASSES, MAX_RUNS_PER_LEASE};
 use crate::cloud::{
     CloudError, CloudErrorKind, Compute, Dns, GroupSpec, LaunchTemplateSpec, Metrics, ObjectStore, Scaling,
 };
@@ -199,19 +199,26 @@ impl<C: Compute, S: Scaling, O: ObjectStore, M: Metrics, D: Dns> Reconciler<C, S
         }
     }
 
-    /// Converges one cluster. Returns `Busy` when another run holds it.
+    /// Converges one cluster. Returns `Busy` when another run holds it (that run
+    /// then goes again: the claim asked it to).
     #[instrument(skip_all, fields(cluster_id = id))]
     pub async fn reconcile_cluster(&self, id: i64) -> Result<Outcome, ReconcileError> {
-        if !self.store.claim_cluster(id, &self.owner, LEASE_MS).await? {
+        let owner = self.run_owner();
+        if !self.store.claim_cluster(id, &owner, LEASE_MS).await? {
             return Ok(Outcome::Busy);
         }
-        // Boxed: the future is large, and it would otherwise live on the caller's stack.
-        let result = Box::pin(self.converge_cluster(id)).await;
-        self.store.release_cluster(id, &self.owner).await?;
-        result.map(|_| Outcome::Reconciled)
+        for pass in 1.. {
+            // Boxed: the future is large, and it would otherwise live on the caller's stack.
+            let result = Box::pin(self.converge_cluster(id, &owner)).await;
+            let finally = result.is_err() || pass == MAX_RUNS_PER_LEASE;
+            if self.store.release_cluster(id, &owner, finally).await? || finally {
+                return result.map(|_| Outcome::Reconciled);
+            }
+        }
+        unreachable!("the runs end at MAX_RUNS_PER_LEASE")
     }
 
-    async fn converge_cluster(&self, id: i64) -> Result<(), ReconcileError> {
+    async fn converge_cluster(&self, id: i64, owner: &str) -> Result<(), ReconcileError> {
         let cluster = self.store.get_cluster(id).await?;
         let env = self.store.get_environment(cluster.environment_id).await?;
         let region = env.region.as_str();
@@ -221,7 +228,7 @@ impl<C: Compute, S: Scaling, O: ObjectStore, M: Metrics, D: Dns> Reconciler<C, S
             self.store
                 .note_waiting(
                     id,
-                    &self.owner,
+                    owner,
                     &format!("Waiting for environment {} to be READY.", env.id),
                 )
                 .await?;
@@ -302,7 +309,7 @@ impl<C: Compute, S: Scaling, O: ObjectStore, M: Metrics, D: Dns> Reconciler<C, S
             steps: a.steps,
             failure,
         };
-        self.store.record_cluster(id, &self.owner, &obs).await?;
+        self.store.record_cluster(id, owner, &obs).await?;
         info!(status = obs.status.as_str(), "cluster reconciled");
         Ok(())
     }

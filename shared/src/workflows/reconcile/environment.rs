@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use tracing::{info, instrument, warn};
 
-use super::{Outcome, ReconcileError, Reconciler, LEASE_MS};
+use super::{Outcome, ReconcileError, Reconciler, LEASE_MS, MAX_RUNS_PER_LEASE};
 use crate::cloud::{CloudError, CloudErrorKind, Compute, Dns, IngressRule, Metrics, ObjectStore, Scaling};
 use crate::domain::security_group::{self, Peer, RULES};
 use crate::domain::{tags, EnvironmentStatus};
@@ -30,18 +30,25 @@ enum Stop {
 }
 
 impl<C: Compute, S: Scaling, O: ObjectStore, M: Metrics, D: Dns> Reconciler<C, S, O, M, D> {
-    /// Converges one environment. Returns `Busy` when another run holds it.
+    /// Converges one environment. Returns `Busy` when another run holds it
+    /// (that run then goes again: the claim asked it to).
     #[instrument(skip_all, fields(environment_id = id))]
     pub async fn reconcile_environment(&self, id: i64) -> Result<Outcome, ReconcileError> {
-        if !self.store.claim_environment(id, &self.owner, LEASE_MS).await? {
+        let owner = self.run_owner();
+        if !self.store.claim_environment(id, &owner, LEASE_MS).await? {
             return Ok(Outcome::Busy);
         }
-        let result = Box::pin(self.converge_environment(id)).await;
-        self.store.release_environment(id, &self.owner).await?;
-        result.map(|_| Outcome::Reconciled)
+        for pass in 1.. {
+            let result = Box::pin(self.converge_environment(id, &owner)).await;
+            let finally = result.is_err() || pass == MAX_RUNS_PER_LEASE;
+            if self.store.release_environment(id, &owner, finally).await? || finally {
+                return result.map(|_| Outcome::Reconciled);
+            }
+        }
+        unreachable!("the runs end at MAX_RUNS_PER_LEASE")
     }
 
-    async fn converge_environment(&self, id: i64) -> Result<(), ReconcileError> {
+    async fn converge_environment(&self, id: i64, owner: &str) -> Result<(), ReconcileError> {
         let env = self.store.get_environment(id).await?;
         let failed = |reason: String| {
             warn!(%reason, "environment failed");
@@ -65,7 +72,7 @@ impl<C: Compute, S: Scaling, O: ObjectStore, M: Metrics, D: Dns> Reconciler<C, S
             Err(Stop::Cloud(e)) => return Err(e.into()),
             Err(Stop::Store(e)) => return Err(e.into()),
         };
-        self.store.record_environment(id, &self.owner, &obs).await?;
+        self.store.record_environment(id, owner, &obs).await?;
         info!(status = obs.status.as_str(), "environment reconciled");
         Ok(())
     }

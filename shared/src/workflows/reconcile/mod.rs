@@ -26,6 +26,9 @@ pub use plan::{assess, plan, Assessment, Change, DesiredCluster, ObservedCluster
 pub const LEASE_MS: i64 = 120_000;
 /// Clusters one scheduled run reconciles at once.
 pub const CONCURRENCY: usize = 8;
+/// The most times one run converges a target that claims keep asking to go
+/// over again; after them the schedule's next run picks up what is left.
+pub const MAX_RUNS_PER_LEASE: u32 = 4;
 /// Plan-apply passes per target per run; each pass waits for nothing, so a few
 /// passes finish what AWS does at once, and the schedule finishes the rest.
 const MAX_PASSES: usize = 4;
@@ -55,7 +58,9 @@ pub struct Reconciler<C, S, O, M, D> {
     pub node_ami: String,
     /// The instance profile (ARN) nodes run with, if any.
     pub node_instance_profile: Option<String>,
-    /// Who holds leases taken by this reconciler (unique per process and run).
+    /// Who holds leases taken by this reconciler (unique per process); each
+    /// run of one target holds its lease as `owner#N`, so that two runs in one
+    /// process keep off each other's target as runs in two processes do.
     pub owner: String,
 }
 
@@ -97,6 +102,12 @@ pub enum Outcome {
 }
 
 impl<C: Compute, S: Scaling, O: ObjectStore, M: Metrics, D: Dns> Reconciler<C, S, O, M, D> {
+    fn run_owner(&self) -> String {
+        static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        format!("{}#{n}", self.owner)
+    }
+
     /// Reconciles every environment, then every cluster, [`CONCURRENCY`] at a
     /// time (each waits mostly on AWS; the leases keep two runs off one target).
     /// One target's failure does not stop the others.
