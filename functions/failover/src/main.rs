@@ -59,7 +59,14 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         staging,
         kick,
         replicas,
-        runbook_settings: Default::default(),
+        // A failover is driven in one invocation where it can (the function
+        // may run 15 minutes; the schedule picks up what is left), looking
+        // again every second: the RTO counts every wait.
+        runbook_settings: shared::workflows::runbook::RunbookSettings {
+            budget: std::time::Duration::from_secs(13 * 60),
+            poll_ms: 1_000,
+            ..Default::default()
+        },
         owner: lease_owner("failover"),
         kill: KillSwitch::off(),
         emit: Arc::new(|line| println!("{line}")),

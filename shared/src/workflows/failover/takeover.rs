@@ -658,6 +658,14 @@ where
     ///   active region's heartbeat as its replica shows it.
     pub async fn tick(&self) -> Result<Value, FailoverError> {
         let mut summary = TickSummary::default();
+        // Signs of life first: driving a request or a runbook below may wait
+        // for minutes, and the standbys watch the heartbeat's age.
+        let was_active = read_role(&self.fence, self.store(), self.region())
+            .await
+            .is_active();
+        if was_active {
+            self.beat(&mut summary).await?;
+        }
         for req in self.fence.requests().await.map_err(FailoverError::Fence)? {
             if req.to == self.region() && (req.state.in_flight() || req.state == FailoverState::Running) {
                 match self.drive(&req.id).await {
@@ -671,14 +679,7 @@ where
         }
         let role = read_role(&self.fence, self.store(), self.region()).await;
         summary.role = role.as_str().to_owned();
-        let serving = role.is_active();
-        if serving {
-            if let Err(e) = self.publish_serving().await {
-                summary.errors.push(format!("serving metric: {e}"));
-            }
-            self.fence_peers(&mut summary).await;
-        }
-        if !serving {
+        if !role.is_active() {
             if let Err(e) = self.publish_heartbeat_age(&role).await {
                 summary.errors.push(format!("heartbeat age: {e}"));
             }
@@ -687,10 +688,11 @@ where
             answer["errors"] = json!(summary.errors);
             return Ok(answer);
         }
-        let (ready, total) = self.clusters_ready().await?;
-        self.store()
-            .heartbeat(self.region(), now_ms(), ready, total)
-            .await?;
+        if !was_active {
+            // A request driven above made this region active.
+            self.beat(&mut summary).await?;
+        }
+        self.fence_peers(&mut summary).await;
         if let Err(e) = self.keep_health_checks().await {
             summary.errors.push(format!("health checks: {e}"));
         }
@@ -725,6 +727,19 @@ where
             "standbys": summary.standbys,
             "errors": summary.errors,
         }))
+    }
+
+    /// What the active region publishes every run: `RegionServing=1`, and its
+    /// heartbeat (with how many clusters are READY) in the database.
+    async fn beat(&self, summary: &mut TickSummary) -> Result<(), FailoverError> {
+        if let Err(e) = self.publish_serving().await {
+            summary.errors.push(format!("serving metric: {e}"));
+        }
+        let (ready, total) = self.clusters_ready().await?;
+        self.store()
+            .heartbeat(self.region(), now_ms(), ready, total)
+            .await?;
+        Ok(())
     }
 
     async fn clusters_ready(&self) -> Result<(i64, i64), FailoverError> {
