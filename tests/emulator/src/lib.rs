@@ -8,7 +8,8 @@
 //!   selects that account in the emulator).
 //! * [`Emulator::inject_fault`] / [`Emulator::request_count`] drive the
 //!   emulator's `/_dm/` control routes (S3 by operation name; a
-//!   [`FaultRule`] may `skip` matching requests to fail partway through).
+//!   [`FaultRule`] may `skip` matching requests to fail partway through);
+//!   [`Emulator::requests`] counts every request of an account by action.
 //! * [`Emulator::set_upload_initiated`] back-dates an S3 multipart upload.
 //! * [`Emulator::create_function`] makes a stub Lambda function (no IAM or
 //!   zip needed) and [`Emulator::invocations`] lists the `Event` invocations
@@ -438,6 +439,17 @@ impl Emulator {
             bail!("{path}: HTTP {status}: {body}");
         }
         parse_count(&body).with_context(|| format!("{path}: unexpected answer {body:?}"))
+    }
+
+    /// Every request of `account` seen so far (faulted ones included), by
+    /// `service:Action` (`"dynamodb:GetItem"`, `"s3:PutBucketLifecycleConfiguration"`).
+    pub fn requests(&self, account: &str) -> Result<BTreeMap<String, u64>> {
+        let path = format!("/_dm/requests?account={}", percent_encode(account));
+        let (status, body) = self.call("GET", &path, None)?;
+        if status != 200 {
+            bail!("{path}: HTTP {status}: {body}");
+        }
+        parse_request_counts(&body).with_context(|| format!("{path}: unexpected answer {body:?}"))
     }
 
     /// Clears every pending fault, all request counts and all recorded Lambda
@@ -1228,6 +1240,20 @@ fn parse_count(body: &str) -> Result<u64> {
     digits.parse().map_err(|_| anyhow!("no count"))
 }
 
+/// `{"service:Action": n, ...}`.
+fn parse_request_counts(body: &str) -> Result<BTreeMap<String, u64>> {
+    match parse_json(body)? {
+        Json::Object(members) => members
+            .into_iter()
+            .map(|(key, value)| match value {
+                Json::Number(n) if n >= 0.0 && n.fract() == 0.0 => Ok((key, n as u64)),
+                other => bail!("{key}: {other:?} is not a count"),
+            })
+            .collect(),
+        other => bail!("{other:?} is not an object of counts"),
+    }
+}
+
 /// The `payload`s of `{"invocations": [{"payload": "...", ...}, ...]}`, in order.
 fn parse_invocation_payloads(body: &str) -> Result<Vec<String>> {
     let answer = parse_json(body)?;
@@ -1699,6 +1725,21 @@ mod tests {
         assert_eq!(parse_http_response(chunked).unwrap(), (404, "abcde".to_string()));
         assert!(parse_http_response(b"HTTP/1.1 200 OK\r\n").is_err());
         assert!(parse_count("{\"ok\": true}").is_err());
+    }
+
+    #[test]
+    fn request_counts_parse() {
+        let counts = parse_request_counts(r#"{"dynamodb:GetItem": 2, "s3:PutObject": 1}"#).unwrap();
+        assert_eq!(
+            counts.into_iter().collect::<Vec<_>>(),
+            [
+                ("dynamodb:GetItem".to_string(), 2),
+                ("s3:PutObject".to_string(), 1)
+            ]
+        );
+        assert!(parse_request_counts("{}").unwrap().is_empty());
+        assert!(parse_request_counts(r#"{"s3:PutObject": "1"}"#).is_err());
+        assert!(parse_request_counts("[1]").is_err());
     }
 
     #[test]

@@ -150,6 +150,15 @@ fn faults_for_one_account_spare_another() {
             .unwrap(),
         2
     );
+    let requests = |account: &str| {
+        emulator
+            .requests(account)
+            .unwrap()
+            .into_iter()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(requests(&target), [("ec2:DescribeInstances".to_string(), 2)]);
+    assert_eq!(requests(&bystander), [("ec2:DescribeInstances".to_string(), 1)]);
 }
 
 #[test]
