@@ -365,8 +365,8 @@ async fn up(args: UpArgs) -> Result<()> {
 
     let env_file = data_dir.join("env");
     let mut exports = format!(
-        "export OCADM_ENDPOINT={}\nexport OCADM_TOKEN={}\nexport OCADM_VIEWER_TOKEN={}\n",
-        stacks[0].endpoint, tokens.operator, tokens.viewer
+        "export OCADM_ENDPOINT={}\nexport OCADM_TOKEN={}\nexport OCADM_VIEWER_TOKEN={}\nexport OCADM_ADMIN_TOKEN={}\n",
+        stacks[0].endpoint, tokens.operator, tokens.viewer, tokens.admin
     );
     if global.is_some() {
         for s in &stacks {
@@ -407,7 +407,10 @@ async fn up(args: UpArgs) -> Result<()> {
         env_file.display()
     );
     print!("{exports}");
-    println!("\n(OCADM_TOKEN is an operator token; OCADM_VIEWER_TOKEN may only read.) Ctrl-C stops.");
+    println!(
+        "\n(OCADM_TOKEN is an operator token; OCADM_VIEWER_TOKEN may only read; failovers, drills and \
+         the default version need OCADM_ADMIN_TOKEN: OCADM_TOKEN=$OCADM_ADMIN_TOKEN ocadm ...) Ctrl-C stops."
+    );
 
     let shutdown = Arc::new(Notify::new());
     let served: Vec<_> = stacks.iter_mut().map(|s| s.serve(shutdown.clone())).collect();

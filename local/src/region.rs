@@ -411,6 +411,8 @@ pub async fn start(
         },
         failover: desk,
         run_region_runbook: region_wake,
+        // dm-local knows its callers by the tokens it prints.
+        auth: api::Auth::Tokens,
     };
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {

@@ -14,11 +14,15 @@ use crate::ApiError;
 pub const MAX_BODY: usize = 1024 * 1024;
 const MAX_KEY: usize = 255;
 
-/// Who is calling, from their token.
+/// Who is calling: a token's name, or an IAM caller's ARN (`crate::auth`).
+/// The name is the `principal` of the operations and audit rows it writes.
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub name: String,
     pub role: Role,
+    /// Where the role comes from, for messages: "its token", or the
+    /// `OKERA_IAM_ROLES` entry.
+    pub granted_by: String,
 }
 
 /// A JSON body parsed into `T`, with what the write needs to be idempotent.

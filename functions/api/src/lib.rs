@@ -3,6 +3,7 @@
 //! TCP listener in `dm-local`). Handlers only parse, call one workflow in `shared`,
 //! and map the result; no SQL and no AWS calls here.
 
+mod auth;
 mod error;
 mod extract;
 mod regions;
@@ -20,13 +21,14 @@ use shared::cloud::Functions;
 use shared::config::S3Location;
 use shared::domain::upgrade::{ProposedDefaultVersion, ProposedRestart, ProposedUpgrade};
 use shared::domain::{ClusterUpdate, ProposedCluster, ProposedEnvironment};
-use shared::store::{Role, RunbookKind, Store, Submitted};
+use shared::store::{RunbookKind, Store, Submitted};
 use shared::workflows::commands::{self, Limits};
 use shared::workflows::diagnostics::{self, ProposedDiagnostics};
 use shared::workflows::failover::Desk;
 use shared::workflows::reconcile::Target;
 pub use shared::workflows::wake::{wake_by_invoke, BoxFuture, Kick};
 
+pub use auth::{required_role, Auth, AuthConfigError, EntryProblem, IamRoles, Unmapped};
 pub use error::ApiError;
 use extract::{Caller, Id, JsonBody, OptionalJsonBody};
 
@@ -44,6 +46,8 @@ pub struct AppState {
     pub failover: std::sync::Arc<dyn Desk>,
     /// Wakes this region's failover function for a drill's runbook.
     pub run_region_runbook: RunbookWake,
+    /// How callers are known: bearer tokens, or IAM callers (`OKERA_AUTH`).
+    pub auth: Auth,
 }
 
 /// Wakes the runbook runner for a runbook. Like a [`Kick`], it never fails the
@@ -117,40 +121,25 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Every request needs a bearer token; the token's role decides what it may do.
+/// Every request needs a caller (a bearer token, or an IAM caller in IAM mode)
+/// whose role may do what the request asks (`auth::required_role`).
 async fn authenticate(
     State(state): State<AppState>,
     mut req: axum::extract::Request,
     next: Next,
 ) -> Response {
-    let token = req
-        .headers()
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim())
-        .filter(|t| !t.is_empty());
-    let Some(token) = token else {
-        return ApiError::unauthenticated(
-            "a bearer token is required: set OCADM_TOKEN (dm-local up prints one)",
-        )
-        .into_response();
+    let caller = match state
+        .auth
+        .identify(&state.store, req.headers(), req.extensions())
+        .await
+    {
+        Ok(caller) => caller,
+        Err(e) => return e.into_response(),
     };
-    let caller = match state.store.authenticate(token).await {
-        Ok(Some((name, role))) => Caller { name, role },
-        Ok(None) => return ApiError::unauthenticated("the bearer token is not known").into_response(),
-        Err(e) => return ApiError::internal(e).into_response(),
-    };
-    let write = !matches!(*req.method(), Method::GET | Method::HEAD);
-    if write && caller.role < Role::Operator {
-        return ApiError::forbidden(format!(
-            "{} has the {} role, which may only read; writes need an operator token",
-            caller.name,
-            caller.role.as_str()
-        ))
-        .into_response();
+    if let Err(e) = state.auth.authorize(&caller, req.method(), req.uri().path()) {
+        return e.into_response();
     }
+    let write = !matches!(*req.method(), Method::GET | Method::HEAD);
     // Only the active region takes writes; a failover is asked of the region
     // that takes over, which stands by until then.
     if write && req.uri().path() != "/v1/failover" {

@@ -2,7 +2,9 @@
 //! and let `lambda_http` feed API Gateway requests to the shared router. After a
 //! write it wakes the reconciler function with an asynchronous invoke, and after a
 //! diagnostics request the log-rotation function, which builds the bundle, and
-//! after an upgrade, rollback, restart or cancel the runbooks function.
+//! after an upgrade, rollback, restart or cancel the runbooks function. Callers
+//! are known by bearer token, or (`OKERA_AUTH=iam`) by the IAM caller that API
+//! Gateway's `AWS_IAM` authorizer verified.
 
 use std::sync::Arc;
 
@@ -27,6 +29,13 @@ async fn main() -> Result<(), lambda_http::Error> {
     let config = Config::from_env()
         .map_err(anyhow::Error::msg)
         .context("reading configuration")?;
+    // How callers are known (OKERA_AUTH, OKERA_IAM_ROLES): a bad value stops the
+    // function here, before it answers anyone.
+    let auth = api::Auth::from_env().context("reading the API's authentication settings")?;
+    match &auth {
+        api::Auth::Iam(roles) => tracing::info!(auth = "iam", principals = roles.len(), "authentication"),
+        api::Auth::Tokens => tracing::info!(auth = "tokens", "authentication"),
+    }
     let store = Store::connect(&config.db_url)
         .await
         .context("connecting to the state store")?;
@@ -102,6 +111,7 @@ async fn main() -> Result<(), lambda_http::Error> {
         run_runbook,
         failover,
         run_region_runbook,
+        auth,
     };
     lambda_http::run(api::router(state)).await
 }

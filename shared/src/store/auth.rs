@@ -1,34 +1,37 @@
-//! API tokens. Only a SHA-256 of each token is stored; the token itself is shown
-//! once, to whoever created it.
+//! API tokens and the roles callers have. Only a SHA-256 of each token is stored;
+//! the token itself is shown once, to whoever created it.
 
 use sha2::{Digest, Sha256};
 
 use super::{q, Store, StoreError};
 use crate::time::now_ms;
 
-/// What a caller may do.
+/// What a caller may do. Each role may do everything the roles before it may:
+/// `Viewer < Operator < Admin`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Role {
     /// May read everything.
     Viewer,
-    /// May also write.
+    /// May also change environments and clusters.
     Operator,
+    /// May also act on the whole DM: failovers, drills, the default version.
+    Admin,
 }
 
 impl Role {
+    /// Every role, lowest first.
+    pub const ALL: [Role; 3] = [Role::Viewer, Role::Operator, Role::Admin];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Viewer => "viewer",
             Role::Operator => "operator",
+            Role::Admin => "admin",
         }
     }
 
     pub fn parse(raw: &str) -> Option<Role> {
-        match raw {
-            "viewer" => Some(Role::Viewer),
-            "operator" => Some(Role::Operator),
-            _ => None,
-        }
+        Role::ALL.into_iter().find(|r| r.as_str() == raw)
     }
 }
 
@@ -69,5 +72,21 @@ impl Store {
                 .await
                 .map_err(q("authenticate"))?;
         Ok(row.and_then(|(name, role)| Role::parse(&role).map(|r| (name, r))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_parse_their_own_names_and_are_ordered_viewer_operator_admin() {
+        for role in Role::ALL {
+            assert_eq!(Role::parse(role.as_str()), Some(role));
+        }
+        assert!(Role::Viewer < Role::Operator && Role::Operator < Role::Admin);
+        for bad in ["", "Admin", "OPERATOR", "root", " viewer"] {
+            assert_eq!(Role::parse(bad), None, "{bad:?}");
+        }
     }
 }

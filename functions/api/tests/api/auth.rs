@@ -1,4 +1,6 @@
-//! Every request needs `Authorization: Bearer <token>`; a viewer may only read.
+//! Bearer tokens (the default mode): every request needs `Authorization: Bearer
+//! <token>`; a viewer may only read, an operator may also write, and only an admin
+//! may fail over, start a drill or set the default version. IAM mode is `iam.rs`.
 
 use axum::http::Method;
 use serde_json::json;
@@ -134,6 +136,95 @@ async fn a_viewer_token_is_refused_with_403_on_every_write_but_may_read_every_ge
                 .i64_at("/numNodes"),
             1
         );
+    })
+    .await;
+}
+
+/// The writes that act on the DM as a whole (docs/api.md, "Roles").
+fn admin_writes() -> Vec<Req> {
+    vec![
+        Req::post("/v1/failover", &json!({ "to": "us-east-1" })),
+        Req::post("/v1/failover", &json!({ "to": "us-east-1", "dryRun": true })),
+        Req::post("/v1/drills", &json!({ "to": "us-east-1" })),
+        Req::put("/v1/settings/default-version", &json!({ "version": "2.1.0" })),
+    ]
+}
+
+#[tokio::test]
+async fn operator_tokens_are_refused_with_403_on_failovers_drills_and_the_default_version() {
+    on_both_backends(|fx| async move {
+        for req in admin_writes() {
+            for (token, name) in [(OPERATOR, OPERATOR_NAME), (OPERATOR2, OPERATOR2_NAME)] {
+                fx.refused(
+                    req.clone().token(token),
+                    403,
+                    "FORBIDDEN",
+                    None,
+                    &[
+                        name,
+                        "the operator role",
+                        "needs the admin role",
+                        "use an admin token",
+                    ],
+                )
+                .await;
+            }
+            fx.refused(
+                req.token(VIEWER),
+                403,
+                "FORBIDDEN",
+                None,
+                &[VIEWER_NAME, "the viewer role", "needs the admin role"],
+            )
+            .await;
+        }
+        // Nor did the refused PUT change the default version.
+        let version = fx.send(Req::get("/v1/settings/default-version")).await;
+        assert_eq!(
+            version.json(),
+            &json!({ "version": DEFAULT_VERSION }),
+            "[{}]",
+            fx.backend
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_admin_token_may_do_what_an_operator_may_and_the_fleet_wide_writes_too() {
+    on_both_backends(|fx| async move {
+        let b = fx.backend;
+        // One DM region: failovers and drills get past the role check and are
+        // then refused by the failover desk, which says why.
+        for req in admin_writes().into_iter().take(3) {
+            fx.refused(
+                req.token(ADMIN),
+                409,
+                "FAILOVER_REFUSED",
+                None,
+                &["this DM runs in one region"],
+            )
+            .await;
+        }
+        let set = fx
+            .send(Req::put("/v1/settings/default-version", &json!({ "version": "2.1.0" })).token(ADMIN))
+            .await;
+        set.assert_status(200);
+        assert_eq!(set.json(), &json!({ "version": "2.1.0" }), "[{b}]");
+
+        let reply = fx
+            .send(Req::post("/v1/environments", &environment_body("by-admin")).token(ADMIN))
+            .await;
+        reply.assert_status(202);
+        let op = fx
+            .store
+            .get_operation(reply.i64_at("/operationId"))
+            .await
+            .expect("the operation");
+        assert_eq!(op.principal, ADMIN_NAME, "[{b}]");
+        for path in ["/v1/status", "/v1/environments", "/v1/failovers", "/v1/drills"] {
+            fx.send(Req::get(path).token(ADMIN)).await.assert_status(200);
+        }
     })
     .await;
 }

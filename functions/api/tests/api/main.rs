@@ -3,6 +3,7 @@
 //! (`testkit::all_backends()`), each with a fresh database; tests that need a
 //! READY environment get one the real way: created through the API, then
 //! reconciled once against the moto emulator under an AWS account of their own.
+//! `auth.rs` tests bearer tokens and roles, `iam.rs` the IAM mode of Lambda.
 
 mod auth;
 mod bodies;
@@ -11,6 +12,7 @@ mod diagnostics;
 mod environments;
 mod events;
 mod health;
+mod iam;
 mod idempotency;
 mod ids;
 mod regions;

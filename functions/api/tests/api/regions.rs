@@ -922,7 +922,7 @@ async fn a_failover_request_is_accepted_by_the_standby_target_recorded_and_wakes
             (&json!(true), &json!(false)),
             "[{b}]"
         );
-        assert_eq!(f["trigger"], format!("ocadm ({OPERATOR_NAME})"), "[{b}]");
+        assert_eq!(f["trigger"], format!("ocadm ({ADMIN_NAME})"), "[{b}]");
         for k in [
             "from",
             "epoch",
@@ -980,7 +980,7 @@ async fn a_failover_request_is_accepted_by_the_standby_target_recorded_and_wakes
             403,
             "FORBIDDEN",
             None,
-            &["viewer", "operator"],
+            &["viewer", "needs the admin role"],
         )
         .await;
     })
@@ -1387,7 +1387,7 @@ async fn a_drill_from_the_active_region_is_accepted_wakes_the_failover_function_
         assert_eq!(operation["kind"], "DRILL", "[{b}]");
         assert_eq!(operation["state"], "PENDING", "[{b}] until its first step starts");
         assert_eq!(operation["target"], "region/0", "[{b}]");
-        assert_eq!(operation["principal"], OPERATOR_NAME, "[{b}]");
+        assert_eq!(operation["principal"], ADMIN_NAME, "[{b}]");
         assert_eq!(
             w.woken(),
             [(A, json!({ "runbookId": op }))],

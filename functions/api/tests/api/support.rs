@@ -1,5 +1,5 @@
 //! What every test of the API needs: a fresh store per backend with an operator,
-//! a second operator and a viewer token; the router driven in-process with
+//! a second operator, a viewer and an admin token; the router driven in-process with
 //! `tower::ServiceExt::oneshot`; a kick that records its targets; snapshots to
 //! prove that a refused request wrote nothing; a READY environment made the
 //! real way (the API, then the reconciler against the emulator); and a cluster
@@ -38,6 +38,8 @@ pub const OPERATOR2: &str = "op-52be11d0-second-operator";
 pub const OPERATOR2_NAME: &str = "oscar-operator";
 pub const VIEWER: &str = "vw-0c4e8b77-viewer-token";
 pub const VIEWER_NAME: &str = "vera-viewer";
+pub const ADMIN: &str = "ad-91d2e4f6-admin-token";
+pub const ADMIN_NAME: &str = "ada-admin";
 
 pub const MAX_NODES: i64 = 10;
 pub const DEFAULT_VERSION: &str = "2.0.0";
@@ -97,6 +99,7 @@ impl Fixture {
             (OPERATOR, OPERATOR_NAME, Role::Operator),
             (OPERATOR2, OPERATOR2_NAME, Role::Operator),
             (VIEWER, VIEWER_NAME, Role::Viewer),
+            (ADMIN, ADMIN_NAME, Role::Admin),
         ] {
             store
                 .add_token(token, name, role)
@@ -135,6 +138,7 @@ impl Fixture {
                 region: "us-west-2".into(),
             }),
             run_region_runbook: Arc::new(|_| Box::pin(async {})),
+            auth: api::Auth::Tokens,
         };
         Fixture {
             backend,
@@ -487,7 +491,10 @@ pub fn without(base: &Value, key: &str) -> Value {
     v
 }
 
-/// A request to the API. By default it carries the operator's token.
+/// A request to the API. By default it carries the operator's token, or the
+/// admin's on the routes that need an admin (`api::required_role`: failovers,
+/// drills, the default version), so that a test of something else gets past
+/// the role check; `auth.rs` tests the roles themselves, token by token.
 #[derive(Debug, Clone)]
 pub struct Req {
     pub method: Method,
@@ -500,10 +507,15 @@ pub struct Req {
 
 impl Req {
     pub fn new(method: Method, path: &str) -> Req {
+        let route = path.split('?').next().unwrap_or(path);
+        let token = match api::required_role(&method, route) {
+            Role::Admin => ADMIN,
+            _ => OPERATOR,
+        };
         Req {
             method,
             path: path.to_owned(),
-            authorization: Some(format!("Bearer {OPERATOR}").into_bytes()),
+            authorization: Some(format!("Bearer {token}").into_bytes()),
             content_type: None,
             headers: Vec::new(),
             body: Vec::new(),
