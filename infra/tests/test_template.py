@@ -19,17 +19,8 @@ from pathlib import Path
 import botocore
 import botocore.session
 import pytest
-from cfnlint.decode import decode
 
-ROOT = Path(__file__).resolve().parents[2]
-TEMPLATE_PATH = ROOT / "infra" / "template.yaml"
-
-
-def load_template():
-    template, errors = decode(str(TEMPLATE_PATH))
-    assert not errors, errors
-    return template
-
+from roles import IAM_ACTIONS, IMPLIED, ROOT, TEMPLATE_PATH, actions, as_list, branches, function_statements, load_template
 
 TEMPLATE = load_template()
 RESOURCES = TEMPLATE["Resources"]
@@ -42,42 +33,8 @@ def of_type(kind):
 FUNCTIONS = of_type("AWS::Serverless::Function")
 
 
-def branches(value):
-    """The values a template value may take: both sides of every Fn::If,
-    without AWS::NoValue."""
-    if isinstance(value, dict) and set(value) == {"Fn::If"}:
-        _, yes, no = value["Fn::If"]
-        return branches(yes) + branches(no)
-    if value == {"Ref": "AWS::NoValue"}:
-        return []
-    return [value]
-
-
-def as_list(value):
-    out = []
-    for v in branches(value):
-        out.extend(branches_list(v))
-    return out
-
-
-def branches_list(v):
-    if isinstance(v, list):
-        out = []
-        for item in v:
-            out.extend(branches(item))
-        return out
-    return [v]
-
-
 def statements_of_function(name):
-    out = []
-    for policy in FUNCTIONS[name]["Properties"].get("Policies", []):
-        assert isinstance(policy, dict) and "Statement" in policy, (
-            f"{name}: only inline statements, no managed or SAM policy templates: {policy!r}"
-        )
-        for st in policy["Statement"]:
-            out.extend(branches(st))
-    return out
+    return function_statements(TEMPLATE, name)
 
 
 def statements_of_role(name):
@@ -96,10 +53,6 @@ def every_policy():
     for name in of_type("AWS::IAM::Role"):
         for st in statements_of_role(name):
             yield name, st
-
-
-def actions(statement):
-    return [a for a in as_list(statement["Action"])]
 
 
 # --- functions and binaries --------------------------------------------------
@@ -397,34 +350,6 @@ FEATURE_SERVICES = {
     "aws-rds": "rds",
 }
 
-# SDK operation -> the IAM actions it needs, where they are not "service:Operation".
-IAM_ACTIONS = {
-    "lambda:Invoke": ["lambda:InvokeFunction"],
-    "s3:ListObjectsV2": ["s3:ListBucket"],
-    "s3:ListMultipartUploads": ["s3:ListBucketMultipartUploads"],
-    "s3:GetBucketLifecycleConfiguration": ["s3:GetLifecycleConfiguration"],
-    "s3:PutBucketLifecycleConfiguration": ["s3:PutLifecycleConfiguration"],
-    "s3:DeleteBucketLifecycle": ["s3:PutLifecycleConfiguration"],
-    "s3:CreateMultipartUpload": ["s3:PutObject"],
-    "s3:UploadPart": ["s3:PutObject"],
-    "s3:CompleteMultipartUpload": ["s3:PutObject"],
-    "s3:DeleteObjects": ["s3:DeleteObject"],
-    "s3:CopyObject": ["s3:GetObject", "s3:PutObject"],
-}
-
-# Actions AWS checks on the caller besides the operation's own.
-IMPLIED = {
-    # A group made or changed with a launch template: the caller must be allowed
-    # to run it, to pass its instance profile's role, and to tag the group.
-    "autoscaling:CreateAutoScalingGroup": ["ec2:RunInstances", "iam:PassRole", "autoscaling:CreateOrUpdateTags"],
-    "autoscaling:UpdateAutoScalingGroup": ["ec2:RunInstances", "iam:PassRole"],
-    # Tags given at creation.
-    "ec2:CreateLaunchTemplate": ["ec2:CreateTags", "iam:PassRole"],
-    "ec2:CreateSecurityGroup": ["ec2:CreateTags"],
-    "cloudwatch:PutMetricAlarm": ["cloudwatch:TagResource"],
-}
-
-
 def sdk_operations(service):
     """The operations the adapter of a service calls: every `.op_name(` in its
     source that is an operation of the service's API model."""
@@ -575,3 +500,29 @@ def test_single_region_form_leaves_out_the_region_pieces():
         assert RESOURCES[name].get("Condition") == "HasPeer", name
     assert RESOURCES["FenceTable"]["Condition"] == "MakesFenceTable"
     assert TEMPLATE["Parameters"]["PeerRegion"]["Default"] == ""
+
+
+# --- roles.py as the handler tests run it -----------------------------------
+
+def test_roles_program_names_what_a_role_lacks(capsys):
+    import roles
+
+    assert roles.main(["ReconcilerFunction", "ec2:DescribeInstances", "autoscaling:CreateAutoScalingGroup"]) == 0
+    assert roles.main(["HealthSweepFunction", "ec2:TerminateInstances"]) == 1
+    out = capsys.readouterr().out
+    assert "HealthSweepFunction called ec2:TerminateInstances" in out and "ec2:TerminateInstances" in out
+    # The emulator's names: the SigV4 scope's service, REST methods.
+    assert roles.main(["FailoverFunction", "monitoring:PutMetricData", "lambda:POST", "route53:GET"]) == 0
+    assert roles.main(["HealthSweepFunction", "lambda:POST"]) == 1
+    # S3 operations map to their IAM actions.
+    assert roles.main(["LogRotationFunction", "s3:ListObjectsV2", "s3:UploadPart", "s3:PutBucketLifecycleConfiguration"]) == 0
+
+
+def test_roles_program_refuses_bad_input(capsys):
+    import roles
+
+    assert roles.main([]) == 2
+    assert roles.main(["NoSuchFunction", "ec2:DescribeInstances"]) == 2
+    assert "no resource NoSuchFunction" in capsys.readouterr().err
+    assert roles.main(["ReconcilerFunction", "DescribeInstances"]) == 2
+    assert "not service:Action" in capsys.readouterr().err

@@ -38,6 +38,8 @@
 //! The Python package and the requirements are embedded in this crate, so a
 //! binary using it (dm-local) is self-contained.
 
+pub mod roles;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, BufRead, BufReader, Read, Write};

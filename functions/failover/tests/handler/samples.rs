@@ -15,7 +15,10 @@ async fn the_scheduled_sample_keeps_the_active_regions_side_and_the_standby_stan
         let tick = sample("schedule-failover.json");
         assert!(w.serving_alarms(A).await.is_empty(), "[{b}]");
         // us-east-1's database is the writer: its first run claims epoch 1.
+        let before = w.calls();
         let active = failover::handle(&w.function(A), &tick).await.unwrap();
+        // Every AWS call it made is one the template's role grants.
+        emulator::roles::assert_role_allows("FailoverFunction", &before, &w.calls());
         assert_eq!(
             (&active["role"], &active["region"], &active["requestsDriven"]),
             (&json!("ACTIVE"), &json!(A), &json!([])),

@@ -61,6 +61,12 @@ pub async fn worlds() -> Vec<World> {
 }
 
 impl World {
+    /// Every request of this world's emulator account so far, by action.
+    pub fn calls(&self) -> BTreeMap<String, u64> {
+        let account = &self.aws.credentials.as_ref().unwrap().0;
+        emulator::roles::snapshot(emulator::shared(), account)
+    }
+
     async fn new(backend: &'static str, url: &str) -> World {
         let account = emulator::fresh_account();
         let aws = AwsSettings {

@@ -118,7 +118,9 @@ async fn steady_cluster_without_a_group(store: &Store) -> i64 {
 
 #[tokio::test]
 async fn the_scheduled_sample_runs_a_sweep_and_hands_out_its_metric_lines() {
-    let (sweeper, store) = setup().await;
+    let (sweeper, store, settings) = setup_on(&testkit::sqlite_url()).await;
+    let account = settings.credentials.clone().unwrap().0;
+    let before = emulator::roles::snapshot(emulator::shared(), &account);
     let id = steady_cluster_without_a_group(&store).await;
     let lines = Mutex::new(Vec::new());
     let out = health_sweep::handle(
@@ -129,6 +131,9 @@ async fn the_scheduled_sample_runs_a_sweep_and_hands_out_its_metric_lines() {
     )
     .await
     .unwrap();
+    // Every AWS call it made is one the template's role grants.
+    let after = emulator::roles::snapshot(emulator::shared(), &account);
+    emulator::roles::assert_role_allows("HealthSweepFunction", &before, &after);
     assert_eq!(
         (&out["skipped"], &out["clusters"], &out["nodes"]),
         (&json!(false), &json!(1), &json!(0)),

@@ -159,7 +159,9 @@ async fn the_samples_for_a_group_the_dm_does_not_own_are_ignored() {
 
 #[tokio::test]
 async fn a_launch_of_an_instance_that_is_gone_is_already_done_and_wakes_the_reconciler() {
-    let (l, store) = setup().await;
+    let (l, store, settings) = setup_on(&testkit::sqlite_url()).await;
+    let account = settings.credentials.clone().unwrap().0;
+    let before = emulator::roles::snapshot(emulator::shared(), &account);
     let id = dm_cluster(&store).await;
     let mut event = sample("lifecycle-launch.json");
     event["detail"]["AutoScalingGroupName"] = format!("okera-{id}-analytics").into();
@@ -171,6 +173,9 @@ async fn a_launch_of_an_instance_that_is_gone_is_already_done_and_wakes_the_reco
         out,
         json!({ "outcome": "already-done", "clusterId": id, "instanceId": "i-1234567890abcdef0" })
     );
+    // Every AWS call it made is one the template's role grants.
+    let after = emulator::roles::snapshot(emulator::shared(), &account);
+    emulator::roles::assert_role_allows("LifecycleFunction", &before, &after);
     assert_eq!(kicks.load(Ordering::SeqCst), 1);
     assert!(store.all_nodes().await.unwrap().is_empty());
 }

@@ -91,6 +91,7 @@ async fn the_schedule_sets_retention_rotates_and_archives_on_both_databases() {
 
         let emitted = std::sync::Mutex::new(Vec::new());
         let emit = |l: &str| emitted.lock().unwrap().push(l.to_owned());
+        let before = emulator::roles::snapshot(emulator::shared(), &b.account);
         let out = logs
             .handle(
                 &shared::workflows::failover::Gate::single("us-west-2"),
@@ -99,6 +100,9 @@ async fn the_schedule_sets_retention_rotates_and_archives_on_both_databases() {
             )
             .await
             .unwrap();
+        // Every AWS call it made is one the template's role grants.
+        let after = emulator::roles::snapshot(emulator::shared(), &b.account);
+        emulator::roles::assert_role_allows("LogRotationFunction", &before, &after);
         let emitted = emitted.into_inner().unwrap();
         assert_eq!(emitted.len(), 1, "{backend}: one metric line per run");
         let metrics: Value = serde_json::from_str(&emitted[0]).unwrap();

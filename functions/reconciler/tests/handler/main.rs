@@ -135,7 +135,11 @@ fn sample(name: &str) -> Value {
 
 #[tokio::test]
 async fn the_scheduled_event_converges_environments_then_clusters() {
-    let (r, store) = setup().await;
+    let (r, store, settings) = setup_on(&testkit::sqlite_url()).await;
+    // Every AWS call from here on must be one the template's role grants.
+    let account = settings.credentials.clone().unwrap().0;
+    let calls = || emulator::roles::snapshot(emulator::shared(), &account);
+    let before = calls();
     let env_id = store
         .create_environment(&ctx(), &dev_environment())
         .await
@@ -177,6 +181,7 @@ async fn the_scheduled_event_converges_environments_then_clusters() {
         store.get_operation(cluster.operation_id).await.unwrap().state,
         "RUNNING"
     );
+    emulator::roles::assert_role_allows("ReconcilerFunction", &before, &calls());
 }
 
 #[tokio::test]
