@@ -1,19 +1,24 @@
-//! HTTP client of the DM REST API described in `docs/api.md`. It sends the bearer
-//! token, an `Idempotency-Key` on every `POST`, reads the JSON answer, and turns a
-//! 4xx or 5xx answer into an [`ApiError`] built from the documented error body.
-//! A transport failure that may have reached the server (a timeout, a reset
+//! HTTP client of the DM REST API described in `docs/api.md`. It authenticates
+//! each request (a bearer token, or a SigV4 signature: see `auth`), sends an
+//! `Idempotency-Key` on every `POST`, reads the JSON answer, and turns a 4xx or
+//! 5xx answer into an [`ApiError`] built from the documented error body. A
+//! transport failure that may have reached the server (a timeout, a reset
 //! connection) retries a `POST` with the same key, which the API makes safe.
 
 use std::fmt;
 use std::io::ErrorKind;
+use std::sync::Arc;
 use std::thread::sleep;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use ureq::http::Response;
+use ureq::http::{Method, Request, Response};
+use ureq::tls::{Certificate, RootCerts, TlsConfig, TlsProvider};
 use ureq::{Agent, Body};
+
+use crate::auth::Auth;
 
 /// How many times a `POST` is sent again after a transport failure.
 const POST_RETRIES: u64 = 2;
@@ -68,41 +73,35 @@ impl std::error::Error for ApiError {}
 pub struct Client {
     agent: Agent,
     endpoint: String,
-    token: Option<String>,
+    auth: Auth,
 }
 
 impl Client {
-    /// `endpoint` is the base URL, such as `http://127.0.0.1:8080`; routes are
-    /// appended to it.
-    pub fn new(endpoint: &str, token: Option<String>) -> Result<Self> {
+    /// `endpoint` is the base URL, such as `http://127.0.0.1:8080` or
+    /// `https://ID.execute-api.REGION.amazonaws.com`; routes are appended to it.
+    pub fn new(endpoint: &str, auth: Auth) -> Result<Self> {
         let endpoint = endpoint.trim().trim_end_matches('/').to_owned();
-        if endpoint.starts_with("https://") {
-            // ureq is built without a TLS provider and would panic on https.
-            bail!("this ocadm is built without TLS, so it cannot reach {endpoint}; use an http:// endpoint");
-        }
-        if !endpoint.starts_with("http://") {
-            bail!("the endpoint {endpoint:?} must be a URL that starts with http://");
+        let https = endpoint.starts_with("https://");
+        if !https && !endpoint.starts_with("http://") {
+            bail!("the endpoint {endpoint:?} must be a URL that starts with http:// or https://");
         }
         let agent = Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(10)))
             .timeout_global(Some(Duration::from_secs(60)))
             .user_agent(format!("ocadm/{}", env!("CARGO_PKG_VERSION")))
+            .tls_config(tls_config(https)?)
             .build()
             .into();
         Ok(Client {
             agent,
             endpoint,
-            token: token.filter(|t| !t.is_empty()),
+            auth,
         })
     }
 
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.endpoint)
-    }
-
-    fn auth(&self) -> Option<String> {
-        self.token.as_ref().map(|t| format!("Bearer {t}"))
     }
 
     pub fn get(&self, path: &str) -> Result<Value> {
@@ -112,35 +111,19 @@ impl Client {
     /// A `GET` whose answer is read as `T`, such as an [`crate::ordered::OrderedJson`]
     /// that keeps the server's key order.
     pub fn get_as<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
-        let mut req = self.agent.get(self.url(path));
-        if let Some(auth) = self.auth() {
-            req = req.header("Authorization", auth);
-        }
-        self.finish(req.call())
+        self.finish(self.send(Method::GET, path, None, None)?)
     }
 
     pub fn delete(&self, path: &str) -> Result<Value> {
-        let mut req = self.agent.delete(self.url(path));
-        if let Some(auth) = self.auth() {
-            req = req.header("Authorization", auth);
-        }
-        self.finish(req.call())
+        self.finish(self.send(Method::DELETE, path, None, None)?)
     }
 
     pub fn patch(&self, path: &str, body: &Value) -> Result<Value> {
-        let mut req = self.agent.patch(self.url(path));
-        if let Some(auth) = self.auth() {
-            req = req.header("Authorization", auth);
-        }
-        self.finish(req.send_json(body))
+        self.finish(self.send(Method::PATCH, path, Some(body), None)?)
     }
 
     pub fn put(&self, path: &str, body: &Value) -> Result<Value> {
-        let mut req = self.agent.put(self.url(path));
-        if let Some(auth) = self.auth() {
-            req = req.header("Authorization", auth);
-        }
-        self.finish(req.send_json(body))
+        self.finish(self.send(Method::PUT, path, Some(body), None)?)
     }
 
     /// Sends a `POST` with a fresh `Idempotency-Key`, and sends it again with the
@@ -149,17 +132,71 @@ impl Client {
         let key = idempotency_key();
         let mut attempt = 0;
         loop {
-            let mut req = self.agent.post(self.url(path)).header("Idempotency-Key", &key);
-            if let Some(auth) = self.auth() {
-                req = req.header("Authorization", auth);
-            }
-            match req.send_json(body) {
+            match self.send(Method::POST, path, Some(body), Some(&key))? {
                 Err(e) if attempt < POST_RETRIES && may_have_reached_server(&e) => {
                     attempt += 1;
                     sleep(Duration::from_millis(500 * attempt));
                 }
                 result => return self.finish(result),
             }
+        }
+    }
+
+    /// Sends one request, authenticated. The outer error is one of ocadm's own
+    /// (no credentials to sign with); the inner one is the transport's.
+    fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        idempotency_key: Option<&str>,
+    ) -> Result<Result<Response<Body>, ureq::Error>> {
+        let url = self.url(path);
+        let bytes = body
+            .map(serde_json::to_vec)
+            .transpose()
+            .context("encoding the request body")?;
+        let mut headers: Vec<(String, String)> = Vec::new();
+        if bytes.is_some() {
+            headers.push(("content-type".into(), "application/json".into()));
+        }
+        if let Some(key) = idempotency_key {
+            headers.push(("idempotency-key".into(), key.into()));
+        }
+        match &self.auth {
+            Auth::Bearer(Some(token)) => headers.push(("authorization".into(), format!("Bearer {token}"))),
+            Auth::Bearer(None) => {}
+            Auth::SigV4(signer) => {
+                // The signature covers the method, the path and query, the
+                // host, the headers above and the exact body bytes sent below.
+                let signed: Vec<(&str, &str)> =
+                    headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+                let added = signer.sign(
+                    method.as_str(),
+                    &url,
+                    &signed,
+                    bytes.as_deref().unwrap_or_default(),
+                )?;
+                headers.extend(added);
+            }
+        }
+        Ok(self.run(method, &url, &headers, bytes))
+    }
+
+    fn run(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(String, String)],
+        body: Option<Vec<u8>>,
+    ) -> Result<Response<Body>, ureq::Error> {
+        let mut request = Request::builder().method(method).uri(url);
+        for (name, value) in headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        match body {
+            Some(bytes) => self.agent.run(request.body(bytes)?),
+            None => self.agent.run(request.body(())?),
         }
     }
 
@@ -195,6 +232,38 @@ impl Client {
             anyhow!(e).context(format!("the request to {} failed", self.endpoint))
         }
     }
+}
+
+/// TLS by rustls on the aws-lc-rs provider (the one the AWS SDK builds), with
+/// the platform's root certificates, read only for an https endpoint. A plain
+/// http endpoint gets no roots, so that a redirect to https fails instead of
+/// trusting anything.
+fn tls_config(https: bool) -> Result<TlsConfig> {
+    let roots = if https {
+        let found = rustls_native_certs::load_native_certs();
+        if found.certs.is_empty() {
+            let why = found
+                .errors
+                .first()
+                .map_or_else(|| "none were found".to_owned(), |e| e.to_string());
+            bail!(
+                "cannot verify https endpoints: no trusted root certificates could be read ({why}); \
+                 set SSL_CERT_FILE to a PEM bundle of them"
+            );
+        }
+        found
+            .certs
+            .iter()
+            .map(|c| Certificate::from_der(c.as_ref()).to_owned())
+            .collect::<Vec<_>>()
+    } else {
+        Vec::new()
+    };
+    Ok(TlsConfig::builder()
+        .provider(TlsProvider::Rustls)
+        .root_certs(RootCerts::Specific(Arc::new(roots)))
+        .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .build())
 }
 
 /// True for failures after which the request may have been handled: resending
@@ -249,15 +318,29 @@ mod tests {
 
     #[test]
     fn endpoints() {
-        let c = Client::new("http://127.0.0.1:8085/", None).unwrap();
+        let c = Client::new("http://127.0.0.1:8085/", Auth::Bearer(None)).unwrap();
         assert_eq!(c.url("/v1/status"), "http://127.0.0.1:8085/v1/status");
-        assert!(c.token.is_none());
-        assert!(Client::new("127.0.0.1:8085", None).is_err());
-        assert!(Client::new("https://example.com", None).is_err());
-        assert!(Client::new("http://x", Some(String::new()))
+        assert!(matches!(c.auth, Auth::Bearer(None)));
+        let e = Client::new("127.0.0.1:8085", Auth::Bearer(None))
+            .err()
             .unwrap()
-            .token
-            .is_none());
+            .to_string();
+        assert!(e.contains("http:// or https://"), "{e}");
+        let c = Client::new(
+            "https://a1b2c3d4e5.execute-api.us-west-2.amazonaws.com/",
+            Auth::Bearer(None),
+        )
+        .unwrap();
+        assert_eq!(
+            c.url("/v1/status"),
+            "https://a1b2c3d4e5.execute-api.us-west-2.amazonaws.com/v1/status"
+        );
+        let env = crate::auth::AuthEnv::default();
+        let empty = crate::auth::Auth::choose("http://x", Some(String::new()), &env).unwrap();
+        assert!(matches!(
+            Client::new("http://x", empty).unwrap().auth,
+            Auth::Bearer(None)
+        ));
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! Exit codes: 0 on success, 1 on an error or a `FAILED` operation, 2 when
 //! `--wait` gives up after `--timeout` (clap also uses 2 for a bad command line).
 
+mod auth;
 mod client;
 mod ordered;
 mod regions;
@@ -33,7 +34,8 @@ use wait::Outcome;
     about = "Manage ODAS environments and clusters through the Deployment Manager"
 )]
 struct Cli {
-    /// Base URL of the DM REST API, such as http://127.0.0.1:8080
+    /// Base URL of the DM REST API, such as http://127.0.0.1:8080 or
+    /// https://ID.execute-api.REGION.amazonaws.com
     #[arg(
         long,
         env = "OCADM_ENDPOINT",
@@ -42,7 +44,10 @@ struct Cli {
         display_order = 100
     )]
     endpoint: Option<String>,
-    /// Bearer token of a viewer (reads) or an operator (writes)
+    /// Bearer token of a viewer (reads), an operator (writes) or an admin
+    /// (also failovers, drills, the default version); with SigV4 (an
+    /// *.amazonaws.com endpoint, or OCADM_AUTH=sigv4) AWS credentials sign
+    /// requests instead
     #[arg(
         long,
         env = "OCADM_TOKEN",
@@ -598,9 +603,25 @@ fn endpoint_of(cli: &Cli) -> Result<String> {
         .ok_or_else(|| anyhow!(NO_ENDPOINT))
 }
 
+/// How the requests of this command line are authenticated, for the hints of
+/// error messages; `None` when `run` will fail before it sends any.
+fn auth_hint(cli: &Cli) -> Option<render::AuthHint> {
+    let endpoint = endpoint_of(cli).ok()?;
+    Some(
+        match auth::Mode::choose(&endpoint, &auth::AuthEnv::read()).ok()? {
+            auth::Mode::SigV4 { .. } => render::AuthHint::SigV4,
+            auth::Mode::Bearer if cli.token.as_deref().is_some_and(|t| !t.is_empty()) => {
+                render::AuthHint::Token
+            }
+            auth::Mode::Bearer => render::AuthHint::NoToken,
+        },
+    )
+}
+
 fn run(cli: Cli) -> Result<i32> {
     let endpoint = endpoint_of(&cli)?;
-    let client = Client::new(&endpoint, cli.token)?;
+    let auth = auth::Auth::choose(&endpoint, cli.token.clone(), &auth::AuthEnv::read())?;
+    let client = Client::new(&endpoint, auth)?;
     let out = Out { json: cli.json };
     match cli.command {
         Command::Status => {
@@ -924,7 +945,7 @@ fn follow(client: &Client, out: &Out, id: u64, wait: &WaitArgs, full_view: bool)
 
 fn main() {
     let cli = Cli::parse();
-    let has_token = cli.token.as_deref().is_some_and(|t| !t.is_empty());
+    let hint = auth_hint(&cli).unwrap_or(render::AuthHint::Token);
     match run(cli) {
         Ok(code) => exit(code),
         Err(e) => {
@@ -936,7 +957,7 @@ fn main() {
                 exit(0)
             }
             match e.downcast_ref::<ApiError>() {
-                Some(api) => eprintln!("{}", render::api_error(api, has_token)),
+                Some(api) => eprintln!("{}", render::api_error(api, hint)),
                 None => eprintln!("error: {e:#}"),
             }
             exit(1)

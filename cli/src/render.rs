@@ -522,18 +522,37 @@ pub fn follow_hint(operation_id: u64) -> String {
     format!("Follow it with: ocadm operations get {operation_id} --wait")
 }
 
+/// How ocadm authenticated the request that failed, for [`api_error`]'s hints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthHint {
+    /// A bearer token was sent.
+    Token,
+    /// No token: none was given.
+    NoToken,
+    /// A SigV4 signature with AWS credentials.
+    SigV4,
+}
+
 /// An error answer for stderr: the message and status, the field at fault, and
-/// a hint when the token is the likely cause.
-pub fn api_error(e: &ApiError, has_token: bool) -> String {
+/// a hint when authentication is the likely cause.
+pub fn api_error(e: &ApiError, auth: AuthHint) -> String {
     let mut out = format!("error: {e}");
     if let Some(field) = &e.field {
         out.push_str(&format!("\nfield: {field}"));
     }
-    match e.status {
-        401 if !has_token => {
+    match (e.status, auth) {
+        (401, AuthHint::NoToken) => {
             out.push_str("\nhint: pass --token or set OCADM_TOKEN (`dm-local up` prints one)")
         }
-        403 => out.push_str("\nhint: writes need a token of the operator role"),
+        (401 | 403, AuthHint::SigV4) => out.push_str(
+            "\nhint: ocadm signed this request with SigV4 as the caller of your AWS credentials \
+             (aws sts get-caller-identity shows who); the DM gives IAM principals their roles in \
+             OKERA_IAM_ROLES, and API Gateway lets through only callers allowed execute-api:Invoke",
+        ),
+        (403, _) => out.push_str(
+            "\nhint: reads need a viewer token, writes an operator token, and failovers, drills \
+             and the default version an admin token",
+        ),
         _ => {}
     }
     out
@@ -779,21 +798,34 @@ mod tests {
             r#"{"error": {"code": "INVALID_FIELD", "field": "numNodes", "message": "numNodes must be between 1 and 100, got 0"}}"#,
         );
         assert_eq!(
-            api_error(&e, true),
+            api_error(&e, AuthHint::Token),
             "error: numNodes must be between 1 and 100, got 0 (HTTP 400)\nfield: numNodes"
         );
         let e = ApiError::from_body(
             409,
             r#"{"error": {"code": "CONFLICT", "message": "cluster 3 is protected"}}"#,
         );
-        assert_eq!(api_error(&e, true), "error: cluster 3 is protected (HTTP 409)");
+        assert_eq!(
+            api_error(&e, AuthHint::SigV4),
+            "error: cluster 3 is protected (HTTP 409)"
+        );
         let e = ApiError::from_body(
             401,
             r#"{"error": {"code": "UNAUTHENTICATED", "message": "no token"}}"#,
         );
-        assert!(api_error(&e, false)
+        assert!(api_error(&e, AuthHint::NoToken)
             .ends_with("hint: pass --token or set OCADM_TOKEN (`dm-local up` prints one)"));
-        assert_eq!(api_error(&e, true), "error: no token (HTTP 401)");
+        assert_eq!(api_error(&e, AuthHint::Token), "error: no token (HTTP 401)");
+        assert!(api_error(&e, AuthHint::SigV4).contains("OKERA_IAM_ROLES"));
+        let e = ApiError::from_body(
+            403,
+            r#"{"error": {"code": "FORBIDDEN", "message": "olivia has the operator role"}}"#,
+        );
+        assert!(api_error(&e, AuthHint::Token).ends_with(
+            "hint: reads need a viewer token, writes an operator token, and failovers, drills \
+             and the default version an admin token"
+        ));
+        assert!(api_error(&e, AuthHint::SigV4).contains("execute-api:Invoke"));
     }
 
     fn runbook_op(state: &str, cancel: bool) -> Value {

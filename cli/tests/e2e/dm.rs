@@ -98,9 +98,33 @@ pub fn start_dm_with(extra: &[&str]) -> Dm {
 
 impl Dm {
     pub fn ocadm(&self, args: &[&str]) -> Output {
+        self.ocadm_with(&[], args)
+    }
+
+    /// [`Dm::ocadm`] as dm-local's admin: failovers, drills and the default
+    /// version need that role.
+    pub fn admin(&self, args: &[&str]) -> String {
+        let admin = self
+            .env
+            .iter()
+            .find(|(k, _)| k == "OCADM_ADMIN_TOKEN")
+            .map(|(_, v)| v.clone())
+            .expect("dm-local up exports OCADM_ADMIN_TOKEN");
+        let out = self.ocadm_with(&[("OCADM_TOKEN", &admin)], args);
+        assert!(
+            out.status.success(),
+            "ocadm {args:?} (as admin) failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// ocadm with dm-local's environment, and `vars` over it.
+    pub fn ocadm_with(&self, vars: &[(&str, &str)], args: &[&str]) -> Output {
         let out = Command::new(bin("ocadm"))
             .args(args)
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .envs(vars.iter().copied())
             .env("OCADM_POLL_MS", "200")
             .stdin(Stdio::null())
             .output()

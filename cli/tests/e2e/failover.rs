@@ -130,7 +130,10 @@ async fn an_alarm_fails_the_dm_over_ocadm_fails_back_and_a_drill_leaves_nothing(
         "409",
     );
     assert!(refused.contains("us-east-1"), "{refused}");
-    let plan = dm.ok(&["failover", "--to", WEST, "--dry-run"]);
+    // Failovers are an admin's: the operator's token is refused.
+    let refused = dm.refused(&["failover", "--to", WEST, "--dry-run"], "403");
+    assert!(refused.contains("needs the admin role"), "{refused}");
+    let plan = dm.admin(&["failover", "--to", WEST, "--dry-run"]);
     assert!(
         plan.contains("[ok] target-environments") && plan.contains("unpark standby cluster"),
         "{plan}"
@@ -159,7 +162,7 @@ async fn an_alarm_fails_the_dm_over_ocadm_fails_back_and_a_drill_leaves_nothing(
     assert!(again["ignored"].is_string(), "{again}");
 
     // Failback, planned, to the API of us-east-1 (ocadm finds it).
-    let back = dm.ok(&[
+    let back = dm.admin(&[
         "failover",
         "--to",
         EAST,
@@ -179,7 +182,7 @@ async fn an_alarm_fails_the_dm_over_ocadm_fails_back_and_a_drill_leaves_nothing(
     );
 
     // A drill to us-west-2: copies come up, are checked, go; nothing is left.
-    let drill = dm.ok(&["drill", "--to", WEST, "--wait", "--timeout", "120"]);
+    let drill = dm.admin(&["drill", "--to", WEST, "--wait", "--timeout", "120"]);
     assert!(drill.contains("0 leaked resource(s)"), "{drill}");
     let list = json(&dm.ok(&["--json", "drill", "list"]));
     let d = &list["drills"][0];

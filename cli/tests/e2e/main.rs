@@ -2,7 +2,8 @@
 //! creates, scales, protects and deletes a cluster, and at every step the
 //! emulator's Auto Scaling groups match what `ocadm` says; and `dm-local sim`
 //! breaks a node agent, the health sweep notices, and a lost instance is
-//! replaced through the lifecycle hooks.
+//! replaced through the lifecycle hooks. `sigv4.rs` checks the signatures ocadm
+//! makes for a DM in AWS against a stand-in for API Gateway on 127.0.0.1.
 //!
 //! `dm-local` is the workspace's other binary: `cargo test --workspace` (what
 //! `tests/run` runs) builds it next to `ocadm`.
@@ -15,6 +16,7 @@ use aws_sdk_autoscaling::Client;
 mod diag;
 mod dm;
 mod failover;
+mod sigv4;
 mod upgrade;
 
 use dm::{bin, json, start_dm, Dm};
