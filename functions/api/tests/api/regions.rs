@@ -792,6 +792,9 @@ async fn a_dry_run_answers_200_with_the_plan_and_its_preconditions_and_records_n
         w.claim().await;
         for planned in [false, true] {
             let before = w.fx.snapshot().await;
+            let account = w.fx.account.clone();
+            let calls = move || emulator::roles::snapshot(emulator::shared(), &account);
+            let aws_before = tokio::task::spawn_blocking(calls.clone()).await.unwrap();
             let reply = w
                 .send(
                     B,
@@ -802,6 +805,10 @@ async fn a_dry_run_answers_200_with_the_plan_and_its_preconditions_and_records_n
                 )
                 .await;
             reply.assert_status(200);
+            // Every AWS call the dry run made (the fence, replica lag) is one
+            // the template's role grants.
+            let aws_after = tokio::task::spawn_blocking(calls).await.unwrap();
+            emulator::roles::assert_role_allows("ApiFunction", &aws_before, &aws_after);
             assert_eq!(
                 keys(reply.json()),
                 set(&["dryRun", "plan"]),
