@@ -32,6 +32,10 @@ struct World {
     zone: DnsZone,
     original: i64,
     endpoint: String,
+    /// The AWS calls the runbook runner made in `drive` (not the reconciler's
+    /// nor the lifecycle's), by action: the runbooks function's role must
+    /// grant them.
+    runner_calls: Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
 /// A READY cluster of two nodes with its endpoint record in a zone of the account's own.
@@ -67,6 +71,7 @@ async fn world(store: &Store) -> World {
         zone,
         original,
         endpoint,
+        runner_calls: Mutex::default(),
     }
 }
 
@@ -144,7 +149,14 @@ impl World {
     /// Runs the runbook (and the rest of the control plane) until it ends.
     async fn drive(&self, runner: &TestRunner, id: i64, mode: AgentMode) -> RunbookRow {
         for _ in 0..200 {
+            let before = emulator::roles::snapshot(emulator::shared(), &self.acct);
             let _ = runner.run(id).await.unwrap();
+            let after = emulator::roles::snapshot(emulator::shared(), &self.acct);
+            let mut calls = self.runner_calls.lock().unwrap();
+            for call in emulator::roles::calls_between(&before, &after) {
+                *calls.entry(call).or_default() += 1;
+            }
+            drop(calls);
             let rb = self.store.get_runbook(id).await.unwrap().unwrap();
             if rb.finished() {
                 return rb;
@@ -247,6 +259,10 @@ async fn an_upgrade_replaces_the_cluster_and_moves_the_endpoint_only_once_the_re
             switch.started_at >= ready.finished_at,
             "{backend}: switched before READY"
         );
+        // The runner's own AWS calls (the endpoint's records) are ones the
+        // runbooks function's role grants.
+        let calls = w.runner_calls.lock().unwrap().clone();
+        emulator::roles::assert_role_allows("RunbooksFunction", &Default::default(), &calls);
     }
 }
 
