@@ -152,11 +152,12 @@ impl World {
             let before = emulator::roles::snapshot(emulator::shared(), &self.acct);
             let _ = runner.run(id).await.unwrap();
             let after = emulator::roles::snapshot(emulator::shared(), &self.acct);
-            let mut calls = self.runner_calls.lock().unwrap();
-            for call in emulator::roles::calls_between(&before, &after) {
-                *calls.entry(call).or_default() += 1;
+            {
+                let mut calls = self.runner_calls.lock().unwrap();
+                for call in emulator::roles::calls_between(&before, &after) {
+                    *calls.entry(call).or_default() += 1;
+                }
             }
-            drop(calls);
             let rb = self.store.get_runbook(id).await.unwrap().unwrap();
             if rb.finished() {
                 return rb;
